@@ -1,0 +1,257 @@
+"""Loaders that map the paper's real training sources on the Hugging Face hub to the problem schema.
+
+Each source is a pure mapping function `map_<source>(record, idx, split) -> list[problem]` (one hub row may
+hold several questions) plus a loader in `SOURCES` that runs it over `datasets.load_dataset(...)`. Rows
+that fail `validate_problem` are skipped, counted and their ids logged. The hub is never reached in tests:
+they call the mapping functions on hand-built rows and the loaders on a stand-in for `load_dataset`.
+
+Column names, checked against the sources (2026-11):
+- ydeng9/sft_seed (split train): problem, answer, decoded_image (PIL), image (a path/URL string), source;
+  read that way by OpenVLThinker's generation/generate_reasoning_thinker.py.
+- ydeng9/medium_grpo_only, ydeng9/OpenVLThinker-grpo-hard: problem, answer, images (a list); the keys
+  OpenVLThinker's EasyR1 config reads (prompt_key problem, answer_key answer, image_key images).
+- hiyouga/geometry3k (train/validation/test): images (list), problem, answer, id, choices, ground_truth
+  (dataset card).
+- lmms-lab/VizWiz-VQA (val/test): question_id, image, question, answers (10 crowd answers), category
+  (dataset card).
+- HuggingFaceM4/the_cauldron, configs figureqa / tabmwp (train only): images (list), texts = list of
+  {user, assistant, source} (dataset card).
+- lmms-lab/LLaVA-OneVision-Data, configs "<Name>(MathV360K)": id, image, conversations = list of
+  {from, value}, data_source (dataset card).
+"""
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable
+
+import datasets
+
+from ovlt.data.schema import PROBLEM_FEATURES, option_letter, validate_problem
+
+log = logging.getLogger(__name__)
+
+# ----------------------------------------------------------------------------------------------------------
+# text helpers shared by every source
+
+_CHOICES_MARKER = re.compile(r"(?:^|\n)[ \t]*(?:Choices|Options)[ \t]*:[ \t]*", re.IGNORECASE)
+_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.):]\s*(.+?)\s*$")
+_OPTION_INLINE = re.compile(r"(?:^|\s)\(?([A-Z])[.)]\s+")
+_ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", re.IGNORECASE)
+
+
+def _options_from_lines(lines: list[str]) -> list[str]:
+    """Options on consecutive lines "A. x" / "(A) x", lettered A, B, C ... in order."""
+    options = []
+    for line in lines:
+        match = _OPTION_LINE.match(line)
+        if not match or match.group(1) != option_letter(len(options)):
+            break
+        options.append(match.group(2))
+    return options
+
+
+def parse_choices(text: str) -> tuple[str, list[str]]:
+    """Split a question into (stem, options), reading "Choices: A. x B. y", one option per line, or "(A) x" lines.
+
+    Text after the options (e.g. "Answer with the option's letter") is dropped: every stage adds its own
+    instruction. Returns (text, []) when no lettered options A, B, ... are found.
+    """
+    text = text.replace("<image>", "").strip()
+    marker = _CHOICES_MARKER.search(text)
+    if marker:
+        stem, rest = text[: marker.start()], text[marker.end():]
+        options = _options_from_lines(rest.split("\n"))
+        if len(options) < 2:  # all on one line: "A. 8 B. 10 C. 12"
+            parts = _OPTION_INLINE.split(rest.split("\n")[0])[1:]
+            letters, texts = parts[0::2], [t.strip() for t in parts[1::2]]
+            options = texts if letters == [option_letter(i) for i in range(len(letters))] else []
+        return (stem.strip(), options) if len(options) >= 2 else (text, [])
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        options = _options_from_lines(lines[i:])
+        if len(options) >= 2:
+            return "\n".join(lines[:i]).strip(), options
+    return text, []
+
+
+def final_answer(text: str) -> str:
+    """The answer in a reference response: after its last "Answer:", without "The answer is" or a final period."""
+    text = text.strip()
+    if re.search(r"answer\s*:", text, re.IGNORECASE):
+        text = re.split(r"answer\s*:", text, flags=re.IGNORECASE)[-1]
+    text = _ANSWER_PREFIX.sub("", text.strip())
+    return text.strip().removesuffix(".").strip()
+
+
+def infer_answer_type(answer: str) -> tuple[str, int]:
+    """(answer_type, precision) for a free-form answer."""
+    answer = answer.strip()
+    if re.fullmatch(r"[-+]?\d+", answer):
+        return "integer", -1
+    if re.fullmatch(r"[-+]?\d*\.\d+", answer):
+        return "float", len(answer.split(".")[1])
+    if re.fullmatch(r"\[.*\]", answer) or re.fullmatch(r"[-+\d.]+(\s*,\s*[-+\d.]+)+", answer):
+        return "list", -1
+    if re.search(r"\\|\^|_\{|\{|\}|\bsqrt\b|\bpi\b", answer):
+        return "latex", -1
+    return "text", -1
+
+
+def make_problem(id: str, image, question: str, answer: str, source: str, split: str) -> dict:
+    """A schema record from a raw question (options inside it are parsed out) and a raw answer.
+
+    A multiple choice answer given as a letter ("B", "(B)", "B.") becomes the option text, as MathVista does.
+    """
+    stem, choices = parse_choices(question)
+    answer = (answer or "").strip()
+    if choices:
+        letter = answer.strip("().").upper()
+        if len(letter) == 1 and "A" <= letter <= option_letter(len(choices) - 1):
+            answer = choices[ord(letter) - ord("A")]
+        else:  # given as text: take the option's own spelling
+            answer = next((c for c in choices if c.lower() == answer.lower()), answer)
+        answer_type, precision = "multiple_choice", -1
+    else:
+        answer_type, precision = infer_answer_type(answer)
+    return {"id": id, "image": image, "question": stem, "choices": choices, "answer": answer,
+            "answer_type": answer_type, "precision": precision, "source": source, "split": split,
+            "difficulty": -1, "scene": ""}
+
+
+def _first(images):
+    return images[0] if images else None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip().lower()).strip("_.") or "unknown"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one mapping per source: hub row -> problems
+
+
+def map_sft_seed(record: dict, idx: int, split: str = "train") -> list[dict]:
+    source = _slug(record.get("source") or "sft_seed")
+    return [make_problem(f"sft_seed-{source}-{idx:07d}", record["decoded_image"], record["problem"],
+                         record["answer"], source, split)]
+
+
+def map_grpo_set(record: dict, idx: int, split: str = "train", name: str = "grpo") -> list[dict]:
+    return [make_problem(f"{name}-{idx:07d}", _first(record["images"]), record["problem"], record["answer"],
+                         name, split)]
+
+
+def map_geometry3k(record: dict, idx: int, split: str = "train") -> list[dict]:
+    question, choices = record["problem"], record.get("choices") or []
+    if choices and not parse_choices(question)[1]:  # options live in their own column here
+        question += "\nChoices:\n" + "\n".join(f"{option_letter(i)}. {c}" for i, c in enumerate(choices))
+    answer = record.get("ground_truth") or record["answer"]
+    return [make_problem(f"geometry3k-{record.get('id', idx)}", _first(record["images"]), question, answer,
+                         "geometry3k", split)]
+
+
+def map_vizwiz(record: dict, idx: int, split: str = "train") -> list[dict]:
+    # ten crowd answers; the gold answer is the most common (ties: the first given), as VQA scoring implies
+    answers = [a.strip() for a in record.get("answers") or [] if a and a.strip()]
+    answer = Counter(answers).most_common(1)[0][0] if answers else ""
+    question_id = _slug(str(record.get("question_id") or idx))
+    return [make_problem(f"vizwiz-{question_id}", record["image"], record["question"], answer, "vizwiz", split)]
+
+
+def _map_cauldron(record: dict, idx: int, split: str, source: str) -> list[dict]:
+    image = _first(record["images"])
+    return [make_problem(f"{source}-{idx:07d}-{turn}", image, text["user"], final_answer(text["assistant"]),
+                         source, split)
+            for turn, text in enumerate(record["texts"])]
+
+
+def map_cauldron_figureqa(record: dict, idx: int, split: str = "train") -> list[dict]:
+    return _map_cauldron(record, idx, split, "figureqa")
+
+
+def map_cauldron_tabmwp(record: dict, idx: int, split: str = "train") -> list[dict]:
+    return _map_cauldron(record, idx, split, "tabmwp")
+
+
+def map_mathv360k(record: dict, idx: int, split: str = "train", name: str = "mathv360k") -> list[dict]:
+    turns = record["conversations"]
+    questions = [t["value"] for t in turns if t["from"] == "human"]
+    answers = [t["value"] for t in turns if t["from"] == "gpt"]
+    return [make_problem(f"{name}-{idx:07d}-{turn}", record["image"], question, final_answer(answer), name, split)
+            for turn, (question, answer) in enumerate(zip(questions, answers, strict=False))]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loaders
+
+
+def convert(rows: datasets.Dataset, mapper: Callable, split: str, where: str) -> tuple[datasets.Dataset, list[str]]:
+    """Map hub rows to problems, keeping the valid ones; returns (problems, ids of skipped problems)."""
+    skipped = []
+
+    def map_batch(batch: dict, indices: list[int]) -> dict:
+        out = {key: [] for key in PROBLEM_FEATURES}
+        for offset, idx in enumerate(indices):
+            row = {key: values[offset] for key, values in batch.items()}
+            for problem in mapper(row, idx, split):
+                try:
+                    validate_problem(problem, f"{where} row {idx}")
+                except ValueError as error:
+                    skipped.append(problem["id"])
+                    log.debug("skipping %s", error)
+                    continue
+                for key in PROBLEM_FEATURES:
+                    out[key].append(problem[key])
+        return out
+
+    problems = rows.map(map_batch, batched=True, batch_size=64, with_indices=True, remove_columns=rows.column_names,
+                        features=PROBLEM_FEATURES, load_from_cache_file=False, desc=f"mapping {where}")
+    log.info("%s: %d problems kept, %d skipped as invalid", where, len(problems), len(skipped))
+    if skipped:
+        log.warning("%s: skipped ids (first 20): %s", where, skipped[:20])
+    return problems, skipped
+
+
+def _loader(hub_id: str, mapper: Callable, config: str | None = None, hub_splits: dict | None = None):
+    """A loader(split, limit) for one hub data set; hub_splits maps our split names to the hub's."""
+
+    def load(split: str = "train", limit: int | None = None) -> datasets.Dataset:
+        hub_split = (hub_splits or {}).get(split, split)
+        rows = datasets.load_dataset(hub_id, config, split=hub_split)
+        if limit is not None:
+            rows = rows.select(range(min(limit, len(rows))))
+        return convert(rows, mapper, split, f"{hub_id}{f'/{config}' if config else ''}[{hub_split}]")[0]
+
+    return load
+
+
+MATHV360K_SUBSETS = ("CLEVR-Math", "FigureQA", "GEOS", "GeoQA+", "Geometry3K", "IconQA", "MapQA", "Super-CLEVR",
+                     "TabMWP", "UniGeo", "VizWiz")
+
+
+def _mathv360k(subset: str):
+    name = f"mathv360k_{_slug(subset)}"
+    return name, _loader("lmms-lab/LLaVA-OneVision-Data",
+                         lambda row, idx, split: map_mathv360k(row, idx, split, name), config=f"{subset}(MathV360K)")
+
+
+SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
+    "sft_seed": _loader("ydeng9/sft_seed", map_sft_seed),
+    "grpo_medium": _loader("ydeng9/medium_grpo_only",
+                           lambda row, idx, split: map_grpo_set(row, idx, split, "grpo_medium")),
+    "grpo_hard": _loader("ydeng9/OpenVLThinker-grpo-hard",
+                         lambda row, idx, split: map_grpo_set(row, idx, split, "grpo_hard")),
+    "geometry3k": _loader("hiyouga/geometry3k", map_geometry3k),
+    "vizwiz": _loader("lmms-lab/VizWiz-VQA", map_vizwiz, hub_splits={"train": "val"}),
+    "figureqa": _loader("HuggingFaceM4/the_cauldron", map_cauldron_figureqa, config="figureqa"),
+    "tabmwp": _loader("HuggingFaceM4/the_cauldron", map_cauldron_tabmwp, config="tabmwp"),
+    **dict(_mathv360k(subset) for subset in MATHV360K_SUBSETS),
+}
+
+
+def load_source(name: str, split: str = "train", limit: int | None = None) -> datasets.Dataset:
+    """Problems of one hub source (see SOURCES) in the shared schema."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown source {name!r}; known sources: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name](split=split, limit=limit)

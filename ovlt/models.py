@@ -1,0 +1,420 @@
+"""Models: the one loader, the tiny Qwen2.5-VL the CPU study runs on, and the processor quirks.
+
+- `load(name_or_path)` loads a tiny local checkpoint and a hub model (Qwen/Qwen2.5-VL-7B-Instruct) the same way.
+- `build_tiny(out_dir)` builds, saves and caches a randomly initialised Qwen2.5-VL with tiny dimensions and a
+  byte-level BPE tokenizer trained here, on study-like text: the whole pipeline runs on it in minutes on a CPU.
+- `build_random(QWEN25_VL_7B_DIMS, ...)` builds a 7B-shaped model with random weights for speed checks.
+
+Dimensions are one flat dict in transformers' own field names: text fields as in `Qwen2_5_VLTextConfig`
+(`rope_theta` and `mrope_section` go into `rope_parameters`), vision fields prefixed with `vision_` as in
+`Qwen2_5_VLVisionConfig`. The projector's output size is always the text hidden size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers.models import BPE
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+    ProcessorMixin,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2Tokenizer,
+    Qwen2VLImageProcessorPil,
+)
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+from transformers.utils import is_torchvision_available
+
+log = logging.getLogger(__name__)
+
+# Qwen2.5-VL-7B-Instruct's published config.json, in the flat form described above.
+QWEN25_VL_7B_DIMS: dict = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 128000,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1e6,
+    "mrope_section": [16, 24, 24],
+    "tie_word_embeddings": False,
+    "vision_depth": 32,
+    "vision_hidden_size": 1280,
+    "vision_intermediate_size": 3420,
+    "vision_num_heads": 16,
+    "vision_patch_size": 14,
+    "vision_spatial_merge_size": 2,
+    "vision_temporal_patch_size": 2,
+    "vision_window_size": 112,
+    "vision_fullatt_block_indexes": [7, 15, 23, 31],
+    "vision_tokens_per_second": 2,
+}
+
+# The tiny model: ~2.6 M parameters with the ~3k-token vocabulary. head_dim = 256 / 4 = 64, so the
+# mrope sections (temporal, height, width) must sum to 32; Qwen's 16:24:24 split scaled down.
+TINY_DIMS: dict = {
+    "vocab_size": 3072,
+    "hidden_size": 256,
+    "intermediate_size": 640,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1e6,
+    "mrope_section": [8, 12, 12],
+    "tie_word_embeddings": True,
+    "vision_depth": 2,
+    "vision_hidden_size": 64,
+    "vision_intermediate_size": 128,
+    "vision_num_heads": 4,
+    "vision_patch_size": 14,
+    "vision_spatial_merge_size": 2,
+    "vision_temporal_patch_size": 2,
+    "vision_window_size": 112,
+    "vision_fullatt_block_indexes": [1],
+    "vision_tokens_per_second": 2,
+}
+
+# Qwen2.5-VL's special tokens and their ids in the real vocabulary.
+QWEN_TOKEN_IDS = {
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+    "<|vision_start|>": 151652,
+    "<|vision_end|>": 151653,
+    "<|vision_pad|>": 151654,
+    "<|image_pad|>": 151655,
+    "<|video_pad|>": 151656,
+}
+SPECIAL_TOKENS = list(QWEN_TOKEN_IDS)
+
+# Qwen2.5-VL-7B-Instruct's chat template, verbatim (chat_template.json of the hub repo).
+QWEN25_VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}"
+    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}{% set video_count.value = video_count.value + 1 %}"
+    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+# Image bounds of the tiny model: a 112x112 image is 16 visual tokens, 168x168 is 36.
+TINY_MIN_PIXELS = 4 * 28 * 28
+TINY_MAX_PIXELS = 64 * 28 * 28
+
+# Bump when build_tiny's recipe changes, so cached folders from an older recipe are not reused.
+TINY_RECIPE_VERSION = 1
+
+
+class OvltQwenVLProcessor(Qwen2_5_VLProcessor):
+    """Qwen2.5-VL's processor without a video processor.
+
+    The stock processor requires one, and every video processor needs torchvision, which cannot be installed
+    next to the CPU torch (STACK.md). Images are all this study feeds the model.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    def to_dict(self):
+        # Saved folders name the stock class, so that machines with torchvision (and vLLM) load them with it.
+        return {**super().to_dict(), "processor_class": Qwen2_5_VLProcessor.__name__}
+
+
+def qwen_config(dims: dict, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
+    """A Qwen2_5_VLConfig from flat `dims` (see the module docstring) and special-token ids by token."""
+    known = set(QWEN25_VL_7B_DIMS)
+    unknown = sorted(set(dims) - known)
+    if unknown:
+        raise ValueError(f"unknown model dimension(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(known - set(dims))
+    if missing:
+        raise ValueError(f"missing model dimension(s) {missing}")
+    text = {k: v for k, v in dims.items() if not k.startswith("vision_")}
+    vision = {k.removeprefix("vision_"): v for k, v in dims.items() if k.startswith("vision_")}
+    rope = {"rope_type": "default", "rope_theta": text.pop("rope_theta"), "mrope_section": list(text.pop("mrope_section"))}
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    if sum(rope["mrope_section"]) != head_dim // 2:
+        raise ValueError(f"mrope_section {rope['mrope_section']} must sum to head_dim/2 = {head_dim // 2}")
+    tie = text.pop("tie_word_embeddings")
+    ids = {
+        "bos_token_id": token_ids["<|endoftext|>"],
+        "eos_token_id": token_ids["<|im_end|>"],
+        "pad_token_id": token_ids["<|endoftext|>"],
+    }
+    return Qwen2_5_VLConfig(
+        text_config={**text, "rope_parameters": rope, **ids},
+        vision_config={**vision, "out_hidden_size": text["hidden_size"]},
+        image_token_id=token_ids["<|image_pad|>"],
+        video_token_id=token_ids["<|video_pad|>"],
+        vision_start_token_id=token_ids["<|vision_start|>"],
+        vision_end_token_id=token_ids["<|vision_end|>"],
+        tie_word_embeddings=tie,
+    )
+
+
+def generation_config(token_ids: dict[str, int]) -> GenerationConfig:
+    # As Qwen2.5-VL-Instruct's generation_config.json: a turn ends at <|im_end|> or <|endoftext|>.
+    eos = [token_ids["<|im_end|>"], token_ids["<|endoftext|>"]]
+    return GenerationConfig(eos_token_id=eos, pad_token_id=token_ids["<|endoftext|>"], bos_token_id=eos[1])
+
+
+def build_random(dims: dict, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"):
+    """A Qwen2.5-VL of the given dims with random weights (nothing downloaded), e.g. 7B-shaped for speed checks."""
+    config = qwen_config(dims, QWEN_TOKEN_IDS)
+    with torch.device(device):
+        model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    model.generation_config = generation_config(QWEN_TOKEN_IDS)
+    return model.eval()
+
+
+def builtin_corpus(seed: int = 0, size: int = 3000) -> list[str]:
+    """Study-like text to train the tiny tokenizer on: the shipped benchmark-style prose
+    (assets/tokenizer_corpus.txt: MathVista-like questions, captions, chains, math vocabulary) and `size`
+    templated problems with lettered options, reasoning chains and answer tags."""
+    shipped = (Path(__file__).parent / "assets" / "tokenizer_corpus.txt").read_text().splitlines()
+    rng = random.Random(seed)
+    letters = "ABCDEFGH"
+    colors = ["red", "blue", "green", "orange", "purple", "gray", "yellow", "black"]
+    shapes = ["bar", "dot", "circle", "square", "triangle", "line", "angle", "segment"]
+    questions = [
+        "Which bar is the tallest?",
+        "How many {shape}s are there in the image?",
+        "Is the left bar taller than the right bar?",
+        "What is the value of the {color} bar?",
+        "In the figure, find the measure of angle {letter}.",
+        "What is the length of side {letter}{letter2}? Round to one decimal place.",
+        "Which {shape} is {color}?",
+        "What is the sum of the values of {letter} and {letter2}?",
+    ]
+    phrases = [
+        "The bars show {letter} is {n}, {letter2} is {m}.",
+        "Let me count the {shape}s: {counting}.",
+        "Wait, let me check. {letter} is {n}, not {m}.",
+        "So the answer is {letter}.",
+        "{letter} is {n}, {letter2} is {m}. {letter2} is the tallest.",
+        "The angle is {n}{m} degrees, so x = {m}{n} - {n}.",
+        "Hmm, I need to re-read the question.",
+        "First, I look at the {color} {shape}. It is {n} units long.",
+        "Yes, {n} + {m} = {total}.",
+    ]
+    lines = []
+    for _ in range(size):
+        fill = {
+            "letter": rng.choice(letters[:4]),
+            "letter2": rng.choice(letters[:4]),
+            "shape": rng.choice(shapes),
+            "color": rng.choice(colors),
+            "n": rng.randint(0, 99),
+            "m": rng.randint(0, 99),
+        }
+        fill["total"] = fill["n"] + fill["m"]
+        fill["counting"] = ", ".join(str(i) for i in range(1, rng.randint(2, 7)))
+        options = "\n".join(f"({letters[i]}) {rng.choice(colors + [str(rng.randint(0, 99))])}" for i in range(4))
+        chain = " ".join(rng.choice(phrases).format(**fill) for _ in range(rng.randint(1, 4)))
+        answer = rng.choice([fill["letter"], str(fill["n"]), f"{fill['n']}.{fill['m'] % 10}", rng.choice(["Yes", "No"])])
+        lines.append(
+            f"{rng.choice(questions).format(**fill)}\nChoices:\n{options}\n"
+            f"<think>{chain}</think>\n<answer>{answer}</answer>"
+        )
+    return shipped + lines
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer trained on `corpus`, with Qwen2's pre-tokenizer and special tokens.
+
+    Special tokens take ids 0..7 in `SPECIAL_TOKENS` order; digits are split one by one, as in Qwen.
+    """
+    bpe = Tokenizer(BPE())
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    trained = json.loads(bpe.to_str())["model"]
+    return Qwen2Tokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(merge) for merge in trained["merges"]],
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|im_end|>", "<|endoftext|>")],
+        model_max_length=TINY_DIMS["max_position_embeddings"],
+    )
+
+
+def tiny_image_processor() -> Qwen2VLImageProcessorPil:
+    # Passed as `size`, not min_pixels/max_pixels: in transformers 5.17 those write into the class-level
+    # default `size` dict, which would change every Qwen2VLImageProcessorPil made later in the process.
+    return Qwen2VLImageProcessorPil(size={"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS})
+
+
+def _fingerprint(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None, **dims) -> Path:
+    """Build (or find cached) a tiny Qwen2.5-VL under `out_dir`; returns its folder, loadable with `load`.
+
+    `dims` override `TINY_DIMS`. The tokenizer is trained on `builtin_corpus()` plus `corpus` (e.g. the data
+    module's generated questions and chains); its size sets the model's vocabulary. Same arguments, same bytes:
+    the folder is named by a fingerprint of them, and a second call returns it without building.
+    """
+    dims = {**TINY_DIMS, **dims}
+    texts = builtin_corpus(seed) + list(corpus or [])
+    corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    key = _fingerprint({"recipe": TINY_RECIPE_VERSION, "seed": seed, "dims": dims, "corpus": corpus_hash})
+    folder = Path(out_dir) / f"qwen25vl-tiny-{key}"
+    if (folder / "config.json").exists():
+        return folder
+
+    start = time.perf_counter()
+    tokenizer = train_tokenizer(texts, dims["vocab_size"])
+    token_ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    # A small corpus may learn fewer merges than asked: the embedding matches the tokenizer exactly.
+    config = qwen_config({**dims, "vocab_size": len(tokenizer)}, token_ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model.generation_config = generation_config(token_ids)
+    processor = OvltQwenVLProcessor(tiny_image_processor(), tokenizer, chat_template=QWEN25_VL_CHAT_TEMPLATE)
+
+    # Write into a temporary sibling and rename, so a folder that exists is always complete.
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    # preprocessor_config.json as well, as in the hub repo: the stock processor's video processor falls back to it.
+    processor.image_processor.save_pretrained(staging)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process finished the same build first
+        shutil.rmtree(staging)
+    log.info(
+        "built tiny Qwen2.5-VL (%s parameters, vocab %d) in %.1fs: %s",
+        f"{count_parameters(model):,}",
+        len(tokenizer),
+        time.perf_counter() - start,
+        folder,
+    )
+    return folder
+
+
+def _has_processor(folder: Path) -> bool:
+    if (folder / "preprocessor_config.json").exists():
+        return True
+    processor_config = folder / "processor_config.json"
+    return processor_config.exists() and "image_processor" in json.loads(processor_config.read_text())
+
+
+def load_processor(name_or_path: str | Path, trust_remote_code: bool = False) -> ProcessorMixin:
+    """The Qwen2.5-VL processor of a local folder or hub id: the stock class where torchvision is importable,
+    `OvltQwenVLProcessor` otherwise. Its tokenizer pads on the left (see `load`)."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        if not _has_processor(folder):
+            raise FileNotFoundError(
+                f"{folder} has no image processor (neither preprocessor_config.json nor an 'image_processor' "
+                "entry in processor_config.json): save the processor next to the model"
+            )
+        if not (folder / "tokenizer_config.json").exists():
+            raise FileNotFoundError(f"{folder} has no tokenizer (tokenizer_config.json missing)")
+    processor_class = Qwen2_5_VLProcessor if is_torchvision_available() else OvltQwenVLProcessor
+    processor = processor_class.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    # from_pretrained can quietly hand back something else (e.g. just a tokenizer); check what came back.
+    if not isinstance(processor, Qwen2_5_VLProcessor) or getattr(processor, "image_processor", None) is None:
+        raise TypeError(f"{name_or_path}: expected a Qwen2.5-VL processor, got {type(processor).__name__}")
+    left_pad(processor)
+    return processor
+
+
+def left_pad(processor):
+    """Pad prompts on the left: generation continues every row from its last real token, and TRL's GRPO
+    crashes in get_rope_index on right-padded Qwen2.5-VL batches (STACK.md)."""
+    getattr(processor, "tokenizer", processor).padding_side = "left"
+    return processor
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """The one loader: `(model, processor)` for a local checkpoint or a hub id, in eval mode.
+
+    Vision-language models come with their processor (`load_processor`); a text-only model (e.g. a text
+    reasoner) comes with its tokenizer, which plays the processor's part. Default dtype: bf16 on CUDA, fp32 on CPU.
+    """
+    device = torch.device(device or default_device())
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    is_vision = getattr(config, "vision_config", None) is not None
+    if is_vision:
+        processor = load_processor(name_or_path, trust_remote_code=trust_remote_code)
+        model_class = AutoModelForImageTextToText
+    else:
+        processor = left_pad(AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code))
+        model_class = AutoModelForCausalLM
+    model = model_class.from_pretrained(
+        str(name_or_path), dtype=dtype, device_map=device, trust_remote_code=trust_remote_code
+    )
+    return model.eval(), processor
+
+
+def vision_modules(model: PreTrainedModel) -> torch.nn.Module:
+    """The vision tower of a Qwen2.5-VL model; its `merger` is the projector into the language model."""
+    visual = getattr(getattr(model, "model", model), "visual", None)
+    if visual is None:
+        raise TypeError(f"{type(model).__name__} has no vision tower (expected model.model.visual)")
+    return visual
+
+
+def freeze_vision(model: PreTrainedModel) -> PreTrainedModel:
+    """Freeze the vision tower and the projector (merger), as the paper's SFT does; the LLM stays trainable."""
+    for parameter in vision_modules(model).parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,100 @@
+"""The study config: both shipped configs load; every kind of bad value is named with its key and file."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ovlt.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert len(cfg.schedule) == cfg.iterations
+    assert cfg.evaluation.benchmarks
+
+
+def test_paper_config_has_paper_values():
+    cfg = load_config(REPO / "configs/openvlthinker-7b.yaml")
+    assert cfg.models.captioner.name == "Qwen/Qwen2.5-VL-3B-Instruct"
+    assert cfg.models.reasoner.name == "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"
+    assert cfg.models.student.name == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert cfg.distill.sampling.n == 4
+    assert (cfg.sft.learning_rate, cfg.sft.lr_scheduler_type, cfg.sft.warmup_ratio) == (5e-6, "cosine", 0.15)
+    assert cfg.sft.freeze_vision and cfg.sft.finetune == "full" and cfg.sft.max_length == 2048
+    global_batch = cfg.sft.per_device_train_batch_size * cfg.sft.gradient_accumulation_steps * cfg.sft.launch.num_processes
+    assert global_batch == 32
+    g = cfg.grpo
+    assert (g.num_generations, g.temperature, g.top_p, g.beta, g.learning_rate, g.weight_decay) == (5, 1.0, 0.99, 0.01, 1e-6, 0.01)
+    assert (g.max_prompt_length, g.max_completion_length) == (6144, 2048)
+    assert cfg.iterations == 3
+    assert [s.sft_problems for s in cfg.schedule] == [25000, 5000, 5000]
+    assert all(s.grpo_problems == 5000 for s in cfg.schedule)
+    assert cfg.data.image_max_pixels == 262144
+    assert {s.name for s in cfg.data.sources} == {"figureqa", "geos", "geometry3k", "tabmwp", "vizwiz", "ai2d"}
+
+
+def _write(tmp_path, mutate):
+    raw = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    mutate(raw)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+BAD = [
+    ("typo at top level", lambda r: r.update(iteratons=2), "iteratons: unknown key"),
+    ("typo in a section", lambda r: r["grpo"].update(lerning_rate=1e-5), "grpo.lerning_rate: unknown key"),
+    ("wrong type", lambda r: r["sft"].update(max_steps="many"), "sft.max_steps"),
+    ("negative learning rate", lambda r: r["grpo"].update(learning_rate=-1.0), "grpo.learning_rate"),
+    ("unknown backend", lambda r: r["models"]["student"].update(backend="onnx"), "models.student.backend"),
+    ("missing key", lambda r: r.pop("models"), "models: required key is missing"),
+    ("batch not divisible by group", lambda r: r["grpo"].update(per_device_train_batch_size=30), "not divisible by num_generations"),
+    ("schedule length", lambda r: r.update(iterations=3), "schedule has 2 entries but iterations = 3"),
+    ("band out of order", lambda r: r["select_hard"].update(bands=[[0.9, 0.1]]), "bands[0]"),
+    ("target above candidates", lambda r: r["schedule"][0].update(grpo_problems=5000), "schedule.0"),
+    ("probability above 1", lambda r: r["models"]["captioner"].update(fidelity=1.5), "models.captioner.fidelity"),
+    ("unknown protocol", lambda r: r["evaluation"]["benchmarks"][0].update(protocol="lenient"), "evaluation.benchmarks.0.protocol"),
+]
+
+
+@pytest.mark.parametrize("mutate,expected", [(m, e) for _, m, e in BAD], ids=[n for n, _, _ in BAD])
+def test_bad_config_names_key_and_file(tmp_path, mutate, expected):
+    path = _write(tmp_path, mutate)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert expected in message
+
+
+def test_every_bad_key_reported_at_once(tmp_path):
+    def two_typos(raw):
+        raw["sft"]["lerning_rate"] = 1.0
+        raw["grpo"]["num_generatons"] = 4
+
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, two_typos))
+    assert "sft.lerning_rate" in str(info.value) and "grpo.num_generatons" in str(info.value)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not a readable YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_overrides_are_validated_too(tmp_path):
+    cfg = load_config(REPO / "configs/tiny.yaml", overrides={"sft": {"max_steps": 7}})
+    assert cfg.sft.max_steps == 7
+    with pytest.raises(ConfigError, match="sft.max_stepz"):
+        load_config(REPO / "configs/tiny.yaml", overrides={"sft": {"max_stepz": 7}})
