@@ -80,7 +80,7 @@ class Verdict:
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])|(?<![\w\d])[-−]?\.\d+")
 _PHRASE = re.compile(
     r"(?:\bfinal\s+answer|\bcorrect\s+answer|\banswer|\bcorrect\s+(?:option|choice))\s*"
-    r"(?:(?:is|should\s+be|would\s+be|will\s+be)\s*:?|:|=)\s*(?P<span>[^\n]*)",
+    r"(?:(?:is|should\s+be|would\s+be|will\s+be)\s*:?|:|=)[ \t]*",
     re.IGNORECASE,
 )
 # An option letter in its usual dresses: "B", "(B)", "B.", "B)", "B:", "Option B", optionally followed by the
@@ -187,16 +187,15 @@ def _last_line(text: str) -> str:
 
 def _option_at_end(text: str, choices) -> str | None:
     """The option whose text ends latest in the last line (longest on ties), e.g. '... so it is a surplus.'"""
-    line = _normalise_text(_last_line(text))
+    line = " ".join(_strip_latex(_last_line(text)).lower().split())
     best, best_end = None, -1
     for choice in choices:
-        norm = _normalise_text(choice)
+        norm = " ".join(_strip_latex(str(choice)).lower().split())
         if not norm:
             continue
-        for m in re.finditer(r"(?<![\w.])" + re.escape(norm) + r"(?![\w])", line):
-            end = m.end()
-            if end > best_end or (end == best_end and len(choice) > len(best)):
-                best, best_end = choice, end
+        for m in re.finditer(r"(?<![\w.])" + re.escape(norm) + r"(?!\w)", line):
+            if m.end() > best_end or (m.end() == best_end and len(choice) > len(best)):
+                best, best_end = choice, m.end()
     return best
 
 
@@ -222,8 +221,11 @@ def extract(response: str, choices=()) -> Extraction:
     if boxed is not None and boxed.strip():
         return Extraction(_reduce_span(boxed, choices), "boxed")
     phrase = _last_match(_PHRASE, text)
-    if phrase is not None and _trim_span(phrase.group("span")):
-        return Extraction(_reduce_span(phrase.group("span"), choices), "answer_phrase")
+    if phrase is not None:
+        line_end = text.find("\n", phrase.end())
+        span = text[phrase.end() : line_end if line_end >= 0 else len(text)]
+        if _trim_span(span):
+            return Extraction(_reduce_span(span, choices), "answer_phrase")
     count = _COUNT.search(_last_line(text))
     if count:
         return Extraction(_reduce_span(NUMBER_WORDS.get(count.group(1).lower(), count.group(1)), choices),
@@ -393,6 +395,9 @@ def _mathvista_equal(extracted: str, answer: str, answer_type: str, choices, pre
     return extracted == answer
 
 
+_MATHY = re.compile(r"[\d\\√π∞]")
+
+
 def _split_list(text: str) -> list[str]:
     text = _strip_latex(text).strip().strip("[](){}").strip()
     return [item.strip() for item in text.split(",")] if text else []
@@ -408,7 +413,8 @@ def _strict_scalar_equal(pred: str, gold: str, answer_type: str, precision: int)
         return math.isclose(pred_value, gold_value, rel_tol=1e-6, abs_tol=1e-9)
     if _normalise_text(pred) == _normalise_text(gold):
         return True
-    if answer_type == "text" or not pred.strip() or not gold.strip():
+    # math-verify only where there is mathematics on both sides: prose ("an integer") cannot be equivalent.
+    if answer_type == "text" or not (_MATHY.search(pred) and _MATHY.search(gold)):
         return False
     return MATH_VERIFY.equal(gold, pred, precision if precision >= 0 else 6)
 

@@ -188,11 +188,12 @@ class Stage:
         return st.finish(counts={...})
     """
 
-    def __init__(self, run: Run, name: str, iteration: int | None = None, params: Any = None, inputs: Iterable[dict] = ()):
+    def __init__(self, run: Run, name: str, iteration: int | None = None, params: Any = None, inputs: Iterable[dict] = (),
+                 folder: Path | None = None):
         self.run = run
         self.name = name
         self.iteration = iteration
-        self.dir = run.stage_dir(name, iteration)
+        self.dir = Path(folder) if folder is not None else run.stage_dir(name, iteration)
         self.params = params
         self.input_fingerprints = {f"{m['stage']}@{m.get('iteration')}": m["fingerprint"] for m in inputs}
         self.fingerprint = fingerprint({"stage": name, "params": params, "inputs": self.input_fingerprints})

@@ -82,7 +82,8 @@ class SourceSpec(Section):
 
 class Procedural(Section):
     image_size: int = Field(112, ge=28)
-    difficulty: dict[str, list[int]] = Field(default_factory=dict)
+    # Fixed difficulty level per procedural family (e.g. {chart: 1}); a family not named draws every level.
+    difficulty: dict[str, int] = Field(default_factory=dict)
 
 
 class Data(Section):

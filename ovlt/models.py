@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE
 from transformers import (
     AutoConfig,
@@ -54,6 +54,7 @@ QWEN25_VL_7B_DIMS: dict = {
     "num_key_value_heads": 4,
     "max_position_embeddings": 128000,
     "rms_norm_eps": 1e-6,
+    "initializer_range": 0.02,
     "rope_theta": 1e6,
     "mrope_section": [16, 24, 24],
     "tie_word_embeddings": False,
@@ -80,6 +81,7 @@ TINY_DIMS: dict = {
     "num_key_value_heads": 2,
     "max_position_embeddings": 4096,
     "rms_norm_eps": 1e-6,
+    "initializer_range": 0.02,
     "rope_theta": 1e6,
     "mrope_section": [8, 12, 12],
     "tie_word_embeddings": True,
@@ -158,7 +160,12 @@ def qwen_config(dims: dict, token_ids: dict[str, int]) -> Qwen2_5_VLConfig:
         raise ValueError(f"missing model dimension(s) {missing}")
     text = {k: v for k, v in dims.items() if not k.startswith("vision_")}
     vision = {k.removeprefix("vision_"): v for k, v in dims.items() if k.startswith("vision_")}
-    rope = {"rope_type": "default", "rope_theta": text.pop("rope_theta"), "mrope_section": list(text.pop("mrope_section"))}
+    vision["initializer_range"] = text["initializer_range"]
+    rope = {
+        "rope_type": "default",
+        "rope_theta": text.pop("rope_theta"),
+        "mrope_section": list(text.pop("mrope_section")),
+    }
     head_dim = text["hidden_size"] // text["num_attention_heads"]
     if sum(rope["mrope_section"]) != head_dim // 2:
         raise ValueError(f"mrope_section {rope['mrope_section']} must sum to head_dim/2 = {head_dim // 2}")
@@ -236,9 +243,13 @@ def builtin_corpus(seed: int = 0, size: int = 3000) -> list[str]:
         }
         fill["total"] = fill["n"] + fill["m"]
         fill["counting"] = ", ".join(str(i) for i in range(1, rng.randint(2, 7)))
-        options = "\n".join(f"({letters[i]}) {rng.choice(colors + [str(rng.randint(0, 99))])}" for i in range(4))
+        options = "\n".join(
+            f"({letters[i]}) {rng.choice(colors + [str(rng.randint(0, 99))])}" for i in range(4)
+        )
         chain = " ".join(rng.choice(phrases).format(**fill) for _ in range(rng.randint(1, 4)))
-        answer = rng.choice([fill["letter"], str(fill["n"]), f"{fill['n']}.{fill['m'] % 10}", rng.choice(["Yes", "No"])])
+        answer = rng.choice(
+            [fill["letter"], str(fill["n"]), f"{fill['n']}.{fill['m'] % 10}", rng.choice(["Yes", "No"])]
+        )
         lines.append(
             f"{rng.choice(questions).format(**fill)}\nChoices:\n{options}\n"
             f"<think>{chain}</think>\n<answer>{answer}</answer>"
@@ -374,6 +385,15 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load_processing_class(name_or_path: str | Path, trust_remote_code: bool = False):
+    """What turns chats into model inputs: the processor of a vision-language model (`load_processor`), or the
+    tokenizer of a text-only one (e.g. a text reasoner), which then plays the processor's part. Pads left."""
+    config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
+    if getattr(config, "vision_config", None) is not None:
+        return load_processor(name_or_path, trust_remote_code=trust_remote_code)
+    return left_pad(AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code))
+
+
 def load(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -382,19 +402,15 @@ def load(
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """The one loader: `(model, processor)` for a local checkpoint or a hub id, in eval mode.
 
-    Vision-language models come with their processor (`load_processor`); a text-only model (e.g. a text
-    reasoner) comes with its tokenizer, which plays the processor's part. Default dtype: bf16 on CUDA, fp32 on CPU.
+    A text-only model comes with its tokenizer in the processor's place (`load_processing_class`).
+    Default dtype: bf16 on CUDA, fp32 on CPU.
     """
     device = torch.device(device or default_device())
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
-    is_vision = getattr(config, "vision_config", None) is not None
-    if is_vision:
-        processor = load_processor(name_or_path, trust_remote_code=trust_remote_code)
-        model_class = AutoModelForImageTextToText
-    else:
-        processor = left_pad(AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code))
-        model_class = AutoModelForCausalLM
+    processor = load_processing_class(name_or_path, trust_remote_code=trust_remote_code)
+    model_class = (
+        AutoModelForImageTextToText if isinstance(processor, ProcessorMixin) else AutoModelForCausalLM
+    )
     model = model_class.from_pretrained(
         str(name_or_path), dtype=dtype, device_map=device, trust_remote_code=trust_remote_code
     )

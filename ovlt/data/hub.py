@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------------------------------------
 # text helpers shared by every source
 
-_CHOICES_MARKER = re.compile(r"(?:^|\n)[ \t]*(?:Choices|Options)[ \t]*:[ \t]*", re.IGNORECASE)
+_CHOICES_MARKER = re.compile(r"\b(?:Choices|Options)\s*:\s*", re.IGNORECASE)
 _OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.):]\s*(.+?)\s*$")
 _OPTION_INLINE = re.compile(r"(?:^|\s)\(?([A-Z])[.)]\s+")
 _ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", re.IGNORECASE)
@@ -68,7 +68,7 @@ def parse_choices(text: str) -> tuple[str, list[str]]:
             options = texts if letters == [option_letter(i) for i in range(len(letters))] else []
         return (stem.strip(), options) if len(options) >= 2 else (text, [])
     lines = text.split("\n")
-    for i, line in enumerate(lines):
+    for i in range(len(lines)):
         options = _options_from_lines(lines[i:])
         if len(options) >= 2:
             return "\n".join(lines[:i]).strip(), options

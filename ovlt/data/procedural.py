@@ -35,7 +35,7 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import datasets
@@ -69,22 +69,37 @@ TABLE_ITEMS = ("pens", "cups", "hats", "bags", "cars", "eggs", "keys", "maps", "
 
 
 # ----------------------------------------------------------------------------------------------------------
-# scenes: the facts and the question, drawn from a seeded random.Random
+# scenes: the facts, the question and its answer, drawn from a seeded random.Random. Each maker fixes the
+# answer while building the scene (the answer first, the facts arranged to fit); `solve` recomputes it from
+# the facts alone, and the tests check that the two agree.
 
 
-def _chart_scene(rng: random.Random, level: int) -> dict:
+def _move_extreme(values: list[int], to: int, largest: bool) -> None:
+    """Swap the largest (or smallest) value into position `to`."""
+    at = values.index(max(values) if largest else min(values))
+    values[to], values[at] = values[at], values[to]
+
+
+def _chart_scene(rng: random.Random, level: int) -> tuple[dict, str]:
     n_bars, axis_max = 2 + level, 3 + 2 * level  # 3 bars on a 0-5 grid ... 5 bars on a 0-9 grid
     labels = sorted(rng.sample(BAR_LABELS, n_bars))
     values = rng.sample(range(1, axis_max + 1), n_bars)  # distinct, so tallest/shortest are unique
     kind = rng.choice(QUESTION_KINDS["chart"])
-    if kind == "compare":
-        a, b = rng.sample(labels, 2)
-        query = {"kind": kind, "a": a, "b": b}
-    elif kind == "value":
-        query = {"kind": kind, "label": rng.choice(labels)}
+    query = {"kind": kind}
+    if kind in ("tallest", "shortest"):
+        pick = rng.randrange(n_bars)  # the answer's position is uniform
+        _move_extreme(values, pick, largest=kind == "tallest")
+        answer = labels[pick]
+    elif kind == "compare":
+        a, b = rng.sample(range(n_bars), 2)
+        answer = rng.choice(["Yes", "No"])  # balanced Yes/No
+        if (values[a] > values[b]) != (answer == "Yes"):
+            values[a], values[b] = values[b], values[a]
+        query.update({"a": labels[a], "b": labels[b]})
     else:
-        query = {"kind": kind}
-    return {
+        pick = rng.randrange(n_bars)
+        query["label"], answer = labels[pick], str(values[pick])
+    scene = {
         "family": "chart",
         "chart": "bar",
         "axis_max": axis_max,
@@ -92,75 +107,89 @@ def _chart_scene(rng: random.Random, level: int) -> dict:
         "style": {"color": rng.choice(list(COLORS))},
         "query": query,
     }
+    return scene, answer
 
 
-def _geometry_scene(rng: random.Random, level: int) -> dict:
+def _geometry_scene(rng: random.Random, level: int) -> tuple[dict, str]:
     kind = rng.choice(QUESTION_KINDS["geometry"])
-    side_range = {1: (2, 9), 2: (2, 15), 3: (5, 30)}[level]
+    low, high = {1: (2, 9), 2: (2, 15), 3: (5, 30)}[level]
     if kind == "missing_angle":
         step = {1: 10, 2: 5, 3: 1}[level]
         while True:  # every angle in 30-110 degrees, so the triangle is not too flat to label
             a, b = (rng.randrange(30, 111, step) for _ in range(2))
             if 30 <= 180 - a - b <= 110:
                 break
-        unknown = rng.randrange(3)
+        unknown, answer = rng.randrange(3), 180 - a - b
         angles = [a, b]
-        angles.insert(unknown, 180 - a - b)
-        shown = [i for i in range(3) if i != unknown]
-        scene = {"shape": "triangle", "angles": angles, "shown": shown}
+        angles.insert(unknown, answer)
+        facts = {"shape": "triangle", "angles": angles, "shown": [i for i in range(3) if i != unknown]}
     elif kind == "hypotenuse":
-        scene = {"shape": "right_triangle", "legs": [rng.randint(*side_range), rng.randint(*side_range)]}
+        legs = [rng.randint(low, high), rng.randint(low, high)]
+        facts, answer = {"shape": "right_triangle", "legs": legs}, f"{math.sqrt(legs[0] ** 2 + legs[1] ** 2):.1f}"
     else:
-        scene = {"shape": "rectangle", "width": rng.randint(*side_range), "height": rng.randint(*side_range)}
-    return {"family": "geometry", **scene, "style": {"color": rng.choice(list(COLORS))}, "query": {"kind": kind}}
+        width, height = rng.randint(low, high), rng.randint(low, high)
+        answer = width * height if kind == "rectangle_area" else 2 * width + 2 * height
+        facts = {"shape": "rectangle", "width": width, "height": height}
+    scene = {"family": "geometry", **facts, "style": {"color": rng.choice(list(COLORS))}, "query": {"kind": kind}}
+    return scene, str(answer)
 
 
-def _table_scene(rng: random.Random, level: int) -> dict:
+def _table_scene(rng: random.Random, level: int) -> tuple[dict, str]:
     n_rows = 2 + level
     low, high = {1: (1, 9), 2: (1, 20), 3: (10, 99)}[level]
     items = rng.sample(TABLE_ITEMS, n_rows)
     values = rng.sample(range(low, high + 1), n_rows)  # distinct: most/fewest/difference are unambiguous
     kind = rng.choice(QUESTION_KINDS["table"])
     query = {"kind": kind}
-    if kind == "difference":
-        x, y = rng.sample(range(n_rows), 2)
-        more, fewer = (x, y) if values[x] > values[y] else (y, x)
+    if kind in ("most", "fewest"):
+        pick = rng.randrange(n_rows)
+        _move_extreme(values, pick, largest=kind == "most")
+        answer = items[pick]
+    elif kind == "difference":
+        more, fewer = sorted(rng.sample(range(n_rows), 2), key=lambda i: -values[i])
         query.update({"a": items[more], "b": items[fewer]})
-    return {
+        answer = str(values[more] - values[fewer])
+    else:
+        answer = str(sum(values))
+    scene = {
         "family": "table",
         "header": ["Item", "Count"],
         "rows": [{"item": item, "value": value} for item, value in zip(items, values, strict=True)],
         "query": query,
     }
+    return scene, answer
 
 
-def _counting_scene(rng: random.Random, level: int) -> dict:
+def _counting_scene(rng: random.Random, level: int) -> tuple[dict, str]:
     grid = level + 1
     low, high = {1: (2, 3), 2: (3, 6), 3: (5, 10)}[level]
-    colors, shapes = list(COLORS)[: level + 1], SHAPES[: min(level + 1, 3)]
+    kinds = [(color, shape) for color in list(COLORS)[: level + 1] for shape in SHAPES[: min(level + 1, 3)]]
+    n_objects = rng.randint(low, high)
     kind = rng.choice(QUESTION_KINDS["counting"])
-    while True:
-        cells = rng.sample([[r, c] for r in range(grid) for c in range(grid)], rng.randint(low, high))
-        objects = [
-            {"shape": rng.choice(shapes), "color": rng.choice(colors), "size": rng.randint(1, 2), "cell": cell}
-            for cell in cells
-        ]
-        if kind == "count":
-            # ask about a present kind of object most of the time, so answers are not mostly 0
-            target = rng.choice(objects) if rng.random() < 0.75 else {"color": rng.choice(colors),
-                                                                       "shape": rng.choice(shapes)}
-            query = {"kind": kind, "color": target["color"], "shape": target["shape"]}
-            break
-        # largest: exactly one object is drawn big, and at least one other object looks different
-        objects[rng.randrange(len(objects))]["size"] = 3
-        answer = _describe(max(objects, key=lambda o: o["size"]))
-        others = sorted({_describe(o) for o in objects} - {answer})
-        if others:  # up to four options: the answer and up to three other objects in the picture
-            choices = [answer, *rng.sample(others, min(3, len(others)))]
-            rng.shuffle(choices)  # the answer's position carries no signal
-            query = {"kind": kind, "choices": choices}
-            break
-    return {"family": "counting", "grid": grid, "objects": objects, "query": query}
+    if kind == "count":
+        target = rng.choice(kinds)
+        count = rng.randint(0, min(n_objects, 5))  # how many of the asked-about objects to draw
+        others = [k for k in kinds if k != target]
+        looks = [target] * count + [rng.choice(others) for _ in range(n_objects - count)]
+        sizes = [rng.randint(1, 3) for _ in looks]
+        query, answer = {"kind": kind, "color": target[0], "shape": target[1]}, str(count)
+    else:
+        looks = [rng.choice(kinds) for _ in range(n_objects)]
+        while len(set(looks)) < 2:  # some other object must look different from the largest
+            looks = [rng.choice(kinds) for _ in range(n_objects)]
+        sizes = [rng.randint(1, 2) for _ in looks]
+        biggest = rng.randrange(n_objects)
+        sizes[biggest] = 3  # exactly one object is drawn big
+        answer = " ".join(looks[biggest])
+        others = sorted({" ".join(look) for look in looks} - {answer})
+        choices = [answer, *rng.sample(others, min(3, len(others)))]  # up to four options
+        rng.shuffle(choices)  # the answer's position carries no signal
+        query = {"kind": kind, "choices": choices}
+    cells = sorted(rng.sample([(r, c) for r in range(grid) for c in range(grid)], n_objects))
+    order = rng.sample(range(n_objects), n_objects)  # which object goes to which (reading-order) cell
+    objects = [{"shape": looks[i][1], "color": looks[i][0], "size": sizes[i], "cell": list(cell)}
+               for i, cell in zip(order, cells, strict=True)]
+    return {"family": "counting", "grid": grid, "objects": objects, "query": query}, answer
 
 
 SCENE_MAKERS = {"chart": _chart_scene, "geometry": _geometry_scene, "table": _table_scene,
@@ -280,7 +309,7 @@ def solve(scene: dict | str, kind: str | None = None, **params) -> str:
 # rendering
 
 
-@lru_cache(maxsize=None)
+@cache
 def _font(px: int) -> ImageFont.FreeTypeFont:
     # matplotlib ships DejaVu Sans, so every machine with the project's dependencies draws the same glyphs
     path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"
@@ -396,7 +425,8 @@ def _render_counting(draw, scene, s):
     for obj in scene["objects"]:
         r, c = obj["cell"]
         cx, cy = (c + 0.5) * cell, (r + 0.5) * cell
-        radius = cell * (0.16 + 0.1 * obj["size"])  # sizes 1-3: 26%, 36%, 46% of the cell
+        # the big size is far above the others, so a big triangle still has more area than a medium circle
+        radius = cell * {1: 0.2, 2: 0.27, 3: 0.46}[obj["size"]]
         color = COLORS[obj["color"]]
         if obj["shape"] == "circle":
             draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=color)
@@ -470,7 +500,7 @@ def generate(n: int, seed: int, split: str, families=None, difficulty=None, imag
         rng = rngs[family]
         for _ in range(10_000):
             level = rng.choice(levels[family])
-            scene = SCENE_MAKERS[family](rng, level)
+            scene, answer = SCENE_MAKERS[family](rng, level)
             key = scene_key(scene)
             if split_of(key) == split and key not in exclude:
                 break
@@ -482,7 +512,7 @@ def generate(n: int, seed: int, split: str, families=None, difficulty=None, imag
             "image": {"bytes": png_bytes(render(scene, image_size)), "path": None},
             "question": question,
             "choices": choices,
-            "answer": solve(scene),
+            "answer": answer,
             "answer_type": answer_type,
             "precision": precision,
             "source": f"synthetic/{family}",

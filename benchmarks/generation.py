@@ -1,0 +1,94 @@
+"""Generation throughput of the transformers backend: batch 1 (as the OpenVLThinker authors evaluated) against
+batched decoding, in one run on one model.
+
+    python benchmarks/generation.py                       # the tiny model, on this machine
+    python benchmarks/generation.py --model Qwen/Qwen2.5-VL-7B-Instruct --batch-sizes 16 32 64   # on a GPU
+
+Every completion is exactly --new-tokens long (end-of-turn is ignored), so tokens/s compare like with like.
+"""
+
+import argparse
+import logging
+import time
+
+from PIL import Image, ImageDraw
+
+from ovlt import models
+from ovlt.generation import SamplingParams, TransformersBackend
+
+QUESTIONS = [
+    "Which bar is the tallest?",
+    "How many dots are there in the image?",
+    "Is the left bar taller than the right bar? Answer Yes or No.",
+    "What is the value of the second bar? Choices:\n(A) 2\n(B) 4\n(C) 6\n(D) 8",
+]
+
+
+def make_problems(count: int) -> tuple[list[list[dict]], list[list[Image.Image]]]:
+    """Bar-chart-like images of two sizes and questions of different lengths."""
+    prompts, images = [], []
+    for i in range(count):
+        size = (112, 112) if i % 2 else (168, 140)
+        image = Image.new("RGB", size, "white")
+        draw = ImageDraw.Draw(image)
+        for bar in range(3):
+            height = 20 + 25 * ((i + bar) % 4)
+            draw.rectangle(
+                [10 + 30 * bar, size[1] - height, 30 + 30 * bar, size[1]], fill=(40 * bar, 90, 200)
+            )
+        question = QUESTIONS[i % len(QUESTIONS)]
+        prompts.append([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}])
+        images.append([image])
+    return prompts, images
+
+
+def tokens_per_second(backend, prompts, images, params) -> tuple[float, float]:
+    start = time.perf_counter()
+    results = backend.generate(prompts, images, params)
+    seconds = time.perf_counter() - start
+    tokens = sum(c.num_tokens for completions in results for c in completions)
+    return tokens / seconds, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", help="checkpoint folder or hub id (default: build the tiny model)")
+    parser.add_argument("--cache", default="runs/_models", help="where the tiny model is built (cached)")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    start = time.perf_counter()
+    path = args.model or models.build_tiny(args.cache)
+    model, processor = models.load(path)
+    print(
+        f"model {path}: {models.count_parameters(model):,} parameters on {model.device}, "
+        f"ready in {time.perf_counter() - start:.1f}s"
+    )
+    prompts, images = make_problems(args.prompts)
+    params = SamplingParams(max_new_tokens=args.new_tokens, ignore_eos=True)
+    # One warm-up batch, so that one-off costs (allocations, kernel selection) land in no measurement.
+    TransformersBackend((model, processor), batch_size=8, show_progress=False).generate(
+        prompts[:8], images[:8], params
+    )
+
+    rows = []
+    for batch_size in [1, *args.batch_sizes]:
+        backend = TransformersBackend((model, processor), batch_size=batch_size, show_progress=False)
+        rate, seconds = tokens_per_second(backend, prompts, images, params)
+        rows.append((batch_size, rate, seconds))
+
+    print(f"\n{args.prompts} prompts x {args.new_tokens} new tokens, greedy")
+    print(f"{'batch':>6} {'tokens/s':>10} {'seconds':>8} {'vs batch 1':>10}")
+    for batch_size, rate, seconds in rows:
+        print(f"{batch_size:>6} {rate:>10.0f} {seconds:>8.2f} {rate / rows[0][1]:>9.1f}x")
+    best = max(rows[1:], key=lambda row: row[1])
+    print(f"\nbest batch size {best[0]}: {best[1] / rows[0][1]:.1f}x the tokens/s of batch 1 (goal >= 10x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""The study's first two stages: draw the training pool and the held-out set, then decontaminate the pool.
+
+The pool holds every iteration's fresh problems (SFT problems and GRPO candidates, see
+`ovlt.pipeline.pool_ranges`), drawn from the configured sources in proportion to their weights, plus a
+margin for what decontamination drops. The held-out synthetic benchmark is drawn from the test split,
+which never shares a scene with train.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+
+import datasets
+
+from ovlt.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save_dataset
+from ovlt.config import StudyConfig
+from ovlt.data.hub import load_source
+from ovlt.data.procedural import generate
+from ovlt.pipeline import pool_size
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic/"
+DECONTAMINATION_MARGIN = 0.1  # extra problems drawn so that drops do not starve the schedule
+
+
+def _source_counts(cfg: StudyConfig, total: int) -> dict[str, int]:
+    """Split `total` over the sources by weight (largest remainders, so the counts add up exactly)."""
+    weights = {s.name: s.weight for s in cfg.data.sources}
+    scale = total / sum(weights.values())
+    counts = {name: int(w * scale) for name, w in weights.items()}
+    by_remainder = sorted(weights, key=lambda name: weights[name] * scale - counts[name], reverse=True)
+    for name in by_remainder[: total - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
+def _draw(cfg: StudyConfig, name: str, count: int, split: str) -> datasets.Dataset:
+    if name.startswith(SYNTHETIC):
+        family = name[len(SYNTHETIC):]
+        level = cfg.data.procedural.difficulty.get(family)
+        return generate(count, seed=cfg.seed, split=split, families=[family],
+                        difficulty=None if level is None else {family: level}, image_size=cfg.data.procedural.image_size)
+    return load_source(name, split=split, limit=count)
+
+
+def synthetic_families(cfg: StudyConfig) -> list[str]:
+    return [s.name[len(SYNTHETIC):] for s in cfg.data.sources if s.name.startswith(SYNTHETIC)]
+
+
+def build_data(cfg: StudyConfig, run: Run) -> dict:
+    """Stage `data`: data/train (the pool, shuffled) and data/heldout (the synthetic benchmark)."""
+    st = Stage(run, "data", params=cfg.section("seed", "data", "schedule"))
+    if st.done:
+        return st.manifest
+    st.begin()
+    wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
+    parts = [_draw(cfg, name, count, "train") for name, count in _source_counts(cfg, wanted).items() if count]
+    train = datasets.concatenate_datasets(parts).shuffle(seed=cfg.seed).flatten_indices()
+    save_dataset(train, st.dir / "train")
+    counts = {"train": len(train), "train_by_source": dict(Counter(train["source"]))}
+    families = synthetic_families(cfg)
+    if families:
+        heldout = generate(cfg.data.heldout_size, seed=cfg.seed, split="test", families=families,
+                           image_size=cfg.data.procedural.image_size)
+        save_dataset(heldout, st.dir / "heldout")
+        counts["heldout"] = len(heldout)
+    return st.finish(counts=counts, outputs=["train", "heldout"] if families else ["train"])
+
+
+def benchmark_items(cfg: StudyConfig, run: Run, name: str) -> datasets.Dataset:
+    """A benchmark's items as problems (image + question) for decontamination."""
+    if name == "synthetic":
+        return load_dataset_dir(run.stage_dir("data") / "heldout")
+    from ovlt.config import BenchmarkRef
+    from ovlt.evaluation import benchmark_problems
+
+    ref = next((b for b in cfg.evaluation.benchmarks if b.name == name), None) or BenchmarkRef(name=name)
+    return benchmark_problems(ref, run)
+
+
+def decontaminate_pool(cfg: StudyConfig, run: Run) -> dict:
+    """Stage `decontaminate`: drop every pool problem that matches a benchmark item (image or question)."""
+    from ovlt.data.decontaminate import decontaminate
+
+    d = cfg.decontaminate
+    st = Stage(run, "decontaminate", params=cfg.section("decontaminate"), inputs=[run.manifest("data")])
+    if st.done:
+        return st.manifest
+    st.begin()
+    pool = load_dataset_dir(run.stage_dir("data") / "train")
+    drops = []
+    if d.enabled and d.benchmarks:
+        benchmarks = {name: benchmark_items(cfg, run, name) for name in d.benchmarks}
+        pool, drops = decontaminate(pool, benchmarks, phash_distance=d.phash_max_distance, ngram=d.ngram,
+                                    threshold=d.ngram_overlap)
+    save_dataset(pool, st.dir / "train")
+    atomic_write_text(st.dir / "drops.jsonl", "".join(json.dumps(row) + "\n" for row in drops))
+    by_pair = Counter(f"{row['source']} x {row['benchmark']}" for row in drops)
+    log.info("decontaminate: kept %d problems, dropped %d %s", len(pool), len(drops), dict(by_pair))
+    counts = {"in": len(pool) + len(drops), "out": len(pool), "dropped": len(drops),
+              "dropped_by_source_and_benchmark": dict(by_pair),
+              "dropped_by_reason": dict(Counter(row["reason"].split(" ")[0] for row in drops))}
+    return st.finish(counts=counts, outputs=["train", "drops.jsonl"])

@@ -1,0 +1,152 @@
+"""`ovlt reproduce`: run the study's notebooks with papermill, iteration by iteration, then the report.
+
+Each notebook is executed with its parameters (config, run folder, iteration, checkpoint) and saved, with
+its outputs, in `runs/<run>/notebooks/`. The stage functions the notebooks call skip finished stages by
+their manifests, so rerunning resumes; a notebook error stops the study with the failing cell's message
+and the executed notebook's path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovlt.artifacts import ArtifactError, Run, atomic_write_text
+from ovlt.config import StudyConfig, load_config
+from ovlt.pipeline import NOTEBOOKS, stage_order
+
+log = logging.getLogger(__name__)
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+KERNEL = "ovlt"
+
+
+class StudyError(RuntimeError):
+    """A stage of the study failed; the message names the stage, the failing cell and the notebook."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook execution: consecutive stages that share a notebook and an iteration."""
+
+    notebook: str
+    iteration: int | None
+    checkpoint: str | None
+    stages: tuple[str, ...]
+
+    @property
+    def output_name(self) -> str:
+        stem = Path(self.notebook).stem
+        suffix = f"_{self.checkpoint}" if self.checkpoint else (f"_iter{self.iteration}" if self.iteration else "")
+        return f"{stem}{suffix}.ipynb"
+
+    @property
+    def label(self) -> str:
+        what = "+".join(self.stages) + (f" {self.checkpoint}" if self.checkpoint else "")
+        return what if self.iteration is None or self.checkpoint else f"iter{self.iteration}/{what}"
+
+
+def steps(cfg: StudyConfig) -> list[Step]:
+    grouped: list[Step] = []
+    for ref in stage_order(cfg):
+        last = grouped[-1] if grouped else None
+        if last and ref.notebook == last.notebook and ref.iteration == last.iteration and not ref.checkpoint:
+            grouped[-1] = Step(last.notebook, last.iteration, last.checkpoint, last.stages + (ref.name,))
+        else:
+            grouped.append(Step(ref.notebook, ref.iteration, ref.checkpoint, (ref.name,)))
+    return grouped
+
+
+def _kernel_name() -> str:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+
+
+def execute(notebook: Path, output: Path, parameters: dict, label: str) -> None:
+    """Run one notebook with papermill; a failing cell becomes a StudyError naming it and the output."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=_kernel_name(),
+                                   progress_bar=False, cwd=str(NOTEBOOK_DIR.parent))
+    except PapermillExecutionError as exc:
+        raise StudyError(
+            f"stage {label} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+            f"executed notebook (with the traceback): {output}"
+        ) from None
+
+
+def _check_hardware(cfg: StudyConfig, config_path: Path) -> None:
+    if cfg.requires_gpu or cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise StudyError(
+                f"{config_path} needs CUDA GPUs (device: {cfg.device}, requires_gpu: {cfg.requires_gpu}) and none is "
+                "visible. Run it on a GPU machine (see README, 'Paper scale'), or use configs/tiny.yaml here."
+            )
+
+
+def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | Path = "runs",
+              reports_root: str | Path = "reports") -> Path:
+    """Run (or resume) the whole study; returns the rendered report's path."""
+    config_path = Path(config).resolve()
+    cfg = load_config(config_path)
+    _check_hardware(cfg, config_path)
+    run = Run(Path(runs_root).resolve() / (run_name or cfg.name))
+    run.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.root / "config.yaml", config_path.read_text())
+    plan = steps(cfg)
+    started = time.time()
+    durations: list[float] = []
+    for k, step in enumerate(plan, start=1):
+        elapsed = time.time() - started
+        remaining = (sum(durations) / len(durations)) * (len(plan) - k + 1) if durations else float("nan")
+        print(f"[{k}/{len(plan)}] {step.label}  (elapsed {elapsed / 60:.1f} min, "
+              f"remaining ~{remaining / 60:.1f} min)", flush=True)
+        t0 = time.time()
+        execute(NOTEBOOK_DIR / step.notebook, run.notebooks_dir / step.output_name,
+                {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
+                 "checkpoint": step.checkpoint or ""}, step.label)
+        durations.append(time.time() - t0)
+    from ovlt.evaluation import write_summary
+
+    summary = write_summary(cfg, run, config_path=config_path, wall_seconds=time.time() - started)
+    print(f"summary: {run.summary_path} ({len(summary['stages'])} stages)")
+    report = render_report(run.root, Path(reports_root).resolve() / run.name)
+    print(f"report: {report}  (study took {(time.time() - started) / 60:.1f} min)")
+    return report
+
+
+def render_report(run_dir: str | Path, report_dir: str | Path) -> Path:
+    """Execute the report notebook on an existing run and export it to one self-contained HTML file."""
+    from nbconvert import HTMLExporter
+
+    run = Run(Path(run_dir).resolve())
+    if not run.summary_path.exists():
+        raise ArtifactError(f"{run.summary_path} does not exist: finish the study (ovlt reproduce) before the report")
+    executed = run.notebooks_dir / NOTEBOOKS["report"]
+    execute(NOTEBOOK_DIR / NOTEBOOKS["report"], executed, {"run_dir": str(run.root)}, "report")
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    html, _ = exporter.from_filename(str(executed))
+    report_dir = Path(report_dir)
+    atomic_write_text(report_dir / "index.html", html)
+    return report_dir / "index.html"
+
+
+def open_study(config: str, run_dir: str, iteration: int = 0, checkpoint: str = "") -> tuple[StudyConfig, Run]:
+    """What every stage notebook does first: check its parameters, load the config, open the run folder."""
+    for name, value, kind in (("config", config, str), ("run_dir", run_dir, str), ("iteration", iteration, int),
+                              ("checkpoint", checkpoint, str)):
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise TypeError(f"notebook parameter {name!r} must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    cfg = load_config(config)
+    if not 0 <= iteration <= cfg.iterations:
+        raise ValueError(f"notebook parameter 'iteration' = {iteration} is outside 0..{cfg.iterations} ({config})")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
+    return cfg, Run(run_dir)

@@ -1,0 +1,173 @@
+"""The answer scorer: one test per extraction rule and answer type, the protocols, the math-verify time limit,
+TRL rewards, and a fuzz test."""
+
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ovlt import answers
+from ovlt.answers import extract, match, score
+
+YES_NO = ["Yes", "No"]
+
+
+# --- extraction rules, in order -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("response, choices, text, rule", [
+    ("<think>so 3</think><answer>42</answer>", (), "42", "answer_tag"),
+    ("<answer>1</answer> then <answer> \\boxed{7} </answer>", (), "7", "answer_tag"),
+    ("so \\boxed{\\frac{1}{2}} done", (), "\\frac{1}{2}", "boxed"),
+    ("\\boxed{1} and later \\boxed{\\frac{3}{{4}}}", (), "\\frac{3}{{4}}", "boxed"),
+    ("first \\boxed{5} then a broken \\boxed{6", (), "5", "boxed"),
+    ("Thus, the answer is 12.", (), "12", "answer_phrase"),
+    ("The answer is 3. Later the final answer is 4. Bye", (), "4", "answer_phrase"),
+    ("Answer: 2.5\n", (), "2.5", "answer_phrase"),
+    ("Thus, the answer is B (No).", YES_NO, "B", "answer_phrase"),
+    ("the correct answer is (A) Yes.", YES_NO, "A", "answer_phrase"),
+    ("There are three cubes left after removing 7 balls.", (), "3", "count_phrase"),
+    ("I looked carefully.\n(B)", YES_NO, "B", "option_letter"),
+    ("I looked carefully.\nB.", YES_NO, "B", "option_letter"),
+    ("I looked carefully.\nB (No)", YES_NO, "B", "option_letter"),
+    ("So the market has a surplus.", ["shortage", "surplus"], "surplus", "option_text"),
+    ("5 + 8 = 13, so 13 in total", (), "13", "last_number"),
+    ("values 1,234 and -5.5 appear", (), "-5.5", "last_number"),
+    ("no idea at all", (), "", "none"),
+    ("", YES_NO, "", "none"),
+])
+def test_extraction_rules(response, choices, text, rule):
+    assert extract(response, choices) == answers.Extraction(text, rule)
+
+
+def test_letter_rule_needs_a_letter_in_range_and_not_prose():
+    assert extract("I looked carefully.\nE.", YES_NO).rule != "option_letter"  # only A and B exist
+    nine = [str(i) for i in range(10, 19)]  # letters A..I exist
+    assert extract("I think so", nine).rule == "none"  # the pronoun "I" is prose, not option I
+
+
+# --- answer types (strict) --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("response, answer, answer_type, choices, precision, correct", [
+    ("The answer is B.", "No", "multiple_choice", YES_NO, -1, True),
+    ("The answer is no.", "No", "multiple_choice", YES_NO, -1, True),
+    ("The answer is A.", "No", "multiple_choice", YES_NO, -1, False),
+    ("Answer: 12 cm", "12", "integer", (), -1, True),
+    ("Answer: 1,000", "1000", "integer", (), -1, True),
+    ("so x = 12", "12", "integer", (), -1, True),
+    ("Answer: 13", "12", "integer", (), -1, False),
+    ("Answer: 1.26", "1.3", "float", (), 1, True),
+    ("Answer: 1.34", "1.3", "float", (), 1, True),
+    ("Answer: 1.36", "1.3", "float", (), 1, False),
+    ("\\boxed{[1, 2, 3]}", "[1,2,3]", "list", (), -1, True),
+    ("\\boxed{[1, 2]}", "[1,2,3]", "list", (), -1, False),
+    ("\\boxed{\\text{Paris}}", "paris", "text", (), -1, True),
+    ("The answer is 60°.", "60", "integer", (), -1, True),
+    ("\\boxed{60^{\\circ}}", "60", "latex", (), -1, True),
+    ("\\boxed{\\frac{1}{2}}", "0.5", "float", (), -1, True),
+    ("\\boxed{2\\sqrt{3}}", "\\sqrt{12}", "latex", (), -1, True),
+    ("\\boxed{2\\sqrt{2}}", "\\sqrt{12}", "latex", (), -1, False),
+])
+def test_strict_answer_types(response, answer, answer_type, choices, precision, correct):
+    assert score(response, answer, answer_type, choices, precision, "strict").correct is correct
+
+
+def test_strict_never_guesses_but_mathvista_takes_the_nearest_option():
+    choices = ["5.8", "6.5", "14.2"]
+    # "N/A" is neither a letter nor an option: MathVista maps it to the nearest option by edit distance.
+    assert match("N/A", "5.8", "multiple_choice", choices, protocol="mathvista") is True
+    assert match("N/A", "5.8", "multiple_choice", choices, protocol="strict") is False
+
+
+@pytest.mark.parametrize("extracted, answer, answer_type, choices, precision, correct", [
+    ("(B) No", "No", "multiple_choice", YES_NO, -1, True),
+    ("B", "No", "multiple_choice", YES_NO, -1, True),
+    ("12.0", "12", "integer", (), -1, True),
+    ("12 cm", "12", "integer", (), -1, False),  # official float() fails on units: the GPT extractor strips them
+    ("1.26", "1.3", "float", (), 1, True),
+    ("[1, 2]", "[1, 2]", "list", (), -1, True),
+    ("[1,2]", "[1, 2]", "list", (), -1, False),
+])
+def test_mathvista_official_rules(extracted, answer, answer_type, choices, precision, correct):
+    assert match(extracted, answer, answer_type, choices, precision, "official") is correct
+
+
+@pytest.mark.parametrize("response, answer, choices, correct", [
+    ("so the final result is \\boxed{5}", "5", (), True),
+    ("Therefore the answer is 7.", "7", (), True),
+    ("I choose C", "red", ["blue", "green", "red"], False),  # MATH-V only reads " C." / " (C)." endings
+    ("We conclude (C).", "red", ["blue", "green", "red"], True),
+    ("\\boxed{C}", "red", ["blue", "green", "red"], True),
+    ("\\boxed{\\frac{1}{3}}", "0.33", (), True),  # two-decimal numeric equivalence
+])
+def test_mathvision_official_rules(response, answer, choices, correct):
+    answer_type = "multiple_choice" if choices else "latex"
+    assert score(response, answer, answer_type, choices, protocol="mathvision").correct is correct
+
+
+def test_unknown_protocol_and_answer_type_are_errors():
+    with pytest.raises(ValueError, match="unknown protocol"):
+        score("1", "1", "integer", protocol="lenient")
+    with pytest.raises(ValueError, match="unknown answer_type"):
+        score("1", "1", "number")
+
+
+# --- math-verify under a hard time limit --------------------------------------------------------------------------
+
+def test_math_verify_timeout_counts_wrong_and_does_not_hang(monkeypatch, caplog):
+    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    answers.MATH_VERIFY.equal("1", "1")  # worker started outside the measured time
+    before = answers.MATH_VERIFY.timeouts
+    start = time.perf_counter()
+    verdict = score("\\boxed{9^{9^{9^{9^{9}}}}}", "3^{3^{3^{3}}}", "latex")
+    assert verdict.correct is False
+    assert time.perf_counter() - start < 5
+    assert answers.MATH_VERIFY.timeouts == before + 1
+    assert "timed out" in caplog.text
+    assert score("\\boxed{\\sqrt{12}}", "2\\sqrt{3}", "latex").correct  # a fresh worker took over
+
+
+def test_math_verify_works_outside_the_main_thread():
+    out = []
+    worker = threading.Thread(target=lambda: out.append(score("\\boxed{x^2+2x+1}", "(x+1)^2", "latex")))
+    worker.start()
+    worker.join(timeout=30)
+    assert out and out[0].correct
+
+
+# --- TRL reward functions -----------------------------------------------------------------------------------------
+
+def test_format_reward_and_well_formed():
+    good = "<think>count the bars</think>\n<answer>B</answer>\n<|im_end|>"
+    assert answers.format_reward([good, [{"role": "assistant", "content": good}]]) == [1.0, 1.0]
+    assert not answers.well_formed("<think>a</think><answer>B</answer>B</answer>")  # text after </answer>
+    assert not answers.well_formed("<answer>B</answer>")
+    assert not answers.well_formed("<think>a</think><answer>B")
+
+
+def test_accuracy_reward_takes_strings_and_conversations():
+    completions = ["<think>x</think><answer>B</answer>", [{"role": "assistant", "content": "<answer>7</answer>"}],
+                   "<answer>8</answer>"]
+    rewards = answers.accuracy_reward(completions, answer=["No", "7", "7"],
+                                      answer_type=["multiple_choice", "integer", "integer"],
+                                      choices=[YES_NO, [], []], precision=[-1, -1, -1], prompts=None)
+    assert rewards == [1.0, 1.0, 0.0]
+
+
+# --- fuzz ---------------------------------------------------------------------------------------------------------
+
+pieces = st.sampled_from(["\\boxed{", "{", "}", "<answer>", "</answer>", "The answer is ", "(B)", " B.", "9" * 400,
+                          "-", ".", ",", "\\frac{", "^{", "°", "√", "π", "\n", "答案", "∞", "1e999", "Answer:"])
+fuzz_text = st.lists(st.one_of(pieces, st.text(max_size=30)), max_size=40).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(response=fuzz_text, answer_type=st.sampled_from(["multiple_choice", "integer", "float", "text", "list"]),
+       protocol=st.sampled_from(["strict", "mathvista", "mathvision"]))
+def test_fuzz_never_raises_and_is_bounded(response, answer_type, protocol):
+    choices = ["3", "\\frac{1}{2}", "Yes"] if answer_type == "multiple_choice" else ()
+    start = time.perf_counter()
+    verdict = score(response, "3", answer_type, choices, 1 if answer_type == "float" else -1, protocol)
+    assert isinstance(verdict.correct, bool) and verdict.rule
+    assert time.perf_counter() - start < answers.MATH_VERIFY_TIMEOUT_S + 2

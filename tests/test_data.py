@@ -1,0 +1,340 @@
+"""The problem schema, the procedural generator and the hub mappings (no network: hub rows are built here)."""
+
+import hashlib
+import json
+from collections import Counter
+
+import datasets
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from ovlt.data import (
+    FAMILIES,
+    PROBLEM_FEATURES,
+    QUESTION_KINDS,
+    format_question,
+    generate,
+    majority_baseline,
+    option_letter,
+    scene_key,
+    solve,
+    validate_problem,
+)
+from ovlt.data import hub
+from ovlt.data.procedural import COLORS, split_of
+
+
+def fingerprint(dataset: datasets.Dataset) -> str:
+    """sha256 over every record, the image as its stored PNG bytes."""
+    digest = hashlib.sha256()
+    for record in dataset.cast_column("image", datasets.Image(decode=False)):
+        record = dict(record, image=hashlib.sha256(record["image"]["bytes"]).hexdigest())
+        digest.update(json.dumps(record, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """~200 training problems per family."""
+    return generate(800, seed=11, split="train")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# determinism and splits
+
+
+def test_same_seed_gives_identical_bytes_and_another_seed_does_not():
+    first, second = generate(24, seed=3, split="train"), generate(24, seed=3, split="train")
+    assert fingerprint(first) == fingerprint(second)
+    assert fingerprint(generate(24, seed=4, split="train")) != fingerprint(first)
+    assert first.features == PROBLEM_FEATURES
+
+
+def test_train_and_test_never_share_a_scene():
+    train = generate(600, seed=0, split="train", difficulty=1)
+    test = generate(600, seed=0, split="test", difficulty=1)  # easiest level: the smallest scene space
+    train_keys, test_keys = {scene_key(s) for s in train["scene"]}, {scene_key(s) for s in test["scene"]}
+    assert train_keys.isdisjoint(test_keys)
+    assert all(split_of(k) == "train" for k in train_keys) and all(split_of(k) == "test" for k in test_keys)
+    assert set(train["split"]) == {"train"} and set(test["split"]) == {"test"}
+
+
+def test_exclude_keeps_given_scenes_out():
+    first = generate(80, seed=0, split="test", families=["chart"], difficulty=1)
+    second = generate(80, seed=0, split="test", families=["chart"], difficulty=1,
+                      exclude={scene_key(s) for s in first["scene"]})
+    assert {scene_key(s) for s in first["scene"]}.isdisjoint(scene_key(s) for s in second["scene"])
+
+
+def test_scene_key_ignores_question_and_style():
+    scene = {"family": "chart", "bars": [{"label": "A", "value": 3}], "query": {"kind": "tallest"},
+             "style": {"color": "red"}}
+    same_picture = dict(scene, query={"kind": "value", "label": "A"}, style={"color": "blue"})
+    other_picture = dict(scene, bars=[{"label": "A", "value": 4}])
+    assert scene_key(scene) == scene_key(same_picture) == scene_key(json.dumps(same_picture))
+    assert scene_key(scene) != scene_key(other_picture)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# every family: valid records, answers that the independent solver confirms, pictures that show the facts
+
+
+def test_every_family_kind_and_answer_type_occurs(pool):
+    kinds = Counter((p["source"], json.loads(p["scene"])["query"]["kind"]) for p in pool)
+    for family in FAMILIES:
+        for kind in QUESTION_KINDS[family]:
+            assert kinds[f"synthetic/{family}", kind] > 0, (family, kind)
+    assert set(pool["answer_type"]) == {"multiple_choice", "integer", "float", "text"}
+    assert Counter(pool["source"]) == {f"synthetic/{family}": 200 for family in FAMILIES}
+
+
+def test_stored_answers_match_the_independent_solver(pool):
+    for i, problem in enumerate(pool):
+        validate_problem(problem, f"pool row {i}")
+        assert problem["answer"] == solve(problem["scene"]), problem["id"]
+        assert problem["id"] == f"synthetic-{problem['source'].split('/')[1]}-train-{i:06d}"
+        assert problem["difficulty"] in (1, 2, 3)
+
+
+def test_images_are_rgb_and_not_blank(pool):
+    for problem in pool.select(range(0, 800, 7)):
+        image = problem["image"]
+        assert image.mode == "RGB" and image.size == (112, 112)
+        drawn = np.any(np.asarray(image) != 255, axis=-1).mean()  # share of pixels that are not background
+        assert 0.02 < drawn < 0.9, (problem["id"], drawn)
+
+
+def _bar_heights(image: Image.Image, color) -> list[int]:
+    """Heights in pixels of the bars drawn in `color`, left to right (measured from the picture alone)."""
+    mask = np.all(np.asarray(image) == color, axis=-1)
+    columns = np.flatnonzero(mask.any(axis=0))
+    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+    return [int(mask[:, run[len(run) // 2]].sum()) for run in runs]
+
+
+def test_chart_bar_heights_are_proportional_to_the_values(pool):
+    charts = pool.filter(lambda p: p["source"] == "synthetic/chart").select(range(60))
+    for problem in charts:
+        scene = json.loads(problem["scene"])
+        heights = _bar_heights(problem["image"], COLORS[scene["style"]["color"]])
+        values = [bar["value"] for bar in scene["bars"]]
+        assert len(heights) == len(values), problem["id"]
+        per_unit = [h / v for h, v in zip(heights, values, strict=True)]
+        assert max(per_unit) - min(per_unit) < 1.5, (problem["id"], heights, values)
+
+
+def test_counting_pictures_hold_the_objects_of_the_scene(pool):
+    counting = pool.filter(lambda p: p["source"] == "synthetic/counting").select(range(60))
+    for problem in counting:
+        scene = json.loads(problem["scene"])
+        pixels = np.asarray(problem["image"])
+        for name, rgb in COLORS.items():
+            blobs, count = ndimage.label(np.all(pixels == rgb, axis=-1))
+            assert count == sum(o["color"] == name for o in scene["objects"]), (problem["id"], name)
+        if scene["query"]["kind"] == "largest":  # the biggest blob has the answer's colour
+            areas = {name: np.all(pixels == rgb, axis=-1) for name, rgb in COLORS.items()}
+            biggest = max(areas, key=lambda n: max(np.bincount(ndimage.label(areas[n])[0].ravel())[1:], default=0))
+            assert problem["answer"].split()[0] == biggest, problem["id"]
+
+
+def test_solve_answers_questions_other_than_the_stored_one():
+    scene = {"family": "table", "rows": [{"item": "pens", "value": 4}, {"item": "cups", "value": 9}],
+             "query": {"kind": "total"}}
+    assert solve(scene) == "13"
+    assert solve(scene, "difference", a="cups", b="pens") == "5"
+    assert solve(scene, "fewest") == "pens"
+    with pytest.raises(ValueError, match="no question kind 'area'"):
+        solve(scene, "area")
+
+
+def test_difficulty_knob_is_recorded_and_checked():
+    easy = generate(20, seed=1, split="train", difficulty={"chart": 1, "counting": 3}, families=["chart", "counting"])
+    levels = {(p["source"], p["difficulty"]) for p in easy.select_columns(["source", "difficulty"])}
+    assert levels == {("synthetic/chart", 1), ("synthetic/counting", 3)}
+    assert all(len(json.loads(s)["bars"]) == 3 for s, src in zip(easy["scene"], easy["source"], strict=True)
+               if src == "synthetic/chart")
+    with pytest.raises(ValueError, match="difficulty 9 for family 'chart'"):
+        generate(4, seed=1, split="train", difficulty=9)
+    with pytest.raises(ValueError, match="unknown families"):
+        generate(4, seed=1, split="train", families=["maze"])
+    with pytest.raises(ValueError, match="unknown split"):
+        generate(4, seed=1, split="validation")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# schema
+
+
+def _problem(**changes) -> dict:
+    record = {"id": "p-1", "image": Image.new("RGB", (8, 8)), "question": "Which?", "choices": ["x", "y"],
+              "answer": "y", "answer_type": "multiple_choice", "precision": -1, "source": "s", "split": "train",
+              "difficulty": -1, "scene": ""}
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"answer": ""}, "answer"),
+    ({"answer": None}, "answer"),
+    ({"answer_type": "essay"}, "answer_type"),
+    ({"answer": "z"}, "answer"),
+    ({"id": "a/b"}, "id"),
+    ({"id": "a..b"}, "id"),
+    ({"id": "a b"}, "id"),
+    ({"id": ""}, "id"),
+    ({"answer_type": "float", "answer": "1.5", "choices": [], "precision": -1}, "precision"),
+    ({"answer_type": "integer", "answer": "3"}, "choices"),
+    ({"split": "dev"}, "split"),
+])
+def test_validate_problem_names_the_row_and_the_key(changes, key):
+    with pytest.raises(ValueError, match=rf"^data\.jsonl row 7: key '{key}'"):
+        validate_problem(_problem(**changes), "data.jsonl row 7")
+
+
+def test_validate_problem_accepts_good_records_and_reports_missing_keys():
+    validate_problem(_problem(), "row 0")
+    validate_problem(_problem(answer_type="float", answer="1.5", choices=[], precision=1), "row 1")
+    record = _problem()
+    del record["scene"]
+    with pytest.raises(ValueError, match="row 2: key 'scene': missing"):
+        validate_problem(record, "row 2")
+
+
+def test_format_question_letters_the_options():
+    assert format_question({"question": "Which is tallest? ", "choices": ["B", "K"]}) == "Which is tallest?\n(A) B\n(B) K"
+    assert format_question({"question": "How many?", "choices": []}) == "How many?"
+    assert [option_letter(i) for i in (0, 1, 25)] == ["A", "B", "Z"]
+    with pytest.raises(ValueError):
+        option_letter(26)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# majority baseline
+
+
+def test_majority_baseline_on_a_hand_built_dataset():
+    def row(source, answer, answer_type="integer", choices=(), kind=None):
+        scene = json.dumps({"query": {"kind": kind}}) if kind else ""
+        return _problem(source=source, answer=answer, answer_type=answer_type, choices=list(choices), scene=scene)
+
+    rows = [
+        row("a", "3"), row("a", "3"), row("a", "4"),  # integer: "3" wins 2 of 3
+        row("a", "x", "multiple_choice", ["x", "y"]), row("a", "q", "multiple_choice", ["q", "r"]),  # (A) twice
+        row("a", "y", "multiple_choice", ["x", "y"]),  # multiple choice: position (A) wins 2 of 3
+        row("b", "7", kind="value"), row("b", "8", kind="value"), row("b", "2", kind="total"),  # per kind: 1 + 1
+        row("b", "2", kind="total"),
+    ]
+    dataset = datasets.Dataset.from_list(rows, features=PROBLEM_FEATURES)
+    baseline = majority_baseline(dataset)
+    assert baseline["a"] == pytest.approx(4 / 6)
+    assert baseline["b"] == pytest.approx(3 / 4)
+    assert baseline["overall"] == pytest.approx(7 / 10)
+
+
+def test_majority_baseline_of_generated_data_is_below_one(pool):
+    baseline = majority_baseline(pool)
+    assert set(baseline) == {f"synthetic/{f}" for f in FAMILIES} | {"overall"}
+    assert all(0 < value < 0.6 for value in baseline.values()), baseline
+
+
+# ---------------------------------------------------------------------------------------------------------
+# hub mappings on hand-built rows
+
+
+IMAGE = Image.new("RGB", (16, 16), (200, 10, 10))
+
+
+def test_parse_choices_reads_the_common_layouts():
+    assert hub.parse_choices("<image>Find x.\nChoices:\nA. 8\nB. 10\nC. 12") == ("Find x.", ["8", "10", "12"])
+    assert hub.parse_choices("Find x. Choices: A. 8 B. 10 C. 12") == ("Find x.", ["8", "10", "12"])
+    assert hub.parse_choices("Which one?\n(A) cat\n(B) dog\nAnswer with the letter.") == ("Which one?", ["cat", "dog"])
+    assert hub.parse_choices("What is 3 + 4?") == ("What is 3 + 4?", [])
+    assert hub.parse_choices("Choices: B. 1 C. 2") == ("Choices: B. 1 C. 2", [])  # not lettered from A
+
+
+def test_answer_type_inference_and_final_answer():
+    assert hub.infer_answer_type("42") == ("integer", -1)
+    assert hub.infer_answer_type("-3.25") == ("float", 2)
+    assert hub.infer_answer_type("\\frac{1}{2}") == ("latex", -1)
+    assert hub.infer_answer_type("[1, 2]") == ("list", -1)
+    assert hub.infer_answer_type("red") == ("text", -1)
+    assert hub.final_answer("Some steps.\nAnswer: 12.") == "12"
+    assert hub.final_answer("The answer is B") == "B"
+
+
+def test_map_sft_seed_resolves_a_letter_to_the_option_text():
+    record = {"problem": "<image>Find y.\nChoices:\nA. 3\nB. 4", "answer": "B", "decoded_image": IMAGE,
+              "image": "images/1.png", "source": "Geometry3K"}
+    (problem,) = hub.map_sft_seed(record, 5)
+    assert problem["id"] == "sft_seed-geometry3k-0000005" and problem["source"] == "geometry3k"
+    assert (problem["question"], problem["choices"], problem["answer"]) == ("Find y.", ["3", "4"], "4")
+    assert problem["answer_type"] == "multiple_choice" and problem["image"] is IMAGE
+    validate_problem(problem, "sft_seed row 5")
+
+
+def test_map_grpo_set_and_free_form_answers():
+    (problem,) = hub.map_grpo_set({"problem": "<image>What is the area?", "answer": "12.5", "images": [IMAGE]},
+                                  0, name="grpo_hard")
+    assert (problem["id"], problem["answer_type"], problem["precision"]) == ("grpo_hard-0000000", "float", 1)
+    assert problem["question"] == "What is the area?"
+
+
+def test_map_geometry3k_uses_the_choices_column():
+    record = {"images": [IMAGE], "problem": "<image>Find x.", "answer": "B", "id": 17, "choices": ["2", "4"],
+              "ground_truth": "B"}
+    (problem,) = hub.map_geometry3k(record, 0, split="test")
+    assert (problem["id"], problem["choices"], problem["answer"], problem["split"]) == ("geometry3k-17", ["2", "4"],
+                                                                                        "4", "test")
+
+
+def test_map_vizwiz_takes_the_most_common_crowd_answer():
+    record = {"question_id": "VizWiz_val_00000001.jpg", "image": IMAGE, "question": "What color is this?",
+              "answers": ["blue", "Blue ", "navy", "blue"], "category": "other"}
+    (problem,) = hub.map_vizwiz(record, 0)
+    assert problem["answer"] == "blue" and problem["answer_type"] == "text"
+    assert problem["id"] == "vizwiz-vizwiz_val_00000001.jpg"
+
+
+def test_map_cauldron_gives_one_problem_per_turn():
+    record = {"images": [IMAGE], "texts": [
+        {"user": "Is Red the maximum?\nChoices:\nA. no\nB. yes", "assistant": "Answer: B", "source": "figureqa"},
+        {"user": "Is Blue the minimum?", "assistant": "No.", "source": "figureqa"}]}
+    first, second = hub.map_cauldron_figureqa(record, 3)
+    assert (first["answer"], first["answer_type"], first["choices"]) == ("yes", "multiple_choice", ["no", "yes"])
+    assert (second["answer"], second["answer_type"], second["id"]) == ("No", "text", "figureqa-0000003-1")
+    (tab,) = hub.map_cauldron_tabmwp({"images": [IMAGE], "texts": [{"user": "Total?", "assistant": "So 9.\nAnswer: 9"}]}, 0)
+    assert (tab["source"], tab["answer"], tab["answer_type"]) == ("tabmwp", "9", "integer")
+
+
+def test_map_mathv360k_reads_conversations():
+    record = {"id": "x", "image": IMAGE, "data_source": "TabMWP", "conversations": [
+        {"from": "human", "value": "<image>\nHow many?"}, {"from": "gpt", "value": "The answer is 7"}]}
+    (problem,) = hub.map_mathv360k(record, 2, name="mathv360k_tabmwp")
+    assert (problem["id"], problem["question"], problem["answer"]) == ("mathv360k_tabmwp-0000002-0", "How many?", "7")
+
+
+def test_loader_maps_valid_rows_and_skips_invalid_ones(monkeypatch, caplog):
+    rows = datasets.Dataset.from_list([
+        {"problem": "<image>How many?", "answer": "3", "images": [IMAGE]},
+        {"problem": "<image>How many?", "answer": "", "images": [IMAGE]},  # no answer: skipped
+        {"problem": "<image>Pick.\nChoices:\nA. 1\nB. 2", "answer": "C", "images": [IMAGE]},  # no option C
+    ])
+    asked = {}
+
+    def fake_load_dataset(path, name=None, split=None):
+        asked.update(path=path, name=name, split=split)
+        return rows
+
+    monkeypatch.setattr(hub.datasets, "load_dataset", fake_load_dataset)
+    with caplog.at_level("INFO", logger="ovlt.data.hub"):
+        problems = hub.load_source("grpo_medium")
+    assert asked == {"path": "ydeng9/medium_grpo_only", "name": None, "split": "train"}
+    assert problems["id"] == ["grpo_medium-0000000"] and problems.features == PROBLEM_FEATURES
+    assert "1 problems kept, 2 skipped" in caplog.text and "grpo_medium-0000001" in caplog.text
+
+
+def test_unknown_source_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown source 'mathvista'; known sources: .*figureqa.*sft_seed"):
+        hub.load_source("mathvista")
