@@ -42,12 +42,15 @@ def make_problems(count: int) -> tuple[list[list[dict]], list[list[Image.Image]]
     return prompts, images
 
 
-def tokens_per_second(backend, prompts, images, params) -> tuple[float, float]:
-    start = time.perf_counter()
-    results = backend.generate(prompts, images, params)
-    seconds = time.perf_counter() - start
+def tokens_per_second(backend, prompts, images, params, repeats: int) -> tuple[float, float]:
+    """The best of `repeats` runs: on a shared machine the fastest run is the least disturbed one."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        results = backend.generate(prompts, images, params)
+        best = min(best, time.perf_counter() - start)
     tokens = sum(c.num_tokens for completions in results for c in completions)
-    return tokens / seconds, seconds
+    return tokens / best, best
 
 
 def main():
@@ -59,6 +62,7 @@ def main():
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--repeats", type=int, default=2, help="runs per batch size; the fastest counts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -79,10 +83,10 @@ def main():
     rows = []
     for batch_size in [1, *args.batch_sizes]:
         backend = TransformersBackend((model, processor), batch_size=batch_size, show_progress=False)
-        rate, seconds = tokens_per_second(backend, prompts, images, params)
+        rate, seconds = tokens_per_second(backend, prompts, images, params, args.repeats)
         rows.append((batch_size, rate, seconds))
 
-    print(f"\n{args.prompts} prompts x {args.new_tokens} new tokens, greedy")
+    print(f"\n{args.prompts} prompts x {args.new_tokens} new tokens, greedy, best of {args.repeats} runs")
     print(f"{'batch':>6} {'tokens/s':>10} {'seconds':>8} {'vs batch 1':>10}")
     for batch_size, rate, seconds in rows:
         print(f"{batch_size:>6} {rate:>10.0f} {seconds:>8.2f} {rate / rows[0][1]:>9.1f}x")

@@ -3,15 +3,25 @@
 Every stage that decides whether a model got a problem right (evaluation, GRPO rewards, filtering self-generated
 chains) goes through `score`. It works in two steps:
 
-1. `extract(response, choices)` finds the answer span in a free-form response. Rules, tried in this order (the first
-   that fires wins; `Extraction.rule` names it):
+1. `extract(response, choices, turns)` finds the answer span in a free-form response. A run-on response that
+   answers and then invents new turns (a line "Question: ...") is first cut to one turn: the first (`turns="first"`,
+   the answer to the question asked; the default) or the last (`turns="last"`, what MathVista's GPT extractor
+   graded; the `mathvista` protocol uses it). Rules, tried in this order (the first that fires wins;
+   `Extraction.rule` names it):
      answer_tag     the content of the last <answer>...</answer>
      boxed          the last \\boxed{...} whose braces balance
      answer_phrase  "the (final/correct) answer is ...", "Answer: ...", "the correct option is ..." (last one)
+     refusal        the end of the response declines to answer ("cannot be determined", "not enough information",
+                    "none of the options"): "Cannot be determined" / "Cannot be answered" when it says so in
+                    those words, else "N/A" (MathVista then takes the nearest option, as it does for GPT's N/A)
+     option_letter  a trailing option letter: "(B)", "B.", "B (No)"   (multiple choice only)
+     yes_no         yes/no options answered in prose: the verdict sentence (the last "Therefore/So/Thus ..."
+                    sentence of the last paragraph, else its first) -> a leading yes/no, else No when negated
+                    ("not", "n't", "no", ...) and Yes when it affirms; not when that sentence states a number
      count_phrase   "there are N ..." / "there are two ..." in the last line (a count names the answer, not the
                     threshold after it: "There are 3 bars below 40." -> 3)
-     option_letter  a trailing option letter: "(B)", "B.", "B (No)"   (multiple choice only)
      option_text    an option's text at the end of the response        (multiple choice only)
+     option_words   the one option all of whose words (plurals folded) the last paragraph uses (multiple choice)
      last_number    the last number in the response
      none           nothing found (text "")
    With choices, a span that is an option letter in any of its usual dresses ("(B) No", "Option B.") is reduced to
@@ -55,7 +65,8 @@ REASONING_INSTRUCTION = (
 ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "list", "latex")
 PROTOCOLS = ("strict", "mathvista", "mathvision")
 PROTOCOL_ALIASES = {"official": "mathvista"}
-RULES = ("answer_tag", "boxed", "answer_phrase", "count_phrase", "option_letter", "option_text", "last_number", "none")
+RULES = ("answer_tag", "boxed", "answer_phrase", "refusal", "option_letter", "yes_no", "count_phrase", "option_text",
+         "option_words", "last_number", "none")
 MATH_VERIFY_TIMEOUT_S = 3.0
 # Answers sit at the end of a response; scanning only the tail bounds the cost of pathological inputs.
 MAX_SCAN_CHARS = 20_000
@@ -209,9 +220,94 @@ def _last_number(text: str) -> str | None:
     return found.group(0).replace(",", "").replace("−", "-") if found else None
 
 
-def extract(response: str, choices=()) -> Extraction:
-    """Find the answer in a model response; see the module docstring for the rules and their order."""
-    text = (response or "")[-MAX_SCAN_CHARS:]
+# A run-on response answers, then invents a new turn ("Question: ...") and answers that too (Claude-2 does so in a
+# quarter of its MathVista responses).
+_INVENTED_TURN = re.compile(r"\n[ \t]*(?:Question|Human|User|Problem)[ \t]*:", re.IGNORECASE)
+TURNS = ("first", "last")
+# A response that declines to answer. Only its end is read: an explanation may say "cannot" on the way.
+_REFUSAL = re.compile(
+    r"cannot be (?:determined|answered|provided|given|calculated|found)|(?:impossible|not possible|unable) to"
+    r"|can(?:no|')t (?:\w+ )?(?:determine|answer|provide|be sure|say|tell)|no way to (?:determine|tell|know)"
+    r"|(?:not|in)sufficient (?:information|data|context)|(?:does|do|did) not (?:provide|give|include|specify|contain)"
+    r"|not (?:have )?enough (?:information|context|data|details)"
+    r"|(?:none of|not (?:one of|available in|among|in)) the (?:options|choices|answer choices)"
+    r"|please provide|without (?:the |specific |additional |further |more )?(?:data|information|context|values?)",
+    re.IGNORECASE)
+# A refusal that states its verdict in these words is extracted in them, as an extractor quotes an answer;
+# any other refusal is "N/A".
+_STATED_VERDICT = re.compile(r"cannot be (?:determined|answered)|cannot determine", re.IGNORECASE)
+REFUSAL_TAIL_CHARS = 300
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|none|cannot)\b|n't\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_CONCLUSION = re.compile(r"[*\s]*(?:therefore|thus|so|hence|in conclusion|in summary|overall|yes|no)\b",
+                         re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _own_turn(text: str, turns: str) -> str:
+    """The part of a run-on response that answers the question: before the first invented turn ("first", how a
+    careful grader reads it) or after the last one ("last", how MathVista's GPT extractor read it)."""
+    found = _last_match(_INVENTED_TURN, text) if turns == "last" else _INVENTED_TURN.search(text)
+    if found is None:
+        return text
+    if turns == "last":
+        return text[found.end():]
+    return text[: found.start()] if text[: found.start()].strip() else text
+
+
+def _refusal(text: str) -> str | None:
+    tail = text[-REFUSAL_TAIL_CHARS:]
+    if not _REFUSAL.search(tail):
+        return None
+    stated = _last_match(_STATED_VERDICT, tail)
+    return stated.group(0).capitalize() if stated else "N/A"
+
+
+def _verdict_sentence(text: str) -> str:
+    """The sentence of the last paragraph that gives the verdict: its last conclusion ("Therefore, ...", "So
+    ...") or else its first, since a paragraph without one states its answer first and then justifies it."""
+    sentences = [s for s in _SENTENCE_END.split(_last_line(text)) if s.strip()]
+    conclusions = [s for s in sentences if _CONCLUSION.match(s)]
+    return conclusions[-1] if conclusions else (sentences[0] if sentences else "")
+
+
+def _yes_no(text: str, choices) -> str | None:
+    """For a yes/no question answered in prose: a leading yes/no in the verdict sentence, else No when it is
+    negated ("The bar is not taller") and Yes when it affirms ("Sky Blue is less than Web Maroon")."""
+    norm = [str(c).strip().lower() for c in choices]
+    if sorted(norm) != ["no", "yes"]:
+        return None
+    sentence = _verdict_sentence(text).lower().lstrip("*#>- ")
+    if not _WORD.search(sentence) or any(c.isdigit() for c in sentence):  # a stated number answers a count
+        return None
+    lead = _WORD.match(sentence)
+    said = lead.group(0) if lead and lead.group(0) in ("yes", "no") else None
+    said = said or ("no" if _NEGATION.search(sentence) else "yes")
+    return choices[norm.index(said)]
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _option_by_words(text: str, choices) -> str | None:
+    """The option all of whose words (plurals folded) the last paragraph uses, when exactly one does:
+    'the adult spider population would decrease' -> 'Adults spider population would decrease'."""
+    said = {_stem(w) for w in _WORD.findall(_strip_latex(_last_line(text)).lower())}
+    covered = []
+    for choice in choices:
+        words = {_stem(w) for w in _WORD.findall(_strip_latex(str(choice)).lower())}
+        if words and words <= said:
+            covered.append(choice)
+    return covered[0] if len(covered) == 1 else None
+
+
+def extract(response: str, choices=(), turns: str = "first") -> Extraction:
+    """Find the answer in a model response; see the module docstring for the rules and their order. `turns`
+    picks the turn of a run-on response that is graded: "first" (the answer to the question asked) or "last"."""
+    if turns not in TURNS:
+        raise ValueError(f"unknown turns {turns!r}; known: {', '.join(TURNS)}")
+    text = _own_turn((response or "")[-MAX_SCAN_CHARS:], turns)
     choices = list(choices or ())
     tagged = _last_answer_tag(text)
     if tagged is not None and tagged.strip():
@@ -226,10 +322,9 @@ def extract(response: str, choices=()) -> Extraction:
         span = text[phrase.end() : line_end if line_end >= 0 else len(text)]
         if _trim_span(span):
             return Extraction(_reduce_span(span, choices), "answer_phrase")
-    count = _COUNT.search(_last_line(text))
-    if count:
-        return Extraction(_reduce_span(NUMBER_WORDS.get(count.group(1).lower(), count.group(1)), choices),
-                          "count_phrase")
+    refused = _refusal(text)
+    if refused is not None:
+        return Extraction(refused, "refusal")
     if choices:
         last = _last_line(text)
         letter = _as_letter(last, choices)
@@ -238,9 +333,20 @@ def extract(response: str, choices=()) -> Extraction:
             letter = m.group(1) if m and m.group(1) in _letters(choices) else None
         if letter:
             return Extraction(letter, "option_letter")
+        yes_no = _yes_no(text, choices)
+        if yes_no is not None:
+            return Extraction(yes_no, "yes_no")
+    count = _COUNT.search(_last_line(text))
+    if count:
+        return Extraction(_reduce_span(NUMBER_WORDS.get(count.group(1).lower(), count.group(1)), choices),
+                          "count_phrase")
+    if choices:
         option = _option_at_end(text, choices)
         if option is not None:
             return Extraction(option, "option_text")
+        option = _option_by_words(text, choices)
+        if option is not None:
+            return Extraction(option, "option_words")
     number = _last_number(text)
     if number is not None:
         return Extraction(_reduce_span(number, choices), "last_number")
@@ -473,7 +579,7 @@ def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
             continue
         if pred == gold or _normalise_text(pred) == _normalise_text(gold):
             return True
-        if gold not in letters.lower() and MATH_VERIFY.equal(gold, pred, float_rounding=2):
+        if not (len(gold) == 1 and gold in letters.lower()) and MATH_VERIFY.equal(gold, pred, float_rounding=2):
             return True
     return False
 
@@ -511,7 +617,8 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
     if protocol == "mathvision":
         extracted = _mathvision_extract(response)
         return Verdict(extracted, "mathvision", match(extracted, answer, answer_type, choices, precision, protocol))
-    found = extract(response, choices)
+    # MathVista's verdicts graded the last turn of a run-on response; our own protocols grade the first.
+    found = extract(response, choices, "last" if protocol == "mathvista" else "first")
     extracted = found.text
     if answer_type in ("integer", "float"):
         extracted = _number_from_span(extracted)

@@ -269,11 +269,11 @@ def load_hub(spec: BenchmarkSpec | str) -> list[dict]:
 
 
 def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") -> str:
-    """"plain": the benchmark's own prompt. "reasoning": the question with lettered options and the paper's
+    """"plain": the benchmark's own prompt. "paper": the question with lettered options and the paper's
     think/answer instruction, exactly as the student sees problems in training (ovlt.prompts)."""
     if style == "plain":
         return record["prompt"]
-    if style == "reasoning":
+    if style == "paper":
         from ovlt.prompts import student_text
 
         spec = get_benchmark(spec) if isinstance(spec, str) else spec
@@ -281,7 +281,7 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
             question = record["question"] or record["prompt"]
             return f"{question}\n{answers.REASONING_INSTRUCTION}"
         return student_text(record)
-    raise ValueError(f"unknown prompt style {style!r}; known: plain, reasoning")
+    raise ValueError(f"unknown prompt style {style!r}; known: plain, paper")
 
 
 # ---------------------------------------------------------------------------------------------------------------

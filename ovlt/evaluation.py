@@ -28,7 +28,6 @@ from ovlt.prompts import student_chat
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 256
-PROMPT_STYLES = {"paper": "reasoning", "plain": "plain"}
 
 
 def benchmark_records(ref: BenchmarkRef, run: Run) -> list[dict]:
@@ -81,11 +80,10 @@ def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
         shards = st.shards(ref.name)
         done = shards.done_keys()
         todo = [r for r in records if r["id"] not in done]
-        style = PROMPT_STYLES[ref.prompt]
         for start in range(0, len(todo), SHARD_SIZE):
             chunk = todo[start:start + SHARD_SIZE]
             backend = backend or backend_for(cfg.models.student, path, seed=cfg.seed)
-            chats = [student_chat(bench.build_prompt(ref.name, r, style), with_image=r["image"] is not None) for r in chunk]
+            chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in chunk]
             images = [[_open_image(r["image"])] if r["image"] is not None else [] for r in chunk]
             completions = backend.generate(chats, images, params)
             shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}

@@ -125,6 +125,10 @@ class TransformersBackend:
         self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
     ) -> list[list[Completion]]:
         images = check_images(prompts, images)
+        if any(images) and not hasattr(self.processor, "image_processor"):
+            raise ValueError(
+                f"{type(self.model).__name__} is a text-only model: its prompts cannot take images"
+            )
         texts = [
             self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
             for chat in prompts
@@ -171,7 +175,10 @@ class TransformersBackend:
             "max_new_tokens": params.max_new_tokens,
             "do_sample": sample,
             "num_return_sequences": copies,
-            **({"temperature": params.temperature, "top_p": params.top_p} if sample else {}),
+            # `params` is the whole recipe: checkpoint defaults (Qwen2.5-VL-Instruct ships top_k=1 and
+            # repetition_penalty=1.05) would otherwise fill in what it leaves unset, and top_k=1 is greedy.
+            "repetition_penalty": 1.0,
+            **({"temperature": params.temperature, "top_p": params.top_p, "top_k": 0} if sample else {}),
             **({"min_new_tokens": params.max_new_tokens} if params.ignore_eos else {}),
             **({"stop_strings": list(params.stop), "tokenizer": self.tokenizer} if params.stop else {}),
         }

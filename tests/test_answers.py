@@ -27,11 +27,25 @@ YES_NO = ["Yes", "No"]
     ("Answer: 2.5\n", (), "2.5", "answer_phrase"),
     ("Thus, the answer is B (No).", YES_NO, "B", "answer_phrase"),
     ("the correct answer is (A) Yes.", YES_NO, "A", "answer_phrase"),
+    ("Thus, the answer cannot be determined from the given information.", YES_NO, "Cannot be determined", "refusal"),
+    ("The question does not provide enough information. Please provide more details.", (), "N/A", "refusal"),
+    ("So x = 31. However, 31 is not one of the choices.", ["7", "32"], "N/A", "refusal"),
+    ("Based on the image, the bar is not taller than the line.", YES_NO, "No", "yes_no"),
+    ("Based on the image, Sky Blue is less than Web Maroon.", YES_NO, "Yes", "yes_no"),
+    ("Periwinkle is not the maximum. The maximum is the colour blue.", ["yes", "no"], "no", "yes_no"),
+    ("Blue is not the tallest bar. Therefore, red is the maximum.", YES_NO, "Yes", "yes_no"),
+    ("It has no gaps.\nYes, the function is continuous.", YES_NO, "Yes", "yes_no"),
     ("There are three cubes left after removing 7 balls.", (), "3", "count_phrase"),
+    ("There are 3 red cubes and no spheres.", YES_NO, "3", "count_phrase"),  # a count is no yes/no verdict
     ("I looked carefully.\n(B)", YES_NO, "B", "option_letter"),
     ("I looked carefully.\nB.", YES_NO, "B", "option_letter"),
     ("I looked carefully.\nB (No)", YES_NO, "B", "option_letter"),
     ("So the market has a surplus.", ["shortage", "surplus"], "surplus", "option_text"),
+    ("If the eggs were eaten, the adult spider population would decrease.",
+     ["Adult spider population would double", "Adults spider population would decrease"],
+     "Adults spider population would decrease", "option_words"),
+    ("The frog population would shrink and so would the snakes.", ["snakes decrease", "frogs decrease"], "",
+     "none"),  # neither option's words are all there
     ("5 + 8 = 13, so 13 in total", (), "13", "last_number"),
     ("values 1,234 and -5.5 appear", (), "-5.5", "last_number"),
     ("no idea at all", (), "", "none"),
@@ -39,6 +53,38 @@ YES_NO = ["Yes", "No"]
 ])
 def test_extraction_rules(response, choices, text, rule):
     assert extract(response, choices) == answers.Extraction(text, rule)
+
+
+def test_option_words_needs_exactly_one_covered_option():
+    both = ["plants increase", "plants and birds increase"]
+    assert extract("Then plants and birds increase.", both).rule != "option_words"
+
+
+def test_refusal_reads_only_the_end_of_the_response():
+    early = "It is impossible to see the axis at first. " + "We measure again. " * 30 + "So x = 12"
+    assert extract(early) == answers.Extraction("12", "last_number")
+    assert extract("We cannot be sure of the scale, but the answer is 7.").rule == "answer_phrase"
+
+
+RUN_ON = "Counting gives 3 cubes.\nThe answer is A (Yes).\n\nQuestion: How many toys are there?\nThere are 5 toys."
+
+
+def test_run_on_response_is_cut_to_one_turn():
+    assert extract(RUN_ON, YES_NO) == answers.Extraction("A", "answer_phrase")  # the answer to the question asked
+    assert extract(RUN_ON, YES_NO, turns="last") == answers.Extraction("5", "count_phrase")
+    assert extract("\nQuestion: is it?\nYes.", YES_NO).text == "Yes"  # nothing before the turn: keep it all
+    # MathVista's official verdicts graded the last turn ("5" is nearest "No"); strict grades the first.
+    assert score(RUN_ON, "Yes", "multiple_choice", YES_NO, protocol="official").correct is False
+    assert score(RUN_ON, "Yes", "multiple_choice", YES_NO, protocol="strict").correct is True
+    with pytest.raises(ValueError, match="unknown turns"):
+        extract(RUN_ON, YES_NO, turns="middle")
+
+
+def test_refusal_maps_to_the_nearest_option_only_under_mathvista():
+    refusal = "The question does not provide enough information to answer."
+    assert score(refusal, "No", "multiple_choice", YES_NO, protocol="official").correct is True  # N/A ~ No
+    assert score(refusal, "No", "multiple_choice", YES_NO, protocol="strict").correct is False
+    assert score(refusal, "3", "integer", protocol="official").correct is False
 
 
 def test_letter_rule_needs_a_letter_in_range_and_not_prose():

@@ -16,13 +16,14 @@ from ovlt.data import (
     QUESTION_KINDS,
     format_question,
     generate,
+    hub,
     majority_baseline,
     option_letter,
     scene_key,
+    show_problems,
     solve,
     validate_problem,
 )
-from ovlt.data import hub
 from ovlt.data.procedural import COLORS, split_of
 
 
@@ -338,3 +339,12 @@ def test_loader_maps_valid_rows_and_skips_invalid_ones(monkeypatch, caplog):
 def test_unknown_source_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown source 'mathvista'; known sources: .*figureqa.*sft_seed"):
         hub.load_source("mathvista")
+
+
+def test_show_problems_draws_one_panel_per_problem(pool):
+    figure = show_problems(pool, n=6, cols=4)
+    panels = [axes for axes in figure.axes if axes.images]
+    assert len(panels) == 6
+    assert "answer: " + pool[0]["answer"] in panels[0].get_title(loc="left")
+    with pytest.raises(ValueError, match="non-empty"):
+        show_problems(pool.select([]))

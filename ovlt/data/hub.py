@@ -98,7 +98,7 @@ def infer_answer_type(answer: str) -> tuple[str, int]:
     return "text", -1
 
 
-def make_problem(id: str, image, question: str, answer: str, source: str, split: str) -> dict:
+def make_problem(problem_id: str, image, question: str, answer: str, source: str, split: str) -> dict:
     """A schema record from a raw question (options inside it are parsed out) and a raw answer.
 
     A multiple choice answer given as a letter ("B", "(B)", "B.") becomes the option text, as MathVista does.
@@ -114,7 +114,7 @@ def make_problem(id: str, image, question: str, answer: str, source: str, split:
         answer_type, precision = "multiple_choice", -1
     else:
         answer_type, precision = infer_answer_type(answer)
-    return {"id": id, "image": image, "question": stem, "choices": choices, "answer": answer,
+    return {"id": problem_id, "image": image, "question": stem, "choices": choices, "answer": answer,
             "answer_type": answer_type, "precision": precision, "source": source, "split": split,
             "difficulty": -1, "scene": ""}
 

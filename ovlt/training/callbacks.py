@@ -31,7 +31,8 @@ class JsonlLogger(TrainerCallback):
             self._step_seconds.append(time.perf_counter() - self._step_started)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
+        # The end-of-training summary (train_runtime, train_loss) goes to the stage manifest instead.
+        if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
         row = {"step": state.global_step}
         row.update({k: v for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(v)})

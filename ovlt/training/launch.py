@@ -37,6 +37,13 @@ class LaunchError(RuntimeError):
     """An `accelerate launch` subprocess failed; the message carries the tail of its output."""
 
 
+def uses_cpu(cfg: StudyConfig, launch: Launch) -> bool:
+    """Train on CPU: asked for, or `auto` on a machine without CUDA (several CPU processes need it to use gloo)."""
+    import torch
+
+    return launch.cpu or cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+
+
 def is_distributed(launch: Launch) -> bool:
     return launch.num_processes > 1 or launch.num_machines > 1
 

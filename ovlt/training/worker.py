@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ovlt.artifacts import Run, atomic_write_json
+from ovlt.artifacts import Run, atomic_write_json, load_dataset_dir
 from ovlt.config import StudyConfig
 from ovlt.training.launch import RESULT_FILE
 
@@ -29,6 +29,17 @@ def run(job: dict) -> dict:
     return trainers[job["stage"]](cfg, Run(job["run"]), int(job["iteration"]), Path(job["stage_dir"]))
 
 
+def load_training_set(path: Path, columns: tuple[str, ...]):
+    """A stage's training set (a datasets folder), checked for the columns the trainer needs."""
+    dataset = load_dataset_dir(path)
+    missing = [c for c in columns if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"{path}: training set lacks column(s) {missing}; it has {dataset.column_names}")
+    if len(dataset) == 0:
+        raise ValueError(f"{path}: training set is empty")
+    return dataset
+
+
 def peak_memory_mb() -> dict:
     """Peak resident memory of this process and, on CUDA, peak allocated GPU memory (MiB)."""
     peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -37,13 +48,10 @@ def peak_memory_mb() -> dict:
     return peak
 
 
-def save_and_summarise(trainer, train_output, stage_dir: Path, checkpoint: Path, examples: int) -> dict:
-    """Save the model with its processor (HF format, loadable by `ovlt.models.load` and vLLM) and write the summary.
-
-    `Trainer.save_model` gathers sharded weights (ZeRO-3, FSDP) and saves the processing class; the image
-    processor's own preprocessor_config.json goes beside it, as in hub repos, for loaders that look for it.
-    """
-    trainer.save_model(str(checkpoint))
+def finish(trainer, train_output, stage_dir: Path, checkpoint: Path, examples: int) -> dict:
+    """Complete a checkpoint that the trainer saved (`Trainer.save_model` gathers ZeRO-3/FSDP shards): the processor
+    beside it, with the image processor's own preprocessor_config.json as in hub repos, so that `ovlt.models.load`
+    and vLLM load it; then the run's summary, written by the main process."""
     summary = {
         "examples": examples,
         "steps": trainer.state.global_step,
@@ -54,6 +62,7 @@ def save_and_summarise(trainer, train_output, stage_dir: Path, checkpoint: Path,
     }
     summary["seconds_per_step"] = round(summary["train_seconds"] / max(1, summary["steps"]), 4)
     if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(str(checkpoint))
         trainer.processing_class.image_processor.save_pretrained(str(checkpoint))
         atomic_write_json(stage_dir / RESULT_FILE, summary)
     trainer.accelerator.wait_for_everyone()

@@ -1,0 +1,670 @@
+"""Teacher stages: caption, distill (iteration 1) and self-generate (iteration 2 onward).
+
+OpenVLThinker describes these stages but never released them. Iteration 1: a captioner describes each image,
+and a text-only reasoner that never sees the image reads caption + question and samples k chains. Iteration
+i > 1: the previous iteration's GRPO model answers fresh problems from the image itself. `ovlt.curation`
+then verifies, selects and filters the chains into an SFT set.
+
+Each stage reads and writes `datasets` folders through the run artifacts, writes its generations in shards
+(a killed stage resumes after the last complete shard) and records counts in its manifest in one shape:
+`{"in", "out", "dropped": {reason: n}, "by_source": {source: {...same...}}}` with in = out + sum(dropped).
+An unreadable image, an empty response or a problem without a gold answer is counted, logged with its id and
+skipped.
+
+Backends: `transformers` and `vllm` go through `ovlt.generation`; `scripted` teachers work on the procedural
+data only (they read the problem's `scene`). They are imperfect the way the paper's are: the captioner
+omits, rounds ("about 6") or misreads a share of the facts (models.captioner.fidelity, omit_rate), and the
+reasoner sees only the caption and the question. It writes DENSE chains, as the tiny student learns best
+from (shared/STACK.md, "Learning on CPU"): first the values it relies on, then a short computation, then a
+concluding sentence, then the answer, with optional restatements (verbosity) and self-reflections
+("Wait, let me check ...", reflection_rate) that the filter later cuts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+
+import datasets
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ovlt.answers import extract
+from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
+from ovlt.config import ModelSpec, Sampling, StudyConfig
+from ovlt.data.procedural import COLORS, SHAPES, solve
+from ovlt.data.schema import option_letter
+from ovlt.pipeline import checkpoint_path, iteration_problems
+from ovlt.prompts import student_chat, student_text
+
+log = logging.getLogger(__name__)
+
+# Problems per shard, in units of the generating model's batch size: a killed stage loses at most this much.
+SHARD_BATCHES = 4
+CHAINS_FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "chains": datasets.List(datasets.Value("string")),
+})
+CAPTIONS_FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "caption": datasets.Value("string"),
+})
+
+
+# --------------------------------------------------------------------------------------------------------
+# problem rows: images decoded one at a time, so a bad one is a counted skip and not a crash
+
+
+def problem_rows(problems: datasets.Dataset) -> Iterator[dict]:
+    """Rows with the image left undecoded (`{"bytes", "path"}`); `open_image` decodes it."""
+    yield from problems.cast_column("image", datasets.Image(decode=False))
+
+
+def open_image(row: dict) -> Image.Image | None:
+    """The row's image as RGB, or None (logged) when it cannot be read."""
+    image = row.get("image") or {}
+    try:
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+        with Image.open(source) as opened:
+            return opened.convert("RGB")
+    except Exception as err:  # any decoder error is the same event: this problem has no usable image
+        log.warning("problem %s: unreadable image (%s): skipped", row.get("id"), err)
+        return None
+
+
+def rows_to_dataset(rows: list[dict], features: datasets.Features) -> datasets.Dataset:
+    """A data set of `features` from rows (extra keys ignored); an empty one keeps its columns."""
+    return datasets.Dataset.from_dict({key: [row[key] for row in rows] for key in features}, features=features)
+
+
+def has_gold(row: dict) -> bool:
+    return isinstance(row.get("answer"), str) and bool(row["answer"].strip())
+
+
+def usable_rows(batch: list[dict], **skip_fields) -> tuple[list[dict], list[Image.Image], list[dict]]:
+    """(rows with a gold answer and a readable image, their images, a skip record per other row).
+
+    Skip records are `{"id", "source", "status": reason, **skip_fields}`; each skip is logged with its id.
+    """
+    usable, images, skipped = [], [], []
+    for row in batch:
+        if not has_gold(row):
+            log.warning("problem %s: no gold answer: skipped", row["id"])
+            status = "no_gold_answer"
+        else:
+            image = open_image(row)
+            if image is not None:
+                usable.append(row)
+                images.append(image)
+                continue
+            status = "unreadable_image"
+        skipped.append({"id": row["id"], "source": row["source"], "status": status, **skip_fields})
+    return usable, images, skipped
+
+
+class Tally:
+    """Counts in, out and dropped-by-reason per source; `as_dict()` is the manifest's counts shape."""
+
+    def __init__(self):
+        self.rows: dict[str, Counter] = defaultdict(Counter)
+
+    def add(self, source: str, outcome: str) -> None:
+        """outcome: "out" or the reason the problem was dropped."""
+        self.rows[source]["in"] += 1
+        self.rows[source][outcome] += 1
+
+    def extend(self, rows: list[dict]) -> None:
+        for row in rows:
+            self.add(row["source"], row["status"])
+
+    @staticmethod
+    def _one(counter: Counter) -> dict:
+        dropped = {k: v for k, v in sorted(counter.items()) if k not in ("in", "out")}
+        return {"in": counter["in"], "out": counter["out"], "dropped": dropped}
+
+    def as_dict(self, **extra_by_source: dict) -> dict:
+        total = sum(self.rows.values(), Counter())
+        by_source = {}
+        for source in sorted(self.rows):
+            by_source[source] = self._one(self.rows[source])
+            for key, values in extra_by_source.items():
+                by_source[source][key] = values.get(source, 0)
+        out = self._one(total)
+        for key, values in extra_by_source.items():
+            out[key] = sum(values.values())
+        return {**out, "by_source": by_source}
+
+
+def run_sharded(st: Stage, rows: list[dict], size: int, work: Callable[[list[dict]], list[dict]],
+                desc: str) -> list[dict]:
+    """Apply `work` to the rows not yet in a complete shard, `size` rows a shard; return all shard rows.
+
+    `work` maps a list of input rows to one output row per input (with "id", "source" and "status").
+    """
+    store = st.shards()
+    done = store.done_keys()
+    todo = [row for row in rows if row["id"] not in done]
+    if done:
+        log.info("%s: resuming, %d of %d problems already in shards", st.label, len(rows) - len(todo), len(rows))
+    for start in tqdm(range(0, len(todo), size), desc=desc, unit="shard"):
+        store.write(work(todo[start:start + size]))
+    return store.rows()
+
+
+# --------------------------------------------------------------------------------------------------------
+# model backends
+
+
+def model_backend(spec: ModelSpec, model_path: str | None = None):
+    """An `ovlt.generation` backend for a model of the config (its own name, or a checkpoint path)."""
+    from ovlt.generation import make_backend
+
+    path = model_path or spec.name
+    if spec.backend == "vllm":
+        options = {"tensor_parallel_size": spec.tensor_parallel_size,
+                   "gpu_memory_utilization": spec.gpu_memory_utilization,
+                   "trust_remote_code": spec.trust_remote_code,
+                   **({"max_model_len": spec.max_model_len} if spec.max_model_len else {})}
+    elif spec.backend == "transformers":
+        options = {"batch_size": spec.batch_size}
+    else:
+        raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
+    return make_backend(path, backend=spec.backend, **options)
+
+
+def sampling_params(sampling: Sampling, seed: int):
+    from ovlt.generation import SamplingParams
+
+    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                          max_new_tokens=sampling.max_new_tokens, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------------
+# reasoner output -> <think>...</think><answer>...</answer>
+
+
+def to_think_answer(text: str, choices=()) -> str | None:
+    """A reasoner's response in the think/answer format, or None when it holds no answer.
+
+    The reasoner's own think section is kept. DeepSeek-R1-distill writes "<think>\\n...\\n</think>\\n\\nfinal
+    text with \\boxed{}" (its chat template often opens <think> in the prompt, so the response may start
+    inside it): the think part stays, the final answer (boxed, or found by `ovlt.answers.extract`) goes
+    into <answer>. A response already in the target format comes back as it is, trimmed. A response that
+    declines to answer counts as holding none.
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    if "</think>" in text:
+        think, _, rest = text.rpartition("</think>")
+        think = think.split("<think>")[-1]
+    else:
+        think, _, rest = text.partition("<answer>")
+        think, rest = think.replace("<think>", ""), "<answer>" + rest if rest else think
+    found = extract(rest, choices)
+    think = think.strip()
+    if not think or found.rule in ("none", "refusal") or not found.text.strip():  # declining teaches nothing
+        return None
+    return f"<think>{think}</think>\n<answer>{found.text.strip()}</answer>"
+
+
+# --------------------------------------------------------------------------------------------------------
+# scripted captioner: a description of the scene with omitted, rounded and misread facts
+
+SIZE_WORDS = {1: "small", 2: "medium", 3: "big"}
+
+
+def _round_step(value: int) -> int:
+    return 2 if value < 20 else 5 if value < 100 else 10
+
+
+class ScriptedCaptioner:
+    """Describes a procedural problem's scene in fixed sentences that `ScriptedReasoner` parses.
+
+    Each fact is omitted with probability `omit_rate`; a stated fact is exact with probability `fidelity`,
+    otherwise rounded ("about 6", "red or orange") or misread (a wrong value, colour or shape), half each.
+    """
+
+    def __init__(self, fidelity: float = 1.0, omit_rate: float = 0.0, seed: int = 0):
+        self.fidelity, self.omit_rate, self.seed = fidelity, omit_rate, seed
+
+    def _number(self, rng: random.Random, value: int, low: int, high: int) -> str | None:
+        if rng.random() < self.omit_rate:
+            return None
+        if rng.random() < self.fidelity:
+            return str(value)
+        step = _round_step(value)
+        if rng.random() < 0.5:
+            return f"about {step * round(value / step)}"
+        wrong = [v for v in range(max(low, value - step), min(high, value + step) + 1) if v != value]
+        return str(rng.choice(wrong)) if wrong else str(value)
+
+    def _object(self, rng: random.Random, obj: dict) -> str | None:
+        if rng.random() < self.omit_rate:
+            return None
+        color, shape, size = obj["color"], obj["shape"], SIZE_WORDS[obj["size"]]
+        if rng.random() >= self.fidelity:
+            other_color = rng.choice([c for c in COLORS if c != color])
+            if rng.random() < 0.5:  # unsure between two colours, the true one in either place
+                color = " or ".join(rng.sample([color, other_color], 2))
+            elif rng.random() < 0.5:
+                color = other_color
+            else:
+                shape = rng.choice([s for s in SHAPES if s != shape])
+        return f"a {size} {color} {shape}"
+
+    def describe(self, problem: dict) -> str:
+        scene = json.loads(problem["scene"])
+        rng = random.Random(f"caption-{self.seed}-{problem['id']}")
+        family = scene["family"]
+        if family == "chart":
+            top = scene["axis_max"]
+            parts = [f"A bar chart with {len(scene['bars'])} bars on a grid from 0 to {top}."]
+            for bar in scene["bars"]:
+                value = self._number(rng, bar["value"], 1, top)
+                if value is not None:
+                    parts.append(f"Bar {bar['label']} is {value}.")
+            return " ".join(parts)
+        if family == "geometry":
+            if scene["shape"] == "triangle":
+                shown = [self._number(rng, scene["angles"][i], 1, 178) for i in scene["shown"]]
+                angles = " and ".join(f"angle {a}°" for a in shown if a is not None) or "two angles"
+                return f"A triangle with {angles} marked; the third angle is marked ?."
+            if scene["shape"] == "rectangle":
+                sides = [f"{name} {value}" for name, value in
+                         (("width", self._number(rng, scene["width"], 1, 99)),
+                          ("height", self._number(rng, scene["height"], 1, 99))) if value is not None]
+                return f"A rectangle with {' and '.join(sides) or 'its sides labelled'}."
+            legs = [self._number(rng, leg, 1, 99) for leg in scene["legs"]]
+            legs = " and ".join(f"leg {leg}" for leg in legs if leg is not None) or "two legs"
+            return f"A right triangle with {legs}; the hypotenuse is marked ?."
+        if family == "table":
+            rows = [(row["item"], self._number(rng, row["value"], 0, 999)) for row in scene["rows"]]
+            listed = ", ".join(f"{item} {value}" for item, value in rows if value is not None)
+            return f"A table of items and counts with {len(rows)} rows: {listed}."
+        if family == "counting":
+            described = [self._object(rng, obj) for obj in scene["objects"]]
+            return "A picture of objects: " + ", ".join(d for d in described if d is not None) + "."
+        raise ValueError(f"problem {problem['id']}: the scripted captioner has no rule for family {family!r}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# scripted reasoner: caption + question -> k dense chains
+
+_NUMBER_FACT = r"(about )?(\d+)"
+REFLECTIONS = ("Wait, let me check {what}.", "But wait, let me check {what} again.", "Let me double-check {what}.")
+
+
+class _Reading:
+    """A fact as the caption states it: an exact value, "about" a value, "a or b", or unknown."""
+
+    def __init__(self, text: str | None, about: bool = False):
+        self.text, self.about = text, about
+
+    def resolve(self, rng: random.Random, guess: Callable[[], int | str]):
+        if self.text is None:
+            return guess()
+        if " or " in self.text:
+            return rng.choice(self.text.split(" or "))
+        value = int(self.text)
+        if self.about:
+            half = _round_step(value) // 2
+            return rng.randint(max(value - half, 0), value + half)
+        return value
+
+
+def _number_readings(pattern: str, caption: str) -> list[_Reading]:
+    return [_Reading(m.group(2), bool(m.group(1))) for m in re.finditer(pattern, caption)]
+
+
+class ScriptedReasoner:
+    """Writes k chains from the caption and the question only (the question's query, never the scene facts).
+
+    Per chain, vague facts are read one way or another and missing ones guessed, so chains differ; with
+    probability 1 - `fidelity` a chain slips in its computation. `verbosity` 0-3 adds restatements;
+    each chain holds a self-reflection with probability `reflection_rate` (a second one with half of it).
+    A reflection re-checks the values and corrects a slip, so the final answer follows the corrected step.
+    """
+
+    def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0):
+        self.fidelity, self.reflection_rate, self.verbosity, self.seed = fidelity, reflection_rate, verbosity, seed
+
+    # -- believed scene: what the caption says, resolved for one chain ----------------------------------
+
+    def _believe(self, problem: dict, caption: str, rng: random.Random) -> dict:
+        query = json.loads(problem["scene"])["query"]
+        family = problem["source"].removeprefix("synthetic/")
+        if family == "chart":
+            top = re.search(r"from 0 to (\d+)", caption)
+            top = int(top.group(1)) if top else 9
+            stated = {m.group(1): _Reading(m.group(3), bool(m.group(2)))
+                      for m in re.finditer(r"Bar ([A-Z]) is " + _NUMBER_FACT, caption)}
+            asked = {"tallest": problem["choices"], "shortest": problem["choices"],
+                     "compare": [query.get("a"), query.get("b")], "value": [query.get("label")]}[query["kind"]]
+            labels = sorted(set(stated) | set(asked))
+            bars = [{"label": label, "value": stated.get(label, _Reading(None)).resolve(
+                rng, lambda: rng.randint(1, top))} for label in labels]
+            return {"family": family, "bars": bars, "query": query}
+        if family == "geometry":
+            kind = query["kind"]
+            if kind == "missing_angle":
+                angles = [r.resolve(rng, lambda: rng.randrange(30, 111, 10))
+                          for r in _number_readings(r"angle " + _NUMBER_FACT + "°", caption)]
+                angles += [rng.randrange(30, 111, 10) for _ in range(2 - len(angles))]
+                return {"family": family, "shape": "triangle", "angles": [*angles[:2], 0], "shown": [0, 1],
+                        "query": query}
+            if kind == "hypotenuse":
+                legs = [r.resolve(rng, lambda: rng.randint(2, 15))
+                        for r in _number_readings(r"leg " + _NUMBER_FACT, caption)]
+                legs += [rng.randint(2, 15) for _ in range(2 - len(legs))]
+                return {"family": family, "shape": "right_triangle", "legs": legs[:2], "query": query}
+            sides = {}
+            for name in ("width", "height"):
+                found = _number_readings(name + " " + _NUMBER_FACT, caption)
+                sides[name] = (found[0] if found else _Reading(None)).resolve(rng, lambda: rng.randint(2, 15))
+            return {"family": family, "shape": "rectangle", **sides, "query": query}
+        if family == "table":
+            rows_stated = re.search(r"with (\d+) rows", caption)
+            stated = {m.group(1): _Reading(m.group(3), bool(m.group(2)))
+                      for m in re.finditer(r"(\w+) " + _NUMBER_FACT + r"(?=[,.])", caption)}
+            names = list(stated) + [n for n in list(problem["choices"]) + [query.get("a"), query.get("b")]
+                                    if n and n not in stated]
+            count = max(int(rows_stated.group(1)) if rows_stated else len(names), len(names))
+            names += [f"unnamed{i + 1}" for i in range(count - len(names))]
+            seen = [int(r.text) for r in stated.values()] or [1, 9]
+            rows = [{"item": name, "value": stated.get(name, _Reading(None)).resolve(
+                rng, lambda: rng.randint(min(seen), max(seen)))} for name in names]
+            return {"family": family, "rows": rows, "query": query}
+        if family == "counting":
+            objects = [{"size": [k for k, w in SIZE_WORDS.items() if w == m.group(1)][0],
+                        "color": _Reading(m.group(2)).resolve(rng, str) if " or " in m.group(2) else m.group(2),
+                        "shape": m.group(3)}
+                       for m in re.finditer(r"a (small|medium|big) (\w+(?: or \w+)?) (circle|square|triangle)",
+                                            caption)]
+            if not objects and query["kind"] == "largest":  # nothing described: guess one of the options
+                color, shape = rng.choice(problem["choices"]).split()
+                objects = [{"size": 3, "color": color, "shape": shape}]
+            return {"family": family, "objects": objects, "query": query}
+        raise ValueError(f"problem {problem['id']}: the scripted reasoner has no rule for source {problem['source']!r}")
+
+    # -- chain text ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _facts(scene: dict) -> str:
+        family = scene["family"]
+        if family == "chart":
+            return ", ".join(f"{b['label']} is {b['value']}" for b in scene["bars"]) + "."
+        if family == "table":
+            return ", ".join(f"{r['item']} {r['value']}" for r in scene["rows"]) + "."
+        if family == "counting":
+            listed = ", ".join(f"a {SIZE_WORDS[o['size']]} {o['color']} {o['shape']}" for o in scene["objects"])
+            return f"I see {listed or 'no objects'}."
+        shape = scene["shape"]
+        if shape == "triangle":
+            return f"The angles are {scene['angles'][0]} and {scene['angles'][1]}."
+        if shape == "rectangle":
+            return f"The width is {scene['width']} and the height is {scene['height']}."
+        return f"The legs are {scene['legs'][0]} and {scene['legs'][1]}."
+
+    @staticmethod
+    def _steps(scene: dict, answer: str) -> tuple[str, str, str]:
+        """(question restatement, computation, concluding sentence ending in "is <answer>.")."""
+        family, query = scene["family"], scene["query"]
+        kind = query["kind"]
+        if family == "chart":
+            values = {b["label"]: b["value"] for b in scene["bars"]}
+            if kind in ("tallest", "shortest"):
+                pick = max(values.values()) if kind == "tallest" else min(values.values())
+                word = "largest" if kind == "tallest" else "smallest"
+                return (f"We need the {kind} bar.", f"{pick} is the {word} value.", f"The {kind} bar is {answer}.")
+            if kind == "compare":
+                a, b = query["a"], query["b"]
+                sign = ">" if values[a] > values[b] else "<" if values[a] < values[b] else "="
+                verdict = "taller" if answer == "Yes" else "not taller"
+                return (f"We compare bar {a} with bar {b}.", f"{values[a]} {sign} {values[b]}.",
+                        f"{a} is {verdict} than {b}, so the answer is {answer}.")
+            return (f"We need the value of bar {query['label']}.", f"Bar {query['label']} reaches {answer}.",
+                    f"The value of bar {query['label']} is {answer}.")
+        if family == "geometry":
+            if kind == "missing_angle":
+                a, b = scene["angles"][:2]
+                return ("The angles of a triangle add up to 180.", f"180 - {a} - {b} = {answer}.",
+                        f"The missing angle is {answer}.")
+            if kind == "hypotenuse":
+                a, b = scene["legs"]
+                return ("The hypotenuse follows from the Pythagorean theorem.",
+                        f"{a}^2 + {b}^2 = {a * a + b * b}, and its square root is {answer}.",
+                        f"The hypotenuse is {answer}.")
+            w, h = scene["width"], scene["height"]
+            if kind == "rectangle_area":
+                return ("The area is width times height.", f"{w} x {h} = {answer}.", f"The area is {answer}.")
+            return ("The perimeter is twice width plus height.", f"2 x ({w} + {h}) = {answer}.",
+                    f"The perimeter is {answer}.")
+        if family == "table":
+            count = {r["item"]: r["value"] for r in scene["rows"]}
+            if kind == "total":
+                return ("We add all counts.", " + ".join(str(v) for v in count.values()) + f" = {answer}.",
+                        f"The total is {answer}.")
+            if kind == "difference":
+                a, b = query["a"], query["b"]
+                return (f"We subtract {b} from {a}.", f"{count[a]} - {count[b]} = {answer}.",
+                        f"The difference is {answer}.")
+            word = "largest" if kind == "most" else "smallest"
+            pick = max(count.values()) if kind == "most" else min(count.values())
+            return (f"We need the item with the {word} count.", f"{pick} is the {word} count.",
+                    f"The item with the {word} count is {answer}.")
+        if kind == "count":
+            target = f"{query['color']} {query['shape']}s"
+            return (f"We count the {target}.", f"{answer} of them are {target}.",
+                    f"The number of {target} is {answer}.")
+        return ("We look for the biggest object.", "Only one object is big.", f"The largest object is the {answer}.")
+
+    @staticmethod
+    def _slip(answer: str, problem: dict, rng: random.Random) -> str:
+        """A wrong step's result: another option, or a number off by 1-3."""
+        others = [c for c in problem["choices"] if c != answer]
+        if others:
+            return rng.choice(others)
+        try:
+            value = float(answer)
+        except ValueError:
+            return answer
+        wrong = value + rng.choice([-3, -2, -1, 1, 2, 3])
+        return f"{wrong:.{problem['precision']}f}" if problem["answer_type"] == "float" else str(int(wrong))
+
+    @staticmethod
+    def _answer_tag(answer: str, problem: dict) -> str:
+        # Multiple choice answers are option letters: bar labels are letters too, and "B" would mean option B.
+        choices = list(problem["choices"])
+        return option_letter(choices.index(answer)) if answer in choices else answer
+
+    def chain(self, problem: dict, caption: str, index: int) -> str:
+        rng = random.Random(f"reason-{self.seed}-{problem['id']}-{index}")
+        scene = self._believe(problem, caption, rng)
+        answer = solve(scene)
+        if problem["answer_type"] == "float":
+            answer = f"{float(answer):.{problem['precision']}f}"
+        stated = self._slip(answer, problem, rng) if rng.random() >= self.fidelity else answer
+        restate, compute, conclude = self._steps(scene, stated)
+        sentences = ([restate] if self.verbosity >= 2 else []) + [self._facts(scene)]
+        sentences += ([compute] if self.verbosity >= 1 else []) + [conclude]
+        if self.verbosity >= 3:
+            sentences.append(f"So the answer is {self._answer_tag(stated, problem)}.")
+        reflections = int(rng.random() < self.reflection_rate) + int(rng.random() < self.reflection_rate / 2)
+        for _ in range(reflections):  # re-check the values; a reflection is where a slip gets corrected
+            _, compute, conclude = self._steps(scene, answer)
+            what = rng.choice(["the values", "the question", "my computation"])
+            sentences += [rng.choice(REFLECTIONS).format(what=what), self._facts(scene), compute, conclude]
+            stated = answer
+        return f"<think>{' '.join(sentences)}</think>\n<answer>{self._answer_tag(stated, problem)}</answer>"
+
+    def chains(self, problem: dict, caption: str, n: int) -> list[str]:
+        return [self.chain(problem, caption, i) for i in range(n)]
+
+
+def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> list[str]:
+    """Representative study text for training the tiny tokenizer: per problem (up to `n`), the student prompt,
+    a scripted caption and a scripted chain (with reflections, as before the filter)."""
+    captioner = ScriptedCaptioner(fidelity=0.7, omit_rate=0.1, seed=seed)
+    reasoner = ScriptedReasoner(reflection_rate=0.5, verbosity=2, seed=seed)
+    texts = []
+    for row in problems.select_columns(["id", "question", "choices", "answer", "answer_type", "precision",
+                                        "source", "scene"]).select(range(min(n, len(problems)))):
+        if not row["scene"]:
+            continue
+        caption = captioner.describe(row)
+        texts += [student_text(row), caption, reasoner.chain(row, caption, 0)]
+    return texts
+
+
+# --------------------------------------------------------------------------------------------------------
+# stages
+
+
+def shard_size(spec: ModelSpec) -> int:
+    """Problems per shard for a model: a killed stage loses at most this much work."""
+    return spec.batch_size * SHARD_BATCHES
+
+
+def _scripted_note(spec: ModelSpec, role: str) -> dict:
+    knobs = {"captioner": ("fidelity", "omit_rate"), "reasoner": ("fidelity", "reflection_rate", "verbosity")}[role]
+    return {"backend": spec.backend, "name": spec.name,
+            **({k: getattr(spec, k) for k in knobs} if spec.backend == "scripted" else {})}
+
+
+def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+    """Describe each SFT problem's image with the captioner (prompt: cfg.caption.prompt, the paper's).
+
+    Writes `<stage dir>/captions` (id, source, caption); problems without a usable image, without a gold
+    answer, or with an empty caption are counted and skipped.
+    """
+    spec = cfg.models.captioner
+    st = Stage(run, "caption", iteration, params=cfg.section("caption", "models.captioner", "seed"),
+               inputs=[run.manifest("decontaminate")])
+    if st.done:
+        return st.manifest
+    st.begin()
+    problems = iteration_problems(cfg, run, iteration, "sft")
+    rows = list(problem_rows(problems))
+    if spec.backend == "scripted":
+        captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
+        describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
+    else:
+        backend = model_backend(spec)
+        params = sampling_params(cfg.caption.sampling, cfg.seed)
+        chat = student_chat(cfg.caption.prompt)
+        describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
+            [chat] * len(batch), [[image] for image in images], params)]
+
+    def work(batch: list[dict]) -> list[dict]:
+        usable, images, out = usable_rows(batch, caption="")
+        for row, text in zip(usable, describe(usable, images) if usable else [], strict=True):
+            text = (text or "").strip()
+            if not text:
+                log.warning("problem %s: empty caption: skipped", row["id"])
+            out.append({"id": row["id"], "source": row["source"], "status": "out" if text else "empty_response",
+                        "caption": text})
+        return out
+
+    done = run_sharded(st, rows, shard_size(spec), work, "caption")
+    tally = Tally()
+    tally.extend(done)
+    kept = [r for r in done if r["status"] == "out"]
+    save_dataset(rows_to_dataset(kept, CAPTIONS_FEATURES), st.dir / "captions")
+    skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
+    return st.finish(counts=tally.as_dict(), outputs=["captions"],
+                     extra={"teacher": _scripted_note(spec, "captioner"), "skipped": skipped})
+
+
+DISTILL_INSTRUCTION = "You cannot see the image; here is a description of it."
+
+
+def distill_prompt(problem: dict, caption_text: str) -> list[dict]:
+    """The text-only reasoner's chat: the caption, then the student's question and think/answer instruction."""
+    text = f"{DISTILL_INSTRUCTION}\nImage description: {caption_text}\n\n{student_text(problem)}"
+    return student_chat(text, with_image=False)
+
+
+def _chains_rows(batch: list[dict], responses: list[list[str]], convert: bool) -> list[dict]:
+    out = []
+    for row, texts in zip(batch, responses, strict=True):
+        chains = [to_think_answer(t, row["choices"]) if convert else (t or "").strip() for t in texts]
+        chains = [c for c in chains if c]
+        if not chains:
+            log.warning("problem %s: every response was empty or held no answer: skipped", row["id"])
+        out.append({"id": row["id"], "source": row["source"], "chains": chains,
+                    "status": "out" if chains else "empty_response", "empty": len(texts) - len(chains)})
+    return out
+
+
+def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
+    tally = Tally()
+    tally.extend(done)
+    kept = [r for r in done if r["status"] == "out"]
+    save_dataset(rows_to_dataset(kept, CHAINS_FEATURES), st.dir / "chains")
+    chains, empty = Counter(), Counter()
+    for r in done:
+        chains[r["source"]] += len(r["chains"])
+        empty[r["source"]] += r["empty"]
+    skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
+    counts = tally.as_dict(chains=dict(chains), empty_responses=dict(empty))
+    return st.finish(counts=counts, outputs=["chains"], extra={**extra, "skipped": skipped})
+
+
+def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+    """k chains per captioned problem from the text-only reasoner; writes `<stage dir>/chains`."""
+    spec, sampling = cfg.models.reasoner, cfg.distill.sampling
+    st = Stage(run, "distill", iteration, params=cfg.section("distill", "models.reasoner", "seed"),
+               inputs=[run.manifest("caption", iteration)])
+    if st.done:
+        return st.manifest
+    st.begin()
+    captions = {r["id"]: r["caption"] for r in load_dataset_dir(run.stage_dir("caption", iteration) / "captions")}
+    problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
+    rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
+    if spec.backend == "scripted":
+        reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed)
+        work = lambda batch: _chains_rows(  # noqa: E731
+            batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], convert=True)
+    else:
+        backend = model_backend(spec)
+        params = sampling_params(sampling, cfg.seed)
+        work = lambda batch: _chains_rows(batch, [[c.text for c in cs] for cs in backend.generate(  # noqa: E731
+            [distill_prompt(r, r["caption"]) for r in batch], None, params)], convert=True)
+    done = run_sharded(st, rows, shard_size(spec), work, "distill")
+    return _finish_chains(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n})
+
+
+def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+    """The previous iteration's GRPO model answers this iteration's fresh problems from the image, k samples
+    each; writes `<stage dir>/chains` for `curation.select`."""
+    if iteration < 2:
+        raise ValueError(f"self_generate runs from iteration 2 on (it needs grpo-{iteration - 1}); got {iteration}")
+    spec, sampling = cfg.models.student, cfg.self_generate.sampling
+    model = f"grpo-{iteration - 1}"
+    st = Stage(run, "self_generate", iteration, params=cfg.section("self_generate", "models.student", "seed"),
+               inputs=[run.manifest("decontaminate"), run.manifest("grpo", iteration - 1)])
+    if st.done:
+        return st.manifest
+    st.begin()
+    rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
+    backend = model_backend(spec, checkpoint_path(cfg, run, model))
+    params = sampling_params(sampling, cfg.seed + iteration)
+
+    def work(batch: list[dict]) -> list[dict]:
+        usable, images, out = usable_rows(batch, chains=[], empty=0)
+        if usable:
+            generated = backend.generate([student_chat(student_text(r)) for r in usable],
+                                         [[image] for image in images], params)
+            out += _chains_rows(usable, [[c.text for c in cs] for cs in generated], convert=False)
+        return out
+
+    done = run_sharded(st, rows, shard_size(spec), work, "self_generate")
+    return _finish_chains(st, done, {"model": model, "k": sampling.n})

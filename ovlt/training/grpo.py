@@ -1,0 +1,114 @@
+"""Stage `grpo`: TRL's GRPOTrainer from the iteration's SFT checkpoint on its hard problems.
+
+Rewards come from `ovlt.answers`, the study's one scorer: `accuracy_reward` (strict answer match) and
+`format_reward` (think/answer tags with nothing after `</answer>`, a measured collapse mode). The total reward
+is accuracy + `grpo.format_reward_weight` x format; with weight 0 (the paper) TRL still computes and logs the
+format reward (`rewards/format_reward/mean`), it only adds nothing. Every logging step goes to
+`<stage dir>/log.jsonl` and tensorboard; a run whose accuracy reward stays at zero stops early (ZeroRewardGuard).
+
+`grpo.max_prompt_length` has no GRPOConfig counterpart in TRL 1.16 (prompts are not truncated, which would cut
+image tokens); with vLLM the student's `max_model_len` bounds prompt + completion.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trl import GRPOConfig, GRPOTrainer
+
+from ovlt.answers import accuracy_reward, format_reward
+from ovlt.artifacts import Run, Stage
+from ovlt.config import StudyConfig
+from ovlt.pipeline import checkpoint_path
+from ovlt.training.callbacks import JsonlLogger, ZeroRewardGuard, tensorboard_callback
+from ovlt.training.launch import run_job, uses_cpu
+
+log = logging.getLogger(__name__)
+
+GRPO_COLUMNS = ("prompt", "image", "answer", "answer_type", "choices", "precision")
+# TRL logs each as rewards/<function name>/mean; ZeroRewardGuard watches the first.
+REWARD_FUNCS = (accuracy_reward, format_reward)
+
+
+def reward_weights(cfg: StudyConfig) -> list[float]:
+    return [1.0, cfg.grpo.format_reward_weight]
+
+
+def grpo_args(cfg: StudyConfig, output_dir: str | Path) -> GRPOConfig:
+    """The study config's `grpo` section as TRL arguments (the mapping the tests check)."""
+    g = cfg.grpo
+    return GRPOConfig(
+        output_dir=str(output_dir),
+        num_generations=g.num_generations,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        beta=g.beta,
+        learning_rate=g.learning_rate,
+        weight_decay=g.weight_decay,
+        lr_scheduler_type=g.lr_scheduler_type,
+        warmup_steps=g.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        max_completion_length=g.max_completion_length,
+        per_device_train_batch_size=g.per_device_train_batch_size,
+        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        num_train_epochs=g.num_train_epochs,
+        max_steps=g.max_steps,
+        loss_type=g.loss_type,
+        bf16=g.bf16,
+        gradient_checkpointing=g.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if g.gradient_checkpointing else None,
+        reward_weights=reward_weights(cfg),
+        use_vllm=g.use_vllm,
+        vllm_mode=g.vllm_mode,
+        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
+        vllm_max_model_length=cfg.models.student.max_model_len,
+        logging_steps=g.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=uses_cpu(cfg, g.launch),
+        model_init_kwargs={"dtype": "float32"},  # fp32 master weights; bf16 is autocast / DeepSpeed's
+        trust_remote_code=cfg.models.student.trust_remote_code,
+        save_strategy="no",
+        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+    )
+
+
+def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
+    """The GRPO body every process runs (see `ovlt.training.worker`)."""
+    from ovlt.models import load_processor
+    from ovlt.training.worker import finish, load_training_set
+
+    dataset = load_training_set(run.stage_dir("select_hard", iteration) / "grpo", GRPO_COLUMNS)
+    start = checkpoint_path(cfg, run, f"sft-{iteration}")
+    # Left padding: TRL re-tokenises prompts, and right-padded Qwen2.5-VL batches crash get_rope_index (STACK.md).
+    processor = load_processor(start, trust_remote_code=cfg.models.student.trust_remote_code)
+    checkpoint = stage_dir / "checkpoint"
+    trainer = GRPOTrainer(
+        model=start,
+        reward_funcs=list(REWARD_FUNCS),
+        args=grpo_args(cfg, checkpoint),
+        train_dataset=dataset,
+        processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (STACK.md)
+        callbacks=[
+            JsonlLogger(stage_dir / "log.jsonl"),  # first, so the log holds the steps the guard saw
+            tensorboard_callback(stage_dir / "tb"),
+            ZeroRewardGuard(cfg.grpo.zero_reward_patience),
+        ],
+    )
+    output = trainer.train()
+    trainer.save_model(str(checkpoint))
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset))
+
+
+def grpo(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+    """Stage `grpo` of one iteration: writes `<stage dir>/checkpoint`, `log.jsonl`, `tb/`; returns the manifest."""
+    inputs = [run.manifest("sft", iteration), run.manifest("select_hard", iteration)]
+    params = cfg.section("grpo", "models.student", "seed", "device")
+    st = Stage(run, "grpo", iteration, params=params, inputs=inputs)
+    if st.done:
+        return st.manifest
+    st.begin()
+    log.info("%s: GRPO from sft-%d on %d process(es)", st.label, iteration, cfg.grpo.launch.num_processes)
+    result = run_job(cfg, run, "grpo", iteration, st.dir, cfg.grpo.launch, bf16=cfg.grpo.bf16)
+    counts = {"problems": result["examples"], "steps": result["steps"], "processes": result["processes"]}
+    return st.finish(counts=counts, outputs=["checkpoint", "log.jsonl", "tb"], extra={"train": result})

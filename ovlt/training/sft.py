@@ -1,0 +1,127 @@
+"""Stage `sft`: TRL's SFTTrainer on the student, from the base model, on the iteration's SFT set.
+
+As in the paper, the SFT of every iteration starts again from the base model (not from the previous GRPO
+model), trains on the teacher (or self-generated) chains with the loss on the completion only, and by
+default fine-tunes the whole language model with the vision tower and its projector frozen. LoRA is the
+alternative (`sft.finetune: lora`); its adapter is merged into the base weights on save, so every
+checkpoint is a plain Hugging Face model that `ovlt.models.load` and vLLM read alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trl import SFTConfig, SFTTrainer
+
+from ovlt.artifacts import Run, Stage
+from ovlt.config import StudyConfig
+from ovlt.pipeline import checkpoint_path
+from ovlt.training.callbacks import JsonlLogger, tensorboard_callback
+from ovlt.training.launch import run_job, uses_cpu
+
+log = logging.getLogger(__name__)
+
+SFT_COLUMNS = ("prompt", "completion", "images")
+
+
+def sft_args(cfg: StudyConfig, output_dir: str | Path) -> SFTConfig:
+    """The study config's `sft` section as TRL arguments (the mapping the tests check)."""
+    t = cfg.sft
+    return SFTConfig(
+        output_dir=str(output_dir),
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler_type,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        weight_decay=t.weight_decay,
+        bf16=t.bf16,
+        gradient_checkpointing=t.gradient_checkpointing,
+        # Non-reentrant checkpointing works with a frozen vision tower (no input needs a gradient there).
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        max_length=t.max_length,
+        completion_only_loss=True,
+        logging_steps=t.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=uses_cpu(cfg, t.launch),
+        # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state).
+        model_init_kwargs={"dtype": "float32"},
+        trust_remote_code=cfg.models.student.trust_remote_code,
+        save_strategy="no",
+        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+    )
+
+
+def lora_config(cfg: StudyConfig):
+    from peft import LoraConfig
+
+    lora = cfg.sft.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def merge_lora(base: str, adapter_dir: Path, checkpoint: Path, cfg: StudyConfig) -> None:
+    """Base weights + LoRA adapter -> one full checkpoint (on CPU, so it works after any sharded run)."""
+    import torch
+    from peft import PeftModel
+
+    from ovlt.models import load
+
+    model, _ = load(base, device="cpu", dtype=torch.float32, trust_remote_code=cfg.models.student.trust_remote_code)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    if cfg.sft.bf16:
+        merged = merged.to(torch.bfloat16)
+    merged.save_pretrained(str(checkpoint))
+
+
+def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
+    """The SFT body every process runs (see `ovlt.training.worker`)."""
+    from ovlt.models import freeze_vision, load_processor
+    from ovlt.training.worker import finish, load_training_set
+
+    dataset = load_training_set(run.stage_dir("filter", iteration) / "sft", SFT_COLUMNS)
+    base = checkpoint_path(cfg, run, "base")
+    processor = load_processor(base, trust_remote_code=cfg.models.student.trust_remote_code)  # pads left
+    checkpoint = stage_dir / "checkpoint"
+    lora = cfg.sft.finetune == "lora"
+    trainer = SFTTrainer(
+        model=base,
+        args=sft_args(cfg, checkpoint),
+        train_dataset=dataset,
+        processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (STACK.md)
+        peft_config=lora_config(cfg) if lora else None,
+        callbacks=[JsonlLogger(stage_dir / "log.jsonl"), tensorboard_callback(stage_dir / "tb")],
+    )
+    if not lora and cfg.sft.freeze_vision:
+        # Before train() builds the optimizer, which then holds only the language model's parameters.
+        freeze_vision(trainer.model)
+    output = trainer.train()
+    if lora:
+        adapter_dir = stage_dir / "adapter"
+        trainer.save_model(str(adapter_dir))
+        if trainer.accelerator.is_main_process:
+            merge_lora(base, adapter_dir, checkpoint, cfg)
+        trainer.accelerator.wait_for_everyone()
+    else:
+        trainer.save_model(str(checkpoint))
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset))
+
+
+def sft(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+    """Stage `sft` of one iteration: writes `<stage dir>/checkpoint`, `log.jsonl`, `tb/`; returns the manifest."""
+    inputs = [run.manifest("filter", iteration)]
+    st = Stage(run, "sft", iteration, params=cfg.section("sft", "models.student", "seed", "device"), inputs=inputs)
+    if st.done:
+        return st.manifest
+    base = checkpoint_path(cfg, run, "base")
+    if cfg.models.student.name == "tiny" and not Path(base).is_dir():
+        raise FileNotFoundError(f"base model not found at {base}: run the student stage first")
+    st.begin()
+    log.info("%s: SFT from %s on %d process(es)", st.label, base, cfg.sft.launch.num_processes)
+    result = run_job(cfg, run, "sft", iteration, st.dir, cfg.sft.launch, bf16=cfg.sft.bf16)
+    counts = {k: result[k] for k in ("examples", "steps", "processes")}
+    return st.finish(counts=counts, outputs=["checkpoint", "log.jsonl", "tb"], extra={"train": result})

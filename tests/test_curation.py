@@ -1,0 +1,227 @@
+"""Curation rules (selection, reflection filter, consistency, balance, funnel, difficulty bands) and the
+select / filter / select_hard stages on a tiny run."""
+
+import json
+import random
+import tempfile
+
+import pytest
+from test_teachers import add_checkpoint, make_run, tiny_checkpoint, tiny_config  # noqa: F401 (fixture)
+
+from ovlt import curation, teachers
+from ovlt.artifacts import load_dataset_dir
+from ovlt.config import DEFAULT_REFLECTION_MARKERS
+from ovlt.data import generate
+
+MARKERS = DEFAULT_REFLECTION_MARKERS
+
+
+def chain(think: str, answer: str) -> str:
+    return f"<think>{think}</think>\n<answer>{answer}</answer>"
+
+
+# --------------------------------------------------------------------------------------------------------
+# selection
+
+
+def test_shortest_correct_ignores_shorter_wrong_chains():
+    chains = ["<think>x</think><answer>1</answer>", chain("a b c d e f", "2"), chain("a b c", "2"),
+              chain("a b c d", "2")]
+    ok = [False, True, True, True]
+    rng = random.Random(0)
+    assert curation.choose(chains, ok, "shortest_correct", rng) == 2
+    assert curation.choose(chains, ok, "longest_correct", rng) == 1
+    assert curation.choose(chains, ok, "first_correct", rng) == 1
+    assert curation.choose(chains, ok, "random_correct", rng) in (1, 2, 3)
+    assert curation.choose(chains, [False] * 4, "shortest_correct", rng) is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# the reflection filter
+
+
+def test_filter_cuts_at_the_first_marker_and_keeps_the_answer():
+    text = chain("A is 6, B is 8. The tallest bar is B. But wait, let me check. Wait, A is 6. The tallest bar is B.",
+                 "B")
+    kept, removed = curation.cut_reflections(text, MARKERS)
+    assert kept == chain("A is 6, B is 8. The tallest bar is B.", "B")
+    assert removed.startswith("But wait,")
+    assert curation.count_markers(text, MARKERS) == 2 and curation.count_markers(kept, MARKERS) == 0
+
+
+def test_filter_leaves_clean_chains_and_drops_chains_that_start_with_a_marker():
+    clean = chain("A is 6. The value of bar A is 6.", "6")
+    assert curation.cut_reflections(clean, MARKERS) == (clean, "")
+    kept, removed = curation.cut_reflections(chain("Wait, A is 6.", "6"), MARKERS)
+    assert kept is None and removed == "Wait, A is 6."
+    assert curation.cut_reflections(chain("A is 6. Hmm, A is 7.", "7"), ["Hmm,"])[0] == chain("A is 6.", "7")
+
+
+# --------------------------------------------------------------------------------------------------------
+# consistency of a chain with its own answer
+
+
+@pytest.mark.parametrize(("think", "answer", "choices", "consistent"), [
+    ("C is 1, F is 5. The tallest bar is F.", "B", ["C", "F"], True),  # option B is bar F
+    ("C is 1, F is 5. The tallest bar is F.", "A", ["C", "F"], False),
+    ("6 < 8. A is not taller than B, so the answer is No.", "B", ["Yes", "No"], True),
+    ("I see a big red circle. The largest object is the red circle.", "red circle", ["blue square", "red circle"],
+     True),
+    ("180 - 60 - 70 = 50. The missing angle is 50.", "50", [], True),
+    ("180 - 60 - 70 = 50. The missing angle is 50.", "60", [], False),
+    ("The legs are 3 and 4. The hypotenuse is 5.0.", "5", [], True),
+    ("blah blah", "5", [], False),
+])
+def test_consistency_compares_the_last_sentence_with_the_answer(think, answer, choices, consistent):
+    problem = {"choices": choices, "answer_type": "multiple_choice" if choices else "float", "precision": 1}
+    assert curation.is_consistent(chain(think, answer), problem) is consistent
+
+
+def test_stated_facts_right_detects_wrong_values_behind_a_right_answer():
+    scene = {"family": "chart", "bars": [{"label": "A", "value": 6}, {"label": "B", "value": 8}], "query": {}}
+    assert curation.stated_facts_right(chain("A is 6, B is 8. The tallest bar is B.", "B"), scene) is True
+    assert curation.stated_facts_right(chain("A is 5, B is 8. The tallest bar is B.", "B"), scene) is False
+    assert curation.stated_facts_right(chain("x", "B"), "") is None
+
+
+# --------------------------------------------------------------------------------------------------------
+# balance, funnel, difficulty bands
+
+
+def test_balance_follows_the_mix_and_is_deterministic():
+    ids = {"a": [f"a{i}" for i in range(50)], "b": [f"b{i}" for i in range(10)], "c": [f"c{i}" for i in range(30)]}
+    out = curation.balance(ids, {"a": 1, "b": 1, "c": 2}, seed=0)
+    assert {s: len(v) for s, v in out.items()} == {"a": 10, "b": 10, "c": 20}
+    assert out == curation.balance(ids, {"a": 1, "b": 1, "c": 2}, seed=0)
+    assert out["a"] == sorted(out["a"], key=ids["a"].index)  # input order kept
+    assert set(curation.balance(ids, {"a": 1, "d": 1}, seed=0)) == {"a"}  # d has nothing; c is not in the mix
+
+
+def _counts(inn, out, dropped, **extra):
+    return {"in": inn, "out": out, "dropped": dropped, **extra, "by_source": {
+        "s": {"in": inn, "out": out, "dropped": dropped, **extra}}}
+
+
+def test_funnel_arithmetic():
+    caption = _counts(10, 9, {"unreadable_image": 1})
+    distill = _counts(9, 8, {"empty_response": 1})
+    select = _counts(8, 5, {"no_correct_chain": 2, "balance": 1}, with_correct=6)
+    filtered = _counts(5, 4, {"empty_after_cut": 1})
+    steps = [("problems", caption, "in"), ("captioned", caption, "out"), ("with_chains", distill, "out"),
+             ("with_correct", select, "with_correct"), ("selected", select, "out"), ("kept", filtered, "out")]
+    table = curation.funnel(steps)
+    assert [s["count"] for s in table["total"]] == [10, 9, 8, 6, 5, 4]
+    assert table["total"][4]["dropped"] == {"balance": 1}
+    assert curation.funnel_errors(table) == []
+    distill["out"] = 7  # a stage that lost a problem without counting it
+    errors = curation.funnel_errors(curation.funnel(steps))
+    assert errors and all("with_chains 7" in e for e in errors)
+
+
+def test_pass_rate_and_band_selection():
+    problem = {"id": "p", "answer": "B", "answer_type": "multiple_choice", "choices": ["A", "B"], "precision": -1}
+    assert curation.pass_rate([chain("x", "B"), chain("x", "A"), "B", "nothing"], problem) == 0.5
+    rates = {"never": 0.0, "low": 0.125, "mid": 0.5, "high": 0.875, "always": 1.0}
+    assert curation.select_by_band(rates, [(0.1, 0.9)], 10, 0) == ["low", "mid", "high"]
+    assert curation.select_by_band(rates, [(0.0, 0.5)], 10, 0) == ["low", "mid"]
+    assert curation.select_by_band(rates, [(0.0, 0.5)], 10, 0, include_never_solved=True) == ["never", "low", "mid"]
+    assert curation.select_by_band(rates, [(0.0, 0.2), (0.8, 1.0)], 10, 0) == ["low", "high", "always"]
+    many = {f"p{i}": 0.5 for i in range(100)}
+    picked = curation.select_by_band(many, [(0.1, 0.9)], 30, seed=1)
+    assert len(picked) == 30 and picked == curation.select_by_band(many, [(0.1, 0.9)], 30, seed=1)
+    assert picked != curation.select_by_band(many, [(0.1, 0.9)], 30, seed=2)
+
+
+# --------------------------------------------------------------------------------------------------------
+# stages
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory, tiny_checkpoint):  # noqa: F811
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tiny_config(repo, n_sft=80, models={"captioner": {"batch_size": 16}, "reasoner": {"batch_size": 16},
+                                               "student": {"batch_size": 4}})
+    run = make_run(tmp_path_factory.mktemp("run"), cfg, tiny_checkpoint)
+    teachers.caption(cfg, run, 1)
+    teachers.distill(cfg, run, 1)
+    curation.select(cfg, run, 1)
+    return cfg, run, curation.filter_reflections(cfg, run, 1)
+
+
+def test_select_keeps_one_correct_chain_per_problem_and_records_pass_at_k(teacher_run):
+    cfg, run, _ = teacher_run
+    manifest = run.manifest("select", 1)
+    selected = load_dataset_dir(run.stage_dir("select", 1) / "selected")
+    problems = {r["id"]: r for r in generate(200, 0, "train").remove_columns("image")}
+    for row in selected:
+        p = problems[row["id"]]
+        assert teachers.to_think_answer(row["chain"]) and row["n_correct"] >= 1
+        assert curation.score(row["chain"], p["answer"], p["answer_type"], p["choices"], p["precision"]).correct
+    passes = manifest["pass_at_k"]["all"]
+    assert passes["k"] == 4 and passes["problems"] == 80
+    assert passes["pass@k"] >= passes["pass@1"] and passes["pass@k"] == len(selected) / 80
+    print("scripted teacher:", json.dumps(manifest["pass_at_k"]))
+
+
+def test_filter_writes_an_sft_set_with_fewer_reflections_and_words_and_a_funnel_that_adds_up(teacher_run):
+    cfg, run, manifest = teacher_run
+    counts = manifest["counts"]
+    sft = load_dataset_dir(run.stage_dir("filter", 1) / "sft")
+    assert set(sft.column_names) == {"prompt", "completion", "images", "id", "source", "words", "tokens",
+                                     "reflections_before", "reflections_after"}
+    assert len(sft) == counts["out"] == manifest["funnel"]["total"][-1]["count"]
+    assert counts["reflections_before"] > 0 and counts["reflections_after"] == 0
+    assert counts["words_after"] < counts["words_before"]
+    assert sum(sft["reflections_after"]) == 0 and sum(sft["reflections_before"]) == counts["reflections_before"]
+    assert curation.funnel_errors(manifest["funnel"]) == []
+    assert [s["step"] for s in manifest["funnel"]["total"]] == ["problems", "captioned", "with_chains",
+                                                                "with_correct", "selected", "kept"]
+    assert max(sft["words"]) < 120 and 0 < min(sft["tokens"])
+    row = sft[0]
+    assert row["prompt"][0]["content"][0]["type"] == "image" and row["images"][0].mode == "RGB"
+    assert row["completion"][0]["role"] == "assistant"
+    print("filter: words", counts["words_before"], "->", counts["words_after"], "markers",
+          counts["reflections_before"], "->", counts["reflections_after"])
+
+
+def test_max_words_rule_drops_long_chains(teacher_run):
+    cfg, run, _ = teacher_run
+    cfg = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"rule": "max_words", "max_words": 30})})
+    manifest = curation.filter_reflections(cfg, run, 1)
+    sft = load_dataset_dir(run.stage_dir("filter", 1) / "sft")
+    assert max(sft["words"]) <= 30 and manifest["counts"]["dropped"]["over_max_words"] > 0
+    assert curation.funnel_errors(manifest["funnel"]) == []
+    curation.filter_reflections(teacher_run[0], run, 1)  # the paper's rule again, for the other tests
+
+
+def test_sft_trainer_accepts_the_set(teacher_run):
+    from trl import SFTConfig, SFTTrainer
+
+    from ovlt.models import load
+
+    cfg, run, _ = teacher_run
+    sft = load_dataset_dir(run.stage_dir("filter", 1) / "sft")
+    model, processor = load(run.stage_dir("student") / "checkpoint")
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), max_steps=2, per_device_train_batch_size=4, bf16=False,
+                     max_length=None, report_to=[], save_strategy="no")
+    result = SFTTrainer(model=model, args=args, train_dataset=sft, processing_class=processor).train()
+    assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_select_hard_writes_a_grpo_set_and_a_histogram(tmp_path, tiny_checkpoint):  # noqa: F811
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tiny_config(repo, n_sft=4, candidates=6,
+                      select_hard={"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 8},
+                                   "bands": [[0.0, 1.0]], "include_never_solved": True})
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    add_checkpoint(run, "sft", 1, tiny_checkpoint)
+    manifest = curation.select_hard(cfg, run, 1)
+    assert manifest["counts"]["in"] == 6 and manifest["counts"]["out"] == 2  # every rate in band; target 2
+    assert sum(manifest["histogram"]["all"].values()) == 6
+    grpo = load_dataset_dir(run.stage_dir("select_hard", 1) / "grpo")
+    assert set(grpo.column_names) == set(curation.GRPO_FEATURES) and len(grpo) == 2
+    assert grpo[0]["prompt"][0]["content"][1]["text"].endswith("</answer> tags.")

@@ -1,0 +1,216 @@
+"""Teacher stages: scripted captioner and reasoner, R1 format conversion, caption/distill/self-generate stages,
+resume from shards, and bad rows."""
+
+import json
+import shutil
+
+import datasets
+import pytest
+
+from ovlt import teachers
+from ovlt.answers import score, well_formed
+from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
+from ovlt.config import DEFAULT_REFLECTION_MARKERS, load_config
+from ovlt.data import generate
+
+PROBLEM_COLUMNS = ["id", "question", "choices", "answer", "answer_type", "precision", "source", "scene"]
+
+
+def tiny_config(repo, n_sft=24, n_sft2=8, candidates=4, **overrides):
+    base = {"schedule": [{"sft_problems": n_sft, "grpo_candidates": candidates, "grpo_problems": 2},
+                         {"sft_problems": n_sft2, "grpo_candidates": candidates, "grpo_problems": 2}],
+            "models": {"captioner": {"batch_size": 2}, "reasoner": {"batch_size": 2}, "student": {"batch_size": 4}}}
+    return load_config(repo / "configs" / "tiny.yaml", overrides={**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    from ovlt.models import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def make_run(root, cfg, tiny_checkpoint, pool=None):
+    """A run folder with the decontaminated pool and the student checkpoint, as the data stages leave them."""
+    run = Run(root)
+    st = Stage(run, "decontaminate")
+    st.begin()
+    plan = cfg.schedule
+    pool = pool if pool is not None else generate(sum(p.sft_problems + p.grpo_candidates for p in plan), 0, "train")
+    save_dataset(pool, st.dir / "train")
+    st.finish(counts={"out": len(pool)})
+    add_checkpoint(run, "student", None, tiny_checkpoint)
+    return run
+
+
+def add_checkpoint(run, name, iteration, folder):
+    st = Stage(run, name, iteration)
+    st.begin()
+    shutil.copytree(folder, st.dir / "checkpoint")
+    st.finish(counts={})
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return generate(200, 1, "train").select_columns(PROBLEM_COLUMNS)
+
+
+def teacher_pass_rate(problems, captioner, reasoner, k=1):
+    hits = 0
+    for row in problems:
+        chains = reasoner.chains(row, captioner.describe(row), k)
+        hits += any(score(c, row["answer"], row["answer_type"], row["choices"], row["precision"]).correct
+                    for c in chains)
+    return hits / len(problems)
+
+
+# --------------------------------------------------------------------------------------------------------
+# scripted teachers
+
+
+def test_faithful_caption_states_every_fact_and_the_reasoner_solves_everything(problems):
+    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    chart = next(r for r in problems if r["source"] == "synthetic/chart")
+    text = captioner.describe(chart)
+    for bar in json.loads(chart["scene"])["bars"]:
+        assert f"Bar {bar['label']} is {bar['value']}." in text
+    assert "about" not in text
+    assert teacher_pass_rate(problems, captioner, teachers.ScriptedReasoner(verbosity=1)) == 1.0
+
+
+def test_fidelity_and_omissions_lower_teacher_accuracy_and_k_samples_recover_some(problems):
+    reasoner = teachers.ScriptedReasoner(reflection_rate=0.0, verbosity=1)
+    lossy = teachers.ScriptedCaptioner(fidelity=0.6, omit_rate=0.15)
+    single, at_4 = teacher_pass_rate(problems, lossy, reasoner, 1), teacher_pass_rate(problems, lossy, reasoner, 4)
+    assert single < 0.85
+    assert at_4 > single  # vague and missing facts are read differently per chain
+    blind = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=1.0)
+    assert "Bar" not in blind.describe(next(r for r in problems if r["source"] == "synthetic/chart"))
+
+
+def test_chain_is_dense_well_formed_and_verbosity_adds_words(problems):
+    chart = next(r for r in problems if r["source"] == "synthetic/chart")
+    caption = teachers.ScriptedCaptioner().describe(chart)
+    terse = teachers.ScriptedReasoner(verbosity=0).chain(chart, caption, 0)
+    chatty = teachers.ScriptedReasoner(verbosity=3).chain(chart, caption, 0)
+    assert well_formed(terse) and well_formed(chatty)
+    first = terse.removeprefix("<think>").split(". ")[0]
+    bars = json.loads(chart["scene"])["bars"]
+    assert first.rstrip(".") == ", ".join(f"{b['label']} is {b['value']}" for b in bars)  # values first
+    assert len(chatty.split()) > len(terse.split())
+    assert len(terse.split()) < 40
+
+
+def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(problems):
+    captioner = teachers.ScriptedCaptioner()
+    slipping = teachers.ScriptedReasoner(fidelity=0.0, reflection_rate=0.0)
+    reflecting = teachers.ScriptedReasoner(fidelity=0.0, reflection_rate=1.0)
+    rows = problems.select(range(40))
+    assert teacher_pass_rate(rows, captioner, slipping) == 0.0
+    assert teacher_pass_rate(rows, captioner, reflecting) == 1.0
+    chain = reflecting.chain(rows[0], captioner.describe(rows[0]), 0)
+    assert any(m in chain for m in DEFAULT_REFLECTION_MARKERS)
+    assert not any(m in slipping.chain(rows[0], captioner.describe(rows[0]), 0) for m in DEFAULT_REFLECTION_MARKERS)
+
+
+@pytest.mark.parametrize(("response", "expected"), [
+    ("<think>\nA is 6, B is 8.\n</think>\n\nSo the answer is \\boxed{B}.", "<think>A is 6, B is 8.</think>\n<answer>B</answer>"),
+    ("The angles are 60 and 70.\n</think>\n\n\\boxed{50}", "<think>The angles are 60 and 70.</think>\n<answer>50</answer>"),
+    ("<think>x</think>\n<answer>12</answer>", "<think>x</think>\n<answer>12</answer>"),
+    ("", None),
+    ("<think>I am not sure.</think>\n\nI cannot tell.", None),
+    ("</think>\\boxed{4}", None),
+])
+def test_to_think_answer_converts_r1_output(response, expected):
+    assert teachers.to_think_answer(response, ["A", "B"] if "B}" in response else ()) == expected
+
+
+def test_corpus_for_tokenizer_holds_prompts_captions_and_chains(problems):
+    corpus = teachers.corpus_for_tokenizer(problems, 8)
+    assert len(corpus) == 24
+    assert any(text.startswith("<think>") for text in corpus)
+    assert any("bar chart" in text or "table of items" in text for text in corpus)
+
+
+# --------------------------------------------------------------------------------------------------------
+# stages
+
+
+def test_caption_and_distill_stages_write_counts_and_resume_as_done(tmp_path, repo, tiny_checkpoint):
+    cfg = tiny_config(repo)
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    manifest = teachers.caption(cfg, run, 1)
+    assert manifest["counts"]["in"] == manifest["counts"]["out"] == 24
+    assert manifest["teacher"] == {"backend": "scripted", "name": "scripted-captioner", "fidelity": 0.7,
+                                   "omit_rate": 0.1}
+    distilled = teachers.distill(cfg, run, 1)
+    chains = load_dataset_dir(run.stage_dir("distill", 1) / "chains")
+    assert len(chains) == 24 and all(len(c) == 4 for c in chains["chains"])
+    assert distilled["counts"]["chains"] == 96 and distilled["teacher"]["reflection_rate"] == 0.5
+    assert teachers.distill(cfg, run, 1)["finished_at"] == distilled["finished_at"]  # done: not redone
+
+
+class Killed(RuntimeError):
+    """Stands for the process being killed mid-stage."""
+
+
+def test_killed_stage_resumes_from_last_complete_shard(tmp_path, repo, tiny_checkpoint, monkeypatch):
+    cfg = tiny_config(repo)
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    teachers.caption(cfg, run, 1)
+    calls, killed = [], []
+    original = teachers.ScriptedReasoner.chains
+
+    def dies_on_third_shard(self, problem, caption, n):
+        calls.append(problem["id"])
+        if len(calls) == 9 and not killed:  # shards hold 2 x 4 = 8 problems: die inside the second
+            killed.append(problem["id"])
+            raise Killed
+        return original(self, problem, caption, n)
+
+    monkeypatch.setattr(teachers.ScriptedReasoner, "chains", dies_on_third_shard)
+    with pytest.raises(Killed):
+        teachers.distill(cfg, run, 1)
+    assert len(Stage(run, "distill", 1).shards().rows()) == 8
+    calls.clear()
+    manifest = teachers.distill(cfg, run, 1)
+    assert len(calls) == 16  # only the problems of the unfinished shards ran again
+    ids = load_dataset_dir(run.stage_dir("distill", 1) / "chains")["id"]
+    assert len(ids) == len(set(ids)) == 24 and manifest["counts"]["out"] == 24
+
+
+def test_bad_rows_are_counted_and_skipped(tmp_path, repo, tiny_checkpoint, monkeypatch):
+    cfg = tiny_config(repo, n_sft=8)
+    pool = generate(16, 0, "train").cast_column("image", datasets.Image(decode=False))
+    records = pool.to_list()
+    records[1]["image"] = {"bytes": b"not a png", "path": None}
+    records[2]["answer"] = ""
+    pool = datasets.Dataset.from_list(records, features=pool.features)
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint, pool=pool)
+    describe = teachers.ScriptedCaptioner.describe
+    monkeypatch.setattr(teachers.ScriptedCaptioner, "describe",
+                        lambda self, p: "" if p["id"] == records[3]["id"] else describe(self, p))
+    manifest = teachers.caption(cfg, run, 1)
+    assert manifest["counts"]["dropped"] == {"empty_response": 1, "no_gold_answer": 1, "unreadable_image": 1}
+    assert manifest["counts"]["out"] == 5
+    assert {s["id"] for s in manifest["skipped"]} == {records[i]["id"] for i in (1, 2, 3)}
+    monkeypatch.setattr(teachers.ScriptedReasoner, "chains", lambda self, p, c, n: ["", "  "] * (n // 2))
+    distilled = teachers.distill(cfg, run, 1)
+    assert distilled["counts"]["dropped"] == {"empty_response": 5} and distilled["counts"]["out"] == 0
+
+
+def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_checkpoint):
+    from ovlt import curation
+
+    cfg = tiny_config(repo, n_sft=4, n_sft2=8,
+                      self_generate={"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 12}})
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    with pytest.raises(Exception, match="grpo"):
+        teachers.self_generate(cfg, run, 2)  # grpo-1 has not finished
+    add_checkpoint(run, "grpo", 1, tiny_checkpoint)
+    manifest = teachers.self_generate(cfg, run, 2)
+    assert manifest["counts"]["in"] == 8 and manifest["model"] == "grpo-1"
+    selected = curation.select(cfg, run, 2)
+    print("self-generation pass@k of the untrained tiny student:", selected["pass_at_k"]["all"])
+    assert selected["verified"] and selected["pass_at_k"]["all"]["problems"] == manifest["counts"]["out"]
+    assert selected["counts"]["in"] == selected["counts"]["out"] + sum(selected["counts"]["dropped"].values())

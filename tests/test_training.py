@@ -1,0 +1,267 @@
+"""SFT and GRPO stages on the tiny model, in-process: config -> TRL mapping, frozen vision, checkpoints,
+logs, rewards, the zero-reward guard, determinism. The multi-process path is in test_launch.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from ovlt.artifacts import Run, Stage, save_dataset
+from ovlt.config import load_config
+from ovlt.models import build_tiny, load
+from ovlt.prompts import assistant_turn, student_chat
+from ovlt.training import ZeroRewardError, ZeroRewardGuard, grpo, grpo_args, reward_weights, sft, sft_args
+from ovlt.training.grpo import REWARD_FUNCS
+
+REPO = Path(__file__).resolve().parents[1]
+COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+QUESTION = "Which color is the image?\n(A) red\n(B) blue"
+
+
+# --- helpers shared with test_launch.py ----------------------------------------------------------------
+
+
+def color_sets(n: int = 16) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """An SFT set and a GRPO set in the stages' formats: plain-colour images, a one-line template chain."""
+    sft_rows, grpo_rows = [], []
+    for i in range(n):
+        name = list(COLORS)[i % 2]
+        image = Image.new("RGB", (56 + 28 * (i % 3), 56), COLORS[name])
+        chain = f"<think>The image is {name}.</think><answer>{name}</answer>"
+        sft_rows.append({"id": f"s{i}", "source": "test/color", "prompt": student_chat(QUESTION),
+                         "completion": assistant_turn(chain), "images": [image]})
+        grpo_rows.append({"id": f"g{i}", "source": "test/color", "prompt": student_chat(QUESTION), "image": image,
+                          "answer": name, "answer_type": "multiple_choice", "choices": list(COLORS), "precision": -1})
+    return datasets.Dataset.from_list(sft_rows), datasets.Dataset.from_list(grpo_rows)
+
+
+def make_run(root: Path, base: Path) -> Run:
+    """A run folder with the base student and finished `filter` and `select_hard` stages of iteration 1."""
+    run = Run(root)
+    run.stage_dir("student").mkdir(parents=True)
+    (run.stage_dir("student") / "checkpoint").symlink_to(base)
+    sft_set, grpo_set = color_sets()
+    for stage, name, data in (("filter", "sft", sft_set), ("select_hard", "grpo", grpo_set)):
+        st = Stage(run, stage, 1)
+        st.begin()
+        save_dataset(data, st.dir / name)
+        st.finish(counts={"rows": len(data)})
+    return run
+
+
+def tiny_config(sft=None, grpo=None):
+    """configs/tiny.yaml with small, fast training sections."""
+    sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, **(sft or {})}
+    grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
+                    "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
+    return load_config(REPO / "configs/tiny.yaml", overrides={"sft": sft_section, "grpo": grpo_section})
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+def log_rows(stage_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    return build_tiny(tmp_path_factory.mktemp("models"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_base, tmp_path_factory):
+    """One SFT run long enough that the model answers in format (so GRPO sees rewards), vision frozen."""
+    cfg = tiny_config(sft={"max_steps": 30, "per_device_train_batch_size": 8, "learning_rate": 3e-3,
+                           "warmup_ratio": 0.0, "freeze_vision": True, "logging_steps": 5})
+    run = make_run(tmp_path_factory.mktemp("trained") / "run", tiny_base)
+    return cfg, run, sft(cfg, run, 1)
+
+
+# --- config -> TRL arguments --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def paper_cfg(monkeypatch):
+    # The paper config asks for bf16 on CUDA; transformers refuses to build such arguments on a CPU-only machine.
+    monkeypatch.setattr("transformers.training_args.is_torch_bf16_gpu_available", lambda: True)
+    return load_config(REPO / "configs/openvlthinker-7b.yaml")
+
+
+def test_sft_args_carry_the_paper_config(paper_cfg, tmp_path):
+    args = sft_args(paper_cfg, tmp_path)
+    assert args.learning_rate == 5e-6 and args.lr_scheduler_type == "cosine" and args.warmup_steps == 0.15
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (2, 2)
+    assert args.num_train_epochs == 1 and args.max_steps == -1
+    assert args.bf16 and args.gradient_checkpointing and not args.use_cpu
+    assert args.max_length == 2048 and args.completion_only_loss is True
+    assert args.seed == 42 and args.data_seed == 42
+    assert args.output_dir == str(tmp_path)
+
+
+def test_grpo_args_carry_the_paper_config(paper_cfg, tmp_path):
+    args = grpo_args(paper_cfg, tmp_path)
+    assert args.num_generations == 5 and args.temperature == 1.0 and args.top_p == 0.99
+    assert args.beta == 0.01 and args.learning_rate == 1e-6 and args.weight_decay == 0.01
+    assert args.max_completion_length == 2048 and args.loss_type == "grpo"
+    assert args.use_vllm and args.vllm_mode == "colocate" and args.vllm_gpu_memory_utilization == 0.3
+    assert args.vllm_max_model_length == 8192
+    assert args.reward_weights == [1.0, 0.0]  # the paper: accuracy only; format logged, weighted 0
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (5, 4)
+    assert args.seed == 42 and args.data_seed == 42 and args.bf16 and not args.use_cpu
+
+
+def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
+    cfg = load_config(REPO / "configs/tiny.yaml")
+    s, g = sft_args(cfg, tmp_path), grpo_args(cfg, tmp_path)
+    assert s.use_cpu and g.use_cpu and not s.bf16 and not g.bf16
+    assert s.max_length is None  # truncation must never cut image tokens
+    assert s.learning_rate == 1e-3 and s.max_steps == 1000 and s.per_device_train_batch_size == 16
+    assert g.num_generations == 8 and g.beta == 0.04 and g.reward_weights == [1.0, 0.5] and not g.use_vllm
+
+
+# --- rewards and the zero-reward guard ----------------------------------------------------------------------
+
+
+def test_reward_functions_on_known_completions():
+    accuracy, fmt = REWARD_FUNCS
+    texts = [
+        "<think>It is red.</think><answer>red</answer>",  # right, well formed
+        "<think>It is blue.</think><answer>blue</answer>",  # wrong, well formed
+        "<think>It is red.</think><answer>red</answer>B</answer>B",  # the measured collapse: text after </answer>
+        "red",  # right answer, no tags
+    ]
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    columns = {"answer": ["red"] * 4, "answer_type": ["multiple_choice"] * 4, "choices": [["red", "blue"]] * 4,
+               "precision": [-1] * 4}
+    right = accuracy(completions=completions, **columns)
+    assert [right[0], right[1], right[3]] == [1.0, 0.0, 1.0]  # the collapse's answer is the scorer's call
+    assert fmt(completions=completions, **columns) == [1.0, 1.0, 0.0, 0.0]
+    assert [f.__name__ for f in REWARD_FUNCS] == ["accuracy_reward", "format_reward"]
+    assert reward_weights(tiny_config(grpo={"format_reward_weight": 0.25})) == [1.0, 0.25]
+
+
+def test_zero_reward_guard_stops_a_run_that_never_scores():
+    guard = ZeroRewardGuard(patience=3)
+    zero = {"rewards/accuracy_reward/mean": 0.0}
+    for step in (1, 2):
+        guard.on_log(None, SimpleNamespace(global_step=step), None, logs=zero)
+    with pytest.raises(ZeroRewardError, match="was 0 at every logged step of the first 3 steps"):
+        guard.on_log(None, SimpleNamespace(global_step=3), None, logs=zero)
+
+
+def test_zero_reward_guard_is_quiet_once_rewarded_or_disabled():
+    guard = ZeroRewardGuard(patience=2)
+    guard.on_log(None, SimpleNamespace(global_step=1), None, logs={"rewards/accuracy_reward/mean": 0.1})
+    for step in range(2, 6):
+        guard.on_log(None, SimpleNamespace(global_step=step), None, logs={"rewards/accuracy_reward/mean": 0.0})
+    disabled = ZeroRewardGuard(patience=0)
+    disabled.on_log(None, SimpleNamespace(global_step=50), None, logs={"rewards/accuracy_reward/mean": 0.0})
+
+
+# --- SFT ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_sft_trains_the_language_model_only_and_saves_a_loadable_checkpoint(trained, tiny_base):
+    cfg, run, manifest = trained
+    stage_dir = run.stage_dir("sft", 1)
+    assert manifest["counts"] == {"examples": 16, "steps": 30, "processes": 1}
+    before, after = weights(tiny_base), weights(stage_dir / "checkpoint")
+    vision = [k for k in before if k.startswith("visual.")]
+    language = [k for k in before if k.startswith("model.")]
+    assert vision and language
+    assert all(torch.equal(before[k], after[k]) for k in vision), "a frozen vision weight moved"
+    assert sum(not torch.equal(before[k], after[k]) for k in language) == len(language)
+
+    losses = [row["loss"] for row in log_rows(stage_dir)]
+    assert len(losses) == 6 and losses[-1] < losses[0] / 4
+    assert any((stage_dir / "tb").iterdir())
+    model, processor = load(stage_dir / "checkpoint", device="cpu")
+    assert processor.tokenizer.padding_side == "left" and hasattr(processor, "image_processor")
+    assert (stage_dir / "checkpoint" / "preprocessor_config.json").exists()
+    assert sft(cfg, run, 1)["finished_at"] == manifest["finished_at"]  # done: not trained again
+
+
+@pytest.mark.slow
+def test_sft_is_deterministic_given_the_seed(tiny_base, tmp_path):
+    cfg = tiny_config()  # vision not frozen (the tiny config's default): it must move here
+    folders = []
+    for name in ("a", "b"):
+        run = make_run(tmp_path / name, tiny_base)
+        sft(cfg, run, 1)
+        folders.append(run.stage_dir("sft", 1) / "checkpoint")
+    first, second, base = weights(folders[0]), weights(folders[1]), weights(tiny_base)
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert any(not torch.equal(first[k], base[k]) for k in first if k.startswith("visual."))
+
+
+@pytest.mark.slow
+def test_sft_lora_merges_its_adapter_into_a_full_checkpoint(tiny_base, tmp_path):
+    cfg = tiny_config(sft={"finetune": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "learning_rate": 1e-2})
+    run = make_run(tmp_path / "run", tiny_base)
+    sft(cfg, run, 1)
+    before, after = weights(tiny_base), weights(run.stage_dir("sft", 1) / "checkpoint")
+    assert set(before) == set(after)  # a plain model: no lora_A/lora_B tensors left
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.endswith(("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight"))
+                           for k in changed)
+
+
+def test_sft_names_the_missing_column(tiny_base, tmp_path):
+    run = make_run(tmp_path / "run", tiny_base)
+    broken = run.stage_dir("filter", 1) / "sft"
+    data = datasets.load_from_disk(str(broken)).remove_columns("completion")
+    save_dataset(data, broken)
+    with pytest.raises(ValueError, match=r"sft: training set lacks column\(s\) \['completion'\]"):
+        sft(tiny_config(), run, 1)
+    assert not (run.stage_dir("sft", 1) / "manifest.json").exists()
+
+
+# --- GRPO -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_grpo_logs_every_step_and_is_deterministic(trained, tmp_path):
+    cfg, run, _ = trained
+    cfg = tiny_config(grpo={"format_reward_weight": 0.0, "learning_rate": 1e-4, "max_completion_length": 24})
+    results = []
+    for name in ("a", "b"):
+        manifest = grpo(cfg, run, 1)
+        stage_dir = run.stage_dir("grpo", 1)
+        results.append((weights(stage_dir / "checkpoint"), log_rows(stage_dir), manifest))
+        (stage_dir / "manifest.json").rename(tmp_path / f"manifest-{name}.json")  # so the second call trains again
+    (first, rows, manifest), (second, rows_again, _) = results
+    assert manifest["counts"] == {"problems": 16, "steps": 2, "processes": 1}
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("reward", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "kl",
+                "completions/mean_length", "clip_ratio/region_mean", "step_seconds"):
+        assert all(key in r for r in rows), key
+    # Weight 0 for the format reward: still computed and logged, adds nothing to the total.
+    assert any(r["rewards/format_reward/mean"] > 0 for r in rows)
+    assert all(r["reward"] == pytest.approx(r["rewards/accuracy_reward/mean"]) for r in rows)
+    assert any(r["rewards/accuracy_reward/mean"] > 0 for r in rows)
+    sft_weights = weights(run.stage_dir("sft", 1) / "checkpoint")
+    assert any(not torch.equal(first[k], sft_weights[k]) for k in first)  # it learned something
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert [r["completions/mean_length"] for r in rows] == [r["completions/mean_length"] for r in rows_again]
+
+
+@pytest.mark.slow
+def test_grpo_stops_when_the_accuracy_reward_stays_zero(tiny_base, tmp_path):
+    cfg = tiny_config(sft={"max_steps": 1}, grpo={"max_steps": 6, "zero_reward_patience": 2})
+    run = make_run(tmp_path / "run", tiny_base)
+    sft(cfg, run, 1)  # one step from random init: it never writes an answer
+    with pytest.raises(ZeroRewardError, match="first 2 steps"):
+        grpo(cfg, run, 1)
+    stage_dir = run.stage_dir("grpo", 1)
+    assert [r["step"] for r in log_rows(stage_dir)] == [1, 2]
+    assert not (stage_dir / "manifest.json").exists()
