@@ -127,7 +127,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
 def save_dataset(dataset, path: Path) -> Path:
     """Save a `datasets.Dataset` folder atomically (images included)."""
     with atomic_dir(path) as tmp:
-        dataset.save_to_disk(str(tmp))
+        # datasets writes no shard at all for an empty set unless told to, and then cannot load it back
+        dataset.save_to_disk(str(tmp), num_shards=1 if len(dataset) == 0 else None)
     return Path(path)
 
 
