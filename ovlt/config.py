@@ -26,16 +26,28 @@ class Section(BaseModel):
 
 
 class TinyDims(Section):
-    """Dimensions of the locally built Qwen2.5-VL student (embedded default only)."""
+    """Dimensions of the locally built Qwen2.5-VL student (embedded default only; see ovlt.models.TINY_DIMS)."""
 
-    hidden_size: int = Field(192, gt=0)
-    num_hidden_layers: int = Field(3, gt=0)
+    hidden_size: int = Field(256, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
     num_attention_heads: int = Field(4, gt=0)
     num_key_value_heads: int = Field(2, gt=0)
-    intermediate_size: int = Field(512, gt=0)
+    intermediate_size: int = Field(640, gt=0)
     vision_depth: int = Field(2, gt=0)
-    vision_hidden_size: int = Field(96, gt=0)
-    vocab_size: int = Field(3000, ge=512)
+    vision_hidden_size: int = Field(64, gt=0)
+    vision_intermediate_size: int = Field(128, gt=0)
+    vision_num_heads: int = Field(4, gt=0)
+    vocab_size: int = Field(3072, ge=512)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyDims:
+        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 8:
+            raise ValueError("hidden_size / num_attention_heads must be a multiple of 8 (rotary sections)")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.vision_hidden_size % self.vision_num_heads:
+            raise ValueError("vision_hidden_size must be a multiple of vision_num_heads")
+        return self
 
 
 class ModelSpec(Section):

@@ -28,16 +28,15 @@ import datasets
 from ovlt.answers import extract, match, score, well_formed
 from ovlt.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save_dataset
 from ovlt.config import StudyConfig
+from ovlt.generation import backend_for, sampling_from
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import assistant_turn, student_chat, student_text
 from ovlt.teachers import (
     Tally,
-    model_backend,
     open_image,
     problem_rows,
     rows_to_dataset,
     run_sharded,
-    sampling_params,
     shard_size,
     usable_rows,
 )
@@ -468,8 +467,8 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         return st.manifest
     st.begin()
     problems = iteration_problems(cfg, run, iteration, "grpo")
-    backend = model_backend(spec, checkpoint_path(cfg, run, f"sft-{iteration}"))
-    params = sampling_params(sh.sampling, cfg.seed + 1000 * iteration)
+    backend = backend_for(spec, checkpoint_path(cfg, run, f"sft-{iteration}"))
+    params = sampling_from(sh.sampling, cfg.seed + 1000 * iteration)
 
     def work(batch: list[dict]) -> list[dict]:
         usable, images, out = usable_rows(batch, pass_rate=None)

@@ -82,7 +82,7 @@ def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
         todo = [r for r in records if r["id"] not in done]
         for start in range(0, len(todo), SHARD_SIZE):
             chunk = todo[start:start + SHARD_SIZE]
-            backend = backend or backend_for(cfg.models.student, path, seed=cfg.seed)
+            backend = backend or backend_for(cfg.models.student, path)
             chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in chunk]
             images = [[_open_image(r["image"])] if r["image"] is not None else [] for r in chunk]
             completions = backend.generate(chats, images, params)

@@ -97,11 +97,12 @@ class TransformersBackend:
         device: str | None = None,
         dtype: torch.dtype | None = None,
         show_progress: bool = True,
+        trust_remote_code: bool = False,
     ):
         if isinstance(model, tuple):
             self.model, processor = model
         else:
-            self.model, processor = models.load(model, device=device, dtype=dtype)
+            self.model, processor = models.load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         self.processor = models.left_pad(processor)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size
@@ -293,3 +294,24 @@ def make_backend(model_path, backend: str = "transformers", **options) -> Backen
     if backend not in BACKENDS:
         raise ValueError(f"unknown generation backend {backend!r}; known: {sorted(BACKENDS)}")
     return BACKENDS[backend](model_path, **options)
+
+
+def backend_for(spec, model_path: str | Path | None = None) -> Backend:
+    """The backend for a model of the study config (`ovlt.config.ModelSpec`): its own name, or a checkpoint."""
+    path = model_path or spec.name
+    if spec.backend == "vllm":
+        options = {"tensor_parallel_size": spec.tensor_parallel_size,
+                   "gpu_memory_utilization": spec.gpu_memory_utilization,
+                   "trust_remote_code": spec.trust_remote_code,
+                   **({"max_model_len": spec.max_model_len} if spec.max_model_len else {})}
+    elif spec.backend == "transformers":
+        options = {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code}
+    else:
+        raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
+    return make_backend(path, backend=spec.backend, **options)
+
+
+def sampling_from(sampling, seed: int) -> SamplingParams:
+    """SamplingParams from a config `Sampling` section."""
+    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+                          max_new_tokens=sampling.max_new_tokens, seed=seed)

@@ -434,3 +434,38 @@ def freeze_vision(model: PreTrainedModel) -> PreTrainedModel:
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def mrope_sections(head_dim: int) -> list[int]:
+    """Split the rotary half of a head over (time, height, width) as Qwen2.5-VL does ([16, 24, 24] of 64)."""
+    half = head_dim // 2
+    time_part = half // 4
+    height = (half - time_part) // 2
+    return [time_part, height, half - time_part - height]
+
+
+def build_student(cfg, run) -> dict:
+    """Stage `student`: the base model. `tiny` is built locally (its tokenizer trained on the study's own
+    text: prompts, captions and chains drawn from the pool); any other name is a hub id or folder, recorded
+    as is."""
+    from ovlt.artifacts import Stage, load_dataset_dir
+
+    spec = cfg.models.student
+    tiny = spec.name == "tiny"
+    st = Stage(run, "student", params={"seed": cfg.seed, **cfg.section("models.student")},
+               inputs=[run.manifest("decontaminate")] if tiny else [])
+    if st.done:
+        return st.manifest
+    st.begin()
+    if not tiny:
+        return st.finish(counts={}, extra={"model": spec.name})
+    from ovlt.teachers import corpus_for_tokenizer
+
+    pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
+    dims = spec.tiny.model_dump()
+    built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
+                       mrope_section=mrope_sections(dims["hidden_size"] // dims["num_attention_heads"]), **dims)
+    built.rename(st.dir / "checkpoint")
+    shutil.rmtree(st.dir / "build")
+    model, _ = load(st.dir / "checkpoint", device="cpu")
+    return st.finish(counts={"parameters": count_parameters(model)}, outputs=["checkpoint"], extra={"model": "tiny"})

@@ -36,9 +36,10 @@ from tqdm.auto import tqdm
 
 from ovlt.answers import extract
 from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
-from ovlt.config import ModelSpec, Sampling, StudyConfig
+from ovlt.config import ModelSpec, StudyConfig
 from ovlt.data.procedural import COLORS, SHAPES, solve
 from ovlt.data.schema import option_letter
+from ovlt.generation import backend_for, sampling_from
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import student_chat, student_text
 
@@ -156,34 +157,6 @@ def run_sharded(st: Stage, rows: list[dict], size: int, work: Callable[[list[dic
     for start in tqdm(range(0, len(todo), size), desc=desc, unit="shard"):
         store.write(work(todo[start:start + size]))
     return store.rows()
-
-
-# --------------------------------------------------------------------------------------------------------
-# model backends
-
-
-def model_backend(spec: ModelSpec, model_path: str | None = None):
-    """An `ovlt.generation` backend for a model of the config (its own name, or a checkpoint path)."""
-    from ovlt.generation import make_backend
-
-    path = model_path or spec.name
-    if spec.backend == "vllm":
-        options = {"tensor_parallel_size": spec.tensor_parallel_size,
-                   "gpu_memory_utilization": spec.gpu_memory_utilization,
-                   "trust_remote_code": spec.trust_remote_code,
-                   **({"max_model_len": spec.max_model_len} if spec.max_model_len else {})}
-    elif spec.backend == "transformers":
-        options = {"batch_size": spec.batch_size}
-    else:
-        raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
-    return make_backend(path, backend=spec.backend, **options)
-
-
-def sampling_params(sampling: Sampling, seed: int):
-    from ovlt.generation import SamplingParams
-
-    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                          max_new_tokens=sampling.max_new_tokens, seed=seed)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -557,8 +530,8 @@ def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
         captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
         describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
     else:
-        backend = model_backend(spec)
-        params = sampling_params(cfg.caption.sampling, cfg.seed)
+        backend = backend_for(spec)
+        params = sampling_from(cfg.caption.sampling, cfg.seed)
         chat = student_chat(cfg.caption.prompt)
         describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
             [chat] * len(batch), [[image] for image in images], params)]
@@ -634,8 +607,8 @@ def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
         work = lambda batch: _chains_rows(  # noqa: E731
             batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], convert=True)
     else:
-        backend = model_backend(spec)
-        params = sampling_params(sampling, cfg.seed)
+        backend = backend_for(spec)
+        params = sampling_from(sampling, cfg.seed)
         work = lambda batch: _chains_rows(batch, [[c.text for c in cs] for cs in backend.generate(  # noqa: E731
             [distill_prompt(r, r["caption"]) for r in batch], None, params)], convert=True)
     done = run_sharded(st, rows, shard_size(spec), work, "distill")
@@ -655,8 +628,8 @@ def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         return st.manifest
     st.begin()
     rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
-    backend = model_backend(spec, checkpoint_path(cfg, run, model))
-    params = sampling_params(sampling, cfg.seed + iteration)
+    backend = backend_for(spec, checkpoint_path(cfg, run, model))
+    params = sampling_from(sampling, cfg.seed + iteration)
 
     def work(batch: list[dict]) -> list[dict]:
         usable, images, out = usable_rows(batch, chains=[], empty=0)

@@ -232,7 +232,8 @@ def test_sft_names_the_missing_column(tiny_base, tmp_path):
 @pytest.mark.slow
 def test_grpo_logs_every_step_and_is_deterministic(trained, tmp_path):
     cfg, run, _ = trained
-    cfg = tiny_config(grpo={"format_reward_weight": 0.0, "learning_rate": 1e-4, "max_completion_length": 24})
+    cfg = tiny_config(grpo={"format_reward_weight": 0.0, "learning_rate": 1e-4, "max_completion_length": 24,
+                           "temperature": 0.5})  # cooler sampling: some completions come out well formed
     results = []
     for name in ("a", "b"):
         manifest = grpo(cfg, run, 1)
@@ -259,6 +260,11 @@ def test_grpo_logs_every_step_and_is_deterministic(trained, tmp_path):
 def test_grpo_stops_when_the_accuracy_reward_stays_zero(tiny_base, tmp_path):
     cfg = tiny_config(sft={"max_steps": 1}, grpo={"max_steps": 6, "zero_reward_patience": 2})
     run = make_run(tmp_path / "run", tiny_base)
+    # An answer that random text cannot hit (a stray letter can match a lettered option).
+    problems = run.stage_dir("select_hard", 1) / "grpo"
+    hard = datasets.load_from_disk(str(problems)).map(
+        lambda row: {"answer": "987654321", "answer_type": "integer", "choices": []})
+    save_dataset(hard, problems)
     sft(cfg, run, 1)  # one step from random init: it never writes an answer
     with pytest.raises(ZeroRewardError, match="first 2 steps"):
         grpo(cfg, run, 1)

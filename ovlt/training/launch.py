@@ -8,6 +8,10 @@ DeepSpeed ZeRO-3 or FSDP from the config's accelerate file. Both paths call the 
 On CPU, `accelerate launch --cpu` starts a single process (accelerate 1.15's simple launcher; several need
 MPI). Several CPU processes come from the torchrun launcher (`--multi_gpu`, accelerate's name for it) together
 with `use_cpu` in the training arguments, which makes every process join a gloo group.
+
+Several machines (`launch.num_machines > 1`): the stage function launches this node's processes with the
+accelerate config, which must name `machine_rank: 0` and `main_process_ip`; on every other node run the same
+`accelerate launch --config_file <that node's config> -m ovlt.training.worker <stage dir>/job.json`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,67 @@
+"""The multi-process path: `accelerate launch` of `python -m ovlt.training.worker`, on CPU with gloo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from test_training import log_rows, make_run, tiny_config
+
+from ovlt.config import Launch
+from ovlt.models import load
+from ovlt.training import LaunchError, accelerate_command, grpo, sft
+from ovlt.training.launch import JOB_FILE, stream
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_accelerate_command_for_cpu_processes():
+    cmd = accelerate_command(Launch(num_processes=2, cpu=True), "/tmp/job.json")
+    assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    # --cpu would start one process; the torchrun launcher starts N, which join gloo through use_cpu.
+    assert "--multi_gpu" in cmd and "--cpu" not in cmd
+    assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--num_machines") + 1] == "1"
+    assert int(cmd[cmd.index("--main_process_port") + 1]) > 0
+    assert cmd[-3:] == ["-m", "ovlt.training.worker", "/tmp/job.json"]
+
+
+def test_accelerate_command_uses_the_shipped_engine_configs():
+    for engine in ("zero3", "fsdp"):
+        launch = Launch(num_processes=8, accelerate_config=f"configs/accelerate/{engine}.yaml")
+        cmd = accelerate_command(launch, "job.json")
+        assert cmd[cmd.index("--config_file") + 1] == str(REPO / f"configs/accelerate/{engine}.yaml")
+        assert "--multi_gpu" not in cmd and cmd[cmd.index("--num_processes") + 1] == "8"
+    with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
+        accelerate_command(Launch(num_processes=2, accelerate_config="configs/accelerate/nowhere.yaml"), "job.json")
+
+
+def test_a_failing_subprocess_raises_with_the_tail_of_its_output(tmp_path):
+    script = "import sys\nfor i in range(100): print('line', i)\nsys.exit('worker broke: bad column')"
+    with pytest.raises(LaunchError, match=r"(?s)status 1.*line 99\n.*worker broke: bad column") as info:
+        stream([sys.executable, "-c", script], tmp_path / "launch.log")
+    assert "line 10\n" not in str(info.value)  # only the tail
+    assert "line 10\n" in (tmp_path / "launch.log").read_text()  # the full output is kept
+
+
+@pytest.mark.slow
+def test_sft_and_grpo_on_two_cpu_processes(tmp_path, tmp_path_factory):
+    from ovlt.models import build_tiny
+
+    base = build_tiny(tmp_path_factory.mktemp("models"), seed=0)
+    two = {"launch": {"num_processes": 2, "cpu": True}}
+    cfg = tiny_config(sft=two, grpo={**two, "per_device_train_batch_size": 4})
+    run = make_run(tmp_path / "run", base)
+
+    manifest = sft(cfg, run, 1)
+    assert manifest["counts"]["processes"] == 2 and manifest["counts"]["steps"] == 3
+    job = json.loads((run.stage_dir("sft", 1) / JOB_FILE).read_text())
+    assert job["stage"] == "sft" and job["config"]["sft"]["launch"]["num_processes"] == 2
+
+    manifest = grpo(cfg, run, 1)
+    assert manifest["counts"] == {"problems": 16, "steps": 2, "processes": 2}
+    assert [r["step"] for r in log_rows(run.stage_dir("grpo", 1))] == [1, 2]
+    for stage in ("sft", "grpo"):
+        model, processor = load(run.stage_dir(stage, 1) / "checkpoint", device="cpu")
+        assert processor.tokenizer.padding_side == "left"

@@ -1,0 +1,226 @@
+"""The study report: rendered from a test-sized run through papermill + nbconvert, then checked for content,
+real figures, numbers that match summary.json, size, escaping, graceful gaps, and a headless browser."""
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageStat
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+MAX_BYTES = 10 * 1024 * 1024
+
+
+# --- the rendered report -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered(study_run, tmp_path_factory) -> Path:
+    from ovlt.study import render_report
+
+    return render_report(study_run, tmp_path_factory.mktemp("reports") / "report-test")
+
+
+@pytest.fixture(scope="module")
+def soup(rendered):
+    from bs4 import BeautifulSoup
+
+    return BeautifulSoup(rendered.read_text(encoding="utf-8"), "html.parser")
+
+
+@pytest.fixture(scope="module")
+def summary(study_run) -> dict:
+    return json.loads((study_run / "summary.json").read_text())
+
+
+def section_titles() -> list[str]:
+    notebook = json.loads((REPO / "notebooks" / "08_report.ipynb").read_text())
+    return [line.lstrip("#").strip() for cell in notebook["cells"] if cell["cell_type"] == "markdown"
+            for line in "".join(cell["source"]).splitlines() if line.startswith("#")]
+
+
+def table_with(soup, column: str) -> list[dict]:
+    """Rows of the rendered DataFrame whose header has `column`: {index level / column name: cell text}.
+    Row index levels are <th> cells; a leading level spans rows (rowspan), so it is carried down."""
+    for table in soup.find_all("table"):
+        header_rows = table.find("thead").find_all("tr") if table.find("thead") else []
+        if not any(column == th.get_text(strip=True) for tr in header_rows for th in tr.find_all("th")):
+            continue
+        columns = [th.get_text(strip=True) for th in header_rows[0].find_all("th")]
+        levels = [th.get_text(strip=True) for th in header_rows[-1].find_all("th")] if len(header_rows) > 1 else []
+        levels = [name for name in levels if name]
+        names = levels + [c for c in columns if c]
+        rows, carried = [], []
+        for tr in table.find("tbody").find_all("tr"):
+            index = [th.get_text(strip=True) for th in tr.find_all("th")]
+            carried = carried[: len(levels) - len(index)] + index
+            rows.append(dict(zip(names, carried + [td.get_text(strip=True) for td in tr.find_all("td")], strict=True)))
+        return rows
+    raise AssertionError(f"no table with a column {column!r} in the report")
+
+
+@pytest.mark.slow
+def test_every_section_is_rendered_without_errors(soup):
+    headings = {h.get_text(strip=True).rstrip("¶") for h in soup.find_all(["h1", "h2"])}
+    titles = section_titles()
+    assert len(titles) >= 9
+    for title in titles:
+        assert title in headings, f"section {title!r} missing from the report"
+    assert "Traceback" not in soup.get_text()
+    assert not soup.select('[data-mime-type="application/vnd.jupyter.stderr"]'), "a cell wrote to stderr"
+    # the test run has every stage, so no section may fall back to its "nothing yet" note
+    notes = [p.get_text() for p in soup.select("p.ovlt-note")]
+    assert notes == [], notes
+
+
+@pytest.mark.slow
+def test_figures_are_real_png_images(soup):
+    figures, thumbnails = [], []
+    for img in soup.find_all("img"):
+        src = img.get("src", "")
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        image = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        image.load()
+        (thumbnails if img.get("alt") == "problem image" else figures).append(image)
+    # accuracy, 1 breakdown figure per benchmark, funnel, difficulty, reflections, SFT and GRPO curves
+    assert len(figures) >= 7
+    for image in figures:
+        assert image.format == "PNG" and image.width > 250 and image.height > 150
+        assert max(ImageStat.Stat(image.convert("L")).stddev) > 5, "a blank figure"
+    assert thumbnails, "the reasoning traces show no problem image"
+    assert all(max(t.size) <= 112 for t in thumbnails)
+
+
+@pytest.mark.slow
+def test_accuracy_table_matches_summary(soup, summary):
+    rows = {(r["benchmark"], r["stage"]): r for r in table_with(soup, "accuracy (%)")}
+    expected = 0
+    for stage in summary["stages"]:
+        for benchmark, m in stage["benchmarks"].items():
+            row = rows[benchmark, stage["name"]]
+            assert row["accuracy (%)"] == f"{100 * m['accuracy']:.1f}"
+            assert row["95% CI (%)"] == f"[{100 * m['ci95'][0]:.1f}, {100 * m['ci95'][1]:.1f}]"
+            assert row["n"] == str(m["n"])
+            assert row["protocol"] == m["protocol"] and row["prompt"] == m["prompt"]
+            expected += 1
+    for benchmark, baseline in summary["baselines"].items():
+        assert rows[benchmark, "majority answer"]["accuracy (%)"] == f"{100 * baseline:.1f}"
+        expected += 1
+    assert len(rows) == expected
+
+
+@pytest.mark.slow
+def test_comparisons_table_matches_summary(soup, summary):
+    rows = {(r["benchmark"], r["comparison"]): r for r in table_with(soup, "difference (points)")}
+    assert len(rows) == len(summary["comparisons"]) > 0
+    for c in summary["comparisons"]:
+        row = rows[c["benchmark"], f"{c['from']} -> {c['to']}"]
+        assert row["difference (points)"] == f"{100 * c['diff']:+.1f}"
+        assert row["significant (CI excludes 0)"] == ("yes" if c["significant"] else "no")
+
+
+@pytest.mark.slow
+def test_funnel_table_matches_the_filter_manifest(soup, study_run):
+    funnel = json.loads((study_run / "iter1" / "filter" / "manifest.json").read_text())["funnel"]
+    rows = {(r["iteration"], r["source"]): r for r in table_with(soup, "with_correct")}
+    for source, steps in [("all", funnel["total"]), *funnel["by_source"].items()]:
+        for step in steps:
+            assert rows["1", source][step["step"]] == str(step["count"])
+
+
+@pytest.mark.slow
+def test_report_is_small(rendered):
+    assert 10_000 < rendered.stat().st_size < MAX_BYTES
+
+
+# --- functions on edited copies of the run (fast once the run exists) ----------------------------------------
+
+
+def copy_run(study_run: Path, to: Path) -> Path:
+    """The run without its model checkpoints (the report never reads weights)."""
+    shutil.copytree(study_run, to, ignore=shutil.ignore_patterns("checkpoint", "tb"))
+    return to
+
+
+@pytest.mark.slow
+def test_model_text_is_escaped(study_run, tmp_path):
+    from ovlt import report
+
+    run = report.load(copy_run(study_run, tmp_path / "run"))
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    for path in (run.root / "eval").glob("*/*/predictions.jsonl"):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "response": evil, "extracted": evil}) + "\n" for r in rows))
+    traces = report.trace_table(run, n=40).data
+    assert "<script>" not in traces and "onerror=alert" not in traces.replace(html.escape(evil), "")
+    assert html.escape(evil) in traces
+
+
+@pytest.mark.slow
+def test_missing_stages_become_notes(study_run, tmp_path):
+    from IPython.display import HTML
+
+    from ovlt import report
+
+    run = report.load(copy_run(study_run, tmp_path / "run"))
+    shutil.rmtree(run.root / "iter1" / "grpo")
+    shutil.rmtree(run.root / "eval" / "grpo-1")
+    assert isinstance(report.training_curves(run, "grpo"), HTML)
+    assert isinstance(report.training_curves(run, "sft", iteration=2), HTML)
+    assert isinstance(report.funnel_table(run, iteration=2), HTML)
+    assert "grpo-1" not in report.accuracy_table(run).index.get_level_values("stage")
+    assert "eval grpo-1" not in report.reflection_table(run).index
+    shutil.rmtree(run.root / "iter1")
+    for section in (report.funnel_figure, report.funnel_table, report.filter_examples, report.difficulty_histogram,
+                    report.reflection_figure, report.headline, report.provenance, report.accuracy_figure):
+        assert section(run) is not None
+
+
+def test_load_names_the_missing_summary(tmp_path):
+    from ovlt import report
+    from ovlt.artifacts import ArtifactError
+
+    with pytest.raises(ArtifactError, match=re.escape(str(tmp_path / "summary.json"))):
+        report.load(tmp_path)
+    with pytest.raises(ArtifactError, match="does not exist"):
+        report.load(tmp_path / "nowhere")
+
+
+def test_paper_values_follow_benchmark_families():
+    from ovlt import report
+
+    assert report.paper_values("mathvista") == report.paper_values("mathvista_testmini")
+    assert report.paper_values("mathvista")["base"] < report.paper_values("mathvista")["grpo-3"]
+    assert report.paper_values("synthetic") == {}
+
+
+# --- a real browser -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(rendered, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "report.png"
+    screenshot.unlink(missing_ok=True)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    shot = subprocess.run([browser, *flags, f"--screenshot={screenshot}", "--window-size=1280,2000",
+                           rendered.as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    console = [line for line in shot.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert not [line for line in console if "Uncaught" in line or "rror" in line], console
+    image = Image.open(screenshot)
+    image.load()
+    assert image.format == "PNG" and image.size == (1280, 2000)
+    assert max(ImageStat.Stat(image.convert("L")).stddev) > 10, "the screenshot is blank"
