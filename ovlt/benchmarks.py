@@ -152,22 +152,35 @@ def _synthetic_record(row: dict, image_dir: Path | None) -> dict:
 # reading the authors' files
 
 
+def read_jsonl(path: Path) -> list[tuple[str, object]]:
+    """(where, value) per non-blank line of a JSON-lines file; bad UTF-8 or bad JSON is an error naming the line."""
+    rows = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{where}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
+            if line.strip():
+                try:
+                    rows.append((where, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    return rows
+
+
 def _read_rows(path: Path) -> list[tuple[str, dict]]:
     """(where, row) pairs from a .json (list or dict of entries) or .jsonl file; `where` names file and line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file {path} does not exist")
     if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{number}", json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        return rows
+        return read_jsonl(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
     entries = data.items() if isinstance(data, dict) else enumerate(data)

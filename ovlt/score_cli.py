@@ -24,14 +24,7 @@ def read_responses(path: Path, known_ids: set[str]) -> dict[str, str]:
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     responses = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        where = f"{path}:{number}"
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    for where, row in benchmarks.read_jsonl(path):
         if not isinstance(row, dict) or "id" not in row or "response" not in row:
             raise ValueError(f"{where}: each line needs an object with 'id' and 'response'")
         if not isinstance(row["response"], str):

@@ -18,6 +18,7 @@ from ovlt.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save
 from ovlt.config import StudyConfig
 from ovlt.data.hub import load_source
 from ovlt.data.procedural import generate
+from ovlt.data.schema import check_unique_ids
 from ovlt.pipeline import pool_size
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def build_data(cfg: StudyConfig, run: Run) -> dict:
     wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
     parts = [_draw(cfg, name, count, "train") for name, count in _source_counts(cfg, wanted).items() if count]
     train = datasets.concatenate_datasets(parts).shuffle(seed=cfg.seed).flatten_indices()
+    check_unique_ids(train["id"], f"{run.stage_dir('data')} (sources {', '.join(s.name for s in cfg.data.sources)})")
     save_dataset(train, st.dir / "train")
     counts = {"train": len(train), "train_by_source": dict(Counter(train["source"]))}
     families = synthetic_families(cfg)

@@ -84,3 +84,14 @@ def validate_problem(record: dict, where: str) -> None:
         fail("precision", "a float answer needs precision >= 0 (decimals)")
     if record["split"] not in SPLITS:
         fail("split", f"unknown split {record['split']!r}; known: {', '.join(SPLITS)}")
+
+
+def check_unique_ids(ids, where: str) -> None:
+    """Ids name files and join stages: a duplicate is an error naming the data set and the ids."""
+    seen, duplicates = set(), []
+    for problem_id in ids:
+        if problem_id in seen:
+            duplicates.append(problem_id)
+        seen.add(problem_id)
+    if duplicates:
+        raise ValueError(f"{where}: {len(duplicates)} duplicate id(s), e.g. {sorted(set(duplicates))[:5]}")
