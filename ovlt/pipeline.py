@@ -8,6 +8,7 @@ checkpoint are evaluated.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ovlt.artifacts import Run
@@ -103,6 +104,109 @@ def pool_size(cfg: StudyConfig) -> int:
     return max(end for _, end in pool_ranges(cfg).values())
 
 
+# --- GPU-hours: ASSUMED throughput from public reports, NOT measured here -----------------------------------
+# No GPU measurement exists in this project yet; benchmarks/gpu_check.sh measures SFT and decoding speed (record
+# its figures in benchmarks/RESULTS.md and replace these). Every figure is per GPU, NVIDIA H100 80GB SXM, bf16.
+
+
+@dataclass(frozen=True)
+class Throughput:
+    generate: float  # vLLM offline batched generation: output tokens/s per GPU
+    decode: float | None = None  # one sequence's decoding, tokens/s (a colocated GRPO rollout waits on its longest)
+    train: float | None = None  # forward + backward tokens/s per GPU (ZeRO-3, gradient checkpointing)
+
+
+THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's name ("Qwen2.5-VL-7B" -> "7B")
+    # Qwen2.5-VL-3B (captioner). No public vLLM figure found; decoding is memory-bound, so the 7B figure scaled by
+    # weight bytes (6,000 x 7/3 = 14,000), taken down to 10,000: captions are short and each prefills an image.
+    "3B": Throughput(generate=10_000),
+    # Qwen2.5-VL-7B (student).
+    # generate: DeepSeek-R1-Distill-Qwen-7B with vLLM's default config on 1x A100 80GB: 3,363 tokens/s
+    #   (morphllm.com/vllm-benchmarks, 2026), x ~2 for an H100 (Lambda, github.com/LambdaLabsML/vllm-benchmark:
+    #   "H100 offers ~2x better throughput than A100") = ~6,700; 6,000 for the image tokens each prompt prefills.
+    # decode: vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100, johnmusgrave.com,
+    #   vLLM 0.23); on an H100: 0.77 x 3.35 TB/s / 15.2 GB of bf16 language-model weights = ~170 tokens/s; 150
+    #   for the ~20 sequences per GPU a GRPO rollout decodes together.
+    # train: Llama-3 7B, FSDP on 4x H200 (the H100's 989 bf16 TFLOP/s), full activation checkpointing, packed
+    #   4k sequences: 38,983 tokens/s = ~9,700 per GPU at 54% MFU (KempnerForge benchmarks, Kempner Institute);
+    #   x 0.3 for HF Trainer + DeepSpeed ZeRO-3 on 2 unpacked ~1k-token examples per device (padding, and
+    #   micro-batches too short to hide ZeRO-3's per-layer all-gathers) = ~2,900.
+    "7B": Throughput(generate=6_000, decode=150, train=2_900),
+    # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2): 3,004 tokens/s on 1x A100 80GB
+    # (morphllm.com, as above), x 2 for an H100 = ~6,000; split over 2 GPUs by tensor parallelism (which gains
+    # less than 2x: Lambda, as above) with 8k-token chains capping the batch the KV cache holds: 3,500 per GPU.
+    "14B": Throughput(generate=3_500),
+}
+
+# Average generated length as a share of max_new_tokens (generation stops at EOS, the cap is a bound).
+# caption: a detailed description is a few paragraphs, ~250 of 512 tokens. reasoner: R1-distill chains on
+# chart/geometry questions, ~2,000 of 8,192 tokens. student: once SFT'd on chains cut to <= 500 words (~650
+# tokens) it writes chains of that length, ~500 of 2,048 tokens; SFT examples use the same length.
+EXPECTED_FRACTION = {"caption": 0.5, "reasoner": 0.25, "student": 0.25}
+PROMPT_TEXT_TOKENS = 128  # question, options and instruction (assumed)
+PIXELS_PER_IMAGE_TOKEN = 28 * 28  # Qwen2.5-VL: 14-pixel patches, merged 2 x 2 into one token
+GRPO_REFERENCE_FORWARD = 1.25  # beta > 0: a reference forward = 1/4 of a checkpointed forward + backward (4 passes)
+# Items per benchmark (MathVista testmini 1,000; MathVerse testmini 788 problems x 5 versions; MathVision test
+# 3,040 and testmini 304: the benchmarks' papers and cards).
+BENCHMARK_ITEMS = {"mathvista_testmini": 1000, "mathverse_testmini": 3940, "mathvision_test": 3040,
+                   "mathvision_testmini": 304}
+# The authors' hardware as reported for the paper (quoted in the project's brief; our search did not find the
+# passage again): SFT of 5k examples ~30 min on 2x H100; GRPO 80 steps ~19 h on 4x H100, one step being EasyR1's
+# rollout batch, 512 prompts x 5 samples (train/easyr1/examples/config.yaml in the authors' repository; that config
+# also offloads parameters and optimizer states to CPU, which slows a step and is not modelled here).
+AUTHORS_SFT = {"gpus": 2, "hours": 0.5, "examples": 5000}
+AUTHORS_GRPO = {"gpus": 4, "hours": 19.0, "steps": 80, "completions_per_step": 512 * 5}
+GPU_STAGES = ("caption", "distill", "self_generate", "sft", "select_hard", "grpo", "evaluate")
+
+
+def throughput(model_name: str) -> Throughput | None:
+    """The assumed figures for a model, by the size in its name; None for scripted, tiny or unsized models."""
+    sizes = re.findall(r"(\d+(?:\.\d+)?)B\b", model_name)
+    return THROUGHPUT.get(f"{sizes[-1]}B") if sizes else None
+
+
+def _generation_hours(samples: int, max_new_tokens: int, fraction: float, speed: Throughput | None) -> float | None:
+    return None if speed is None else samples * fraction * max_new_tokens / speed.generate / 3600
+
+
+def _example_tokens(cfg: StudyConfig, completion_tokens: float) -> float:
+    return PROMPT_TEXT_TOKENS + cfg.data.image_max_pixels / PIXELS_PER_IMAGE_TOKEN + completion_tokens
+
+
+def sft_gpu_hours(cfg: StudyConfig, examples: int) -> float | None:
+    speed = throughput(cfg.models.student.name)
+    if speed is None or speed.train is None:
+        return None
+    completion = EXPECTED_FRACTION["student"] * cfg.self_generate.sampling.max_new_tokens
+    return examples * _example_tokens(cfg, completion) / speed.train / 3600
+
+
+def grpo_step_gpu_seconds(cfg: StudyConfig, completions: int) -> float | None:
+    """GPU-seconds of one GRPO step producing `completions`, on cfg.grpo.launch.num_processes GPUs.
+
+    Rollout: each GPU generates its share; a few dozen samples at temperature 1.0 nearly always hold one that runs
+    to max_completion_length and the step waits for it (latency bound), a large share is bound by batched
+    throughput instead. Update: every completion's tokens forward + backward, plus the reference model's forward.
+    """
+    speed, g = throughput(cfg.models.student.name), cfg.grpo
+    if speed is None or speed.decode is None or speed.train is None:
+        return None
+    gpus, completion_tokens = g.launch.num_processes, EXPECTED_FRACTION["student"] * g.max_completion_length
+    rollout_s = max(g.max_completion_length / speed.decode, completions / gpus * completion_tokens / speed.generate)
+    update_s = completions * _example_tokens(cfg, completion_tokens) / (speed.train * gpus) * GRPO_REFERENCE_FORWARD
+    return (rollout_s + update_s) * gpus
+
+
+def _evaluation_items(cfg: StudyConfig) -> int | None:
+    total = 0
+    for bench in cfg.evaluation.benchmarks:
+        size = cfg.data.heldout_size if bench.name == "synthetic" else BENCHMARK_ITEMS.get(bench.name)
+        if size is None and bench.limit is None:
+            return None
+        total += min(n for n in (size, bench.limit) if n is not None)
+    return total
+
+
 # --- the plan: volumes without loading a model ------------------------------------------------------------
 
 
@@ -112,6 +216,7 @@ class PlannedStage:
     inputs: str
     outputs: str
     volumes: dict = field(default_factory=dict)
+    gpu_hours: float | None = None  # assumed-throughput estimate (THROUGHPUT); None: a CPU stage or no figures
 
 
 def _train_steps(examples: int, per_device: int, accumulation: int, processes: int, epochs: float, max_steps: int) -> int:
@@ -121,9 +226,11 @@ def _train_steps(examples: int, per_device: int, accumulation: int, processes: i
 
 
 def plan(cfg: StudyConfig) -> list[PlannedStage]:
-    """What each stage would consume and produce. Token counts are upper bounds (max_new_tokens x samples)."""
+    """What each stage would consume and produce. Token counts are upper bounds (max_new_tokens x samples);
+    GPU-hours use expected lengths (EXPECTED_FRACTION) and the assumed THROUGHPUT figures."""
     ranges = pool_ranges(cfg)
     n_eval = len(cfg.evaluation.benchmarks)
+    student = throughput(cfg.models.student.name)
     planned = []
     for ref in stage_order(cfg):
         i = ref.iteration
@@ -140,12 +247,17 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
         elif ref.name == "caption":
             s = cfg.caption.sampling
             p = PlannedStage(ref, f"pool rows {ranges[(i, 'sft')]}", "captions",
-                             {"problems": n_sft, "samples": n_sft, "max_tokens": n_sft * s.max_new_tokens})
+                             {"problems": n_sft, "samples": n_sft, "max_tokens": n_sft * s.max_new_tokens},
+                             _generation_hours(n_sft, s.max_new_tokens, EXPECTED_FRACTION["caption"],
+                                               throughput(cfg.models.captioner.name)))
         elif ref.name in ("distill", "self_generate"):
             s = cfg.distill.sampling if ref.name == "distill" else cfg.self_generate.sampling
             who = cfg.models.reasoner.name if ref.name == "distill" else f"grpo-{i - 1}"
+            speed, fraction = ((throughput(cfg.models.reasoner.name), EXPECTED_FRACTION["reasoner"])
+                               if ref.name == "distill" else (student, EXPECTED_FRACTION["student"]))
             p = PlannedStage(ref, f"{n_sft} problems, model {who}", "chains",
-                             {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens})
+                             {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens},
+                             _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed))
         elif ref.name == "select":
             p = PlannedStage(ref, "chains", "one verified chain per problem", {"problems": n_sft})
         elif ref.name == "filter":
@@ -155,23 +267,30 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             steps = _train_steps(n_sft, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                                  t.launch.num_processes, t.num_train_epochs, t.max_steps)
             p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", f"iter{i}/sft/checkpoint",
-                             {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes})
+                             {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes},
+                             sft_gpu_hours(cfg, n_sft))
         elif ref.name == "select_hard":
             s = cfg.select_hard.sampling
             n = sched.grpo_candidates
             p = PlannedStage(ref, f"{n} candidates, model sft-{i}", f"{sched.grpo_problems} GRPO problems",
-                             {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens})
+                             {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens},
+                             _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student))
         elif ref.name == "grpo":
             g = cfg.grpo
             completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * g.launch.num_processes
             steps = _train_steps(sched.grpo_problems * g.num_generations, g.per_device_train_batch_size,
                                  g.gradient_accumulation_steps, g.launch.num_processes, g.num_train_epochs, g.max_steps)
+            step_gpu_s = grpo_step_gpu_seconds(cfg, completions_per_step)
             p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", f"iter{i}/grpo/checkpoint",
                              {"steps": steps, "samples": steps * completions_per_step,
-                              "max_tokens": steps * completions_per_step * g.max_completion_length})
+                              "max_tokens": steps * completions_per_step * g.max_completion_length},
+                             None if step_gpu_s is None else steps * step_gpu_s / 3600)
         elif ref.name == "evaluate":
+            items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
             p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", f"eval/{ref.checkpoint}",
-                             {"benchmarks": n_eval, "max_tokens_per_item": cfg.evaluation.sampling.max_new_tokens})
+                             {"benchmarks": n_eval, "max_tokens_per_item": max_new},
+                             None if items is None else
+                             _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student))
         else:  # pragma: no cover - stage_order and plan are written together
             raise AssertionError(ref.name)
         planned.append(p)
@@ -181,14 +300,39 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
 def format_plan(cfg: StudyConfig) -> str:
     lines = [f"study {cfg.name}: {cfg.iterations} iteration(s), student {cfg.models.student.name}"
              f" ({cfg.models.student.backend}), teachers {cfg.models.captioner.backend}/{cfg.models.reasoner.backend}"]
-    current = object()
-    for p in plan(cfg):
+    current, planned = object(), plan(cfg)
+    for p in planned:
         if p.ref.iteration != current:
             current = p.ref.iteration
             lines.append("" if current is None else f"\niteration {current}:")
         vols = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in p.volumes.items())
         lines.append(f"  {p.ref.label:<24} in: {p.inputs}\n  {'':<24} out: {p.outputs}" + (f"\n  {'':<24} {vols}" if vols else ""))
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + format_gpu_hours(cfg, planned))
+
+
+def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]:
+    """Per-stage and total GPU-hours with the authors' reported hardware beside them; none for a CPU study."""
+    stages = [p for p in planned if p.ref.name in GPU_STAGES]
+    if all(p.gpu_hours is None for p in stages):
+        return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them"]
+    lines = ["GPU-hours on H100 80GB, ASSUMED throughput from public reports, not measured here"
+             " (ovlt.pipeline.THROUGHPUT; measure with benchmarks/gpu_check.sh):"]
+    for p in stages:
+        lines.append(f"  {p.ref.label:<24} " + ("n/a (no throughput figure)" if p.gpu_hours is None
+                                                 else f"{p.gpu_hours:8.1f} GPU-h"))
+    known = [p.gpu_hours for p in stages if p.gpu_hours is not None]
+    lines.append(f"  {'total':<24} {sum(known):8.1f} GPU-h" + ("" if len(known) == len(stages) else " (known stages)"))
+    sft, grpo = AUTHORS_SFT, AUTHORS_GRPO
+    ours_sft = sft_gpu_hours(cfg, sft["examples"])
+    step_s = grpo_step_gpu_seconds(cfg, grpo["completions_per_step"])
+    ours_grpo = None if step_s is None else grpo["steps"] * step_s / 3600
+    lines.append(f"  authors' reported H100s: SFT of {sft['examples']:,} examples, {sft['gpus']} GPUs x"
+                 f" ~{sft['hours'] * 60:.0f} min = {sft['gpus'] * sft['hours']:.1f} GPU-h; this estimate for the same:"
+                 + (" n/a" if ours_sft is None else f" {ours_sft:.1f} GPU-h"))
+    lines.append(f"  authors' reported H100s: GRPO {grpo['steps']} steps x {grpo['completions_per_step']:,} completions,"
+                 f" {grpo['gpus']} GPUs x ~{grpo['hours']:.0f} h = {grpo['gpus'] * grpo['hours']:.0f} GPU-h;"
+                 " this estimate for the same:" + (" n/a" if ours_grpo is None else f" {ours_grpo:.0f} GPU-h"))
+    return lines
 
 
 def iteration_problems(cfg: StudyConfig, run: Run, iteration: int, purpose: str):

@@ -8,12 +8,13 @@ and the executed notebook's path.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ovlt.artifacts import ArtifactError, Run, atomic_write_text
+from ovlt.artifacts import MANIFEST, ArtifactError, Run, atomic_write_json, atomic_write_text, fingerprint
 from ovlt.config import StudyConfig, load_config
 from ovlt.pipeline import NOTEBOOKS, stage_order
 
@@ -59,6 +60,35 @@ def steps(cfg: StudyConfig) -> list[Step]:
     return grouped
 
 
+def step_manifests(run: Run, step: Step) -> list[Path]:
+    if step.checkpoint:
+        return [run.eval_dir(step.checkpoint) / MANIFEST]
+    return [run.stage_dir(name, step.iteration) / MANIFEST for name in step.stages]
+
+
+def _step_record(run: Run, step: Step) -> Path:
+    return run.notebooks_dir / f".{step.output_name}.done.json"
+
+
+def _manifest_fingerprints(paths: list[Path]) -> dict[str, str] | None:
+    if not all(path.exists() for path in paths):
+        return None
+    return {str(path): json.loads(path.read_text())["fingerprint"] for path in paths}
+
+
+def step_is_done(run: Run, step: Step, config_fingerprint: str) -> bool:
+    """A step whose notebook ran under this exact config and whose stages' manifests are unchanged since.
+
+    The stage functions would skip every one of its stages anyway; this spares the kernel start. Any change
+    of config executes the notebook again, and the stage functions then decide, stage by stage.
+    """
+    record = _step_record(run, step)
+    if not record.exists() or not (run.notebooks_dir / step.output_name).exists():
+        return False
+    saved = json.loads(record.read_text())
+    return saved["config"] == config_fingerprint and saved["manifests"] == _manifest_fingerprints(step_manifests(run, step))
+
+
 def _kernel_name() -> str:
     from jupyter_client.kernelspec import KernelSpecManager
 
@@ -102,17 +132,22 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.root / "config.yaml", config_path.read_text())
     plan = steps(cfg)
+    config_fingerprint = fingerprint(cfg.model_dump(mode="json"))
     started = time.time()
     durations: list[float] = []
     for k, step in enumerate(plan, start=1):
         elapsed = time.time() - started
-        remaining = (sum(durations) / len(durations)) * (len(plan) - k + 1) if durations else float("nan")
-        print(f"[{k}/{len(plan)}] {step.label}  (elapsed {elapsed / 60:.1f} min, "
-              f"remaining ~{remaining / 60:.1f} min)", flush=True)
+        remaining = f"~{sum(durations) / len(durations) * (len(plan) - k + 1) / 60:.1f} min" if durations else "?"
+        print(f"[{k}/{len(plan)}] {step.label}  (elapsed {elapsed / 60:.1f} min, remaining {remaining})", flush=True)
+        if step_is_done(run, step, config_fingerprint):
+            print("      done (manifests unchanged): skipped", flush=True)
+            continue
         t0 = time.time()
         execute(NOTEBOOK_DIR / step.notebook, run.notebooks_dir / step.output_name,
                 {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
                  "checkpoint": step.checkpoint or ""}, step.label)
+        atomic_write_json(_step_record(run, step), {"config": config_fingerprint,
+                                                    "manifests": _manifest_fingerprints(step_manifests(run, step))})
         durations.append(time.time() - t0)
     from ovlt.evaluation import write_summary
 

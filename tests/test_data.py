@@ -348,3 +348,38 @@ def test_show_problems_draws_one_panel_per_problem(pool):
     assert "answer: " + pool[0]["answer"] in panels[0].get_title(loc="left")
     with pytest.raises(ValueError, match="non-empty"):
         show_problems(pool.select([]))
+
+
+def test_map_cauldron_ai2d_drops_the_question_label_and_resolves_the_letter():
+    record = {"images": [IMAGE], "texts": [
+        {"user": "Question: Which stage follows the egg?\nChoices:\nA. adult\nB. larva\nC. pupa\nAnswer with the letter.",
+         "assistant": "Answer: B", "source": "ai2d"},
+        {"user": "What eats the grass?\nChoices:\nA. hawk\nB. rabbit", "assistant": "Answer: B", "source": "ai2d"}]}
+    first, second = hub.map_cauldron_ai2d(record, 4)
+    assert (first["id"], first["source"], first["question"]) == ("ai2d-0000004-0", "ai2d", "Which stage follows the egg?")
+    assert (first["choices"], first["answer"], first["answer_type"]) == (["adult", "larva", "pupa"], "larva",
+                                                                         "multiple_choice")
+    assert (second["question"], second["answer"]) == ("What eats the grass?", "rabbit")
+    validate_problem(first, "ai2d row 4")
+
+
+def test_geos_and_ai2d_load_the_hub_configs_checked_in_the_cards(monkeypatch):
+    rows = {
+        "GEOS(MathV360K)": [{"id": "geos_7", "image": IMAGE, "data_source": "GEOS", "conversations": [
+            {"from": "human", "value": "<image>\nFind x.\nChoices:\nA: 30\nB: 45"}, {"from": "gpt", "value": "Answer: A"}]}],
+        "ai2d": [{"images": [IMAGE], "texts": [{"user": "Question: Which is a producer?\nChoices:\nA. grass\nB. fox",
+                                                "assistant": "Answer: A", "source": "ai2d"}]}],
+    }
+    asked = []
+
+    def fake_load_dataset(path, name=None, split=None):
+        asked.append((path, name, split))
+        return datasets.Dataset.from_list(rows[name])
+
+    monkeypatch.setattr(hub.datasets, "load_dataset", fake_load_dataset)
+    geos, ai2d = hub.load_source("geos"), hub.load_source("ai2d")
+    assert asked == [("lmms-lab/LLaVA-OneVision-Data", "GEOS(MathV360K)", "train"),
+                     ("HuggingFaceM4/the_cauldron", "ai2d", "train")]
+    assert (geos["id"], geos["source"], geos["answer"], geos["choices"]) == (["geos-0000000-0"], ["geos"], ["30"],
+                                                                             [["30", "45"]])
+    assert (ai2d["id"], ai2d["answer"], ai2d["question"]) == (["ai2d-0000000-0"], ["grass"], ["Which is a producer?"])

@@ -14,10 +14,13 @@ Column names, checked against the sources (2026-11):
   (dataset card).
 - lmms-lab/VizWiz-VQA (val/test): question_id, image, question, answers (10 crowd answers), category
   (dataset card).
-- HuggingFaceM4/the_cauldron, configs figureqa / tabmwp (train only): images (list), texts = list of
-  {user, assistant, source} (dataset card).
+- HuggingFaceM4/the_cauldron, configs figureqa / tabmwp / ai2d (train only): images (list), texts = list of
+  {user, assistant, source} (dataset card; ai2d: 2,445 rows, one diagram with its questions each). AI2D is
+  taken from here, not from lmms-lab/ai2d: that copy (question, options, answer as an option index, image)
+  is AI2D's 3,088-question test split, a benchmark to keep out of training.
 - lmms-lab/LLaVA-OneVision-Data, configs "<Name>(MathV360K)": id, image, conversations = list of
-  {from, value}, data_source (dataset card).
+  {from, value}, data_source (dataset card). GEOS has no hub copy of its own: `geos` is "GEOS(MathV360K)"
+  (train, 498 rows), the subset MathV360K built from GEOS.
 """
 
 import logging
@@ -159,10 +162,15 @@ def map_vizwiz(record: dict, idx: int, split: str = "train") -> list[dict]:
     return [make_problem(f"vizwiz-{question_id}", record["image"], record["question"], answer, "vizwiz", split)]
 
 
+# HuggingFaceM4's preparation scripts write multiple choice turns as "Question: ...\nChoices:\nA. ...\nAnswer
+# with the letter." (seen in their MMMU script, not on an ai2d row); the label is not part of the question.
+_QUESTION_LABEL = re.compile(r"^\s*(?:<image>\s*)?Question\s*:\s*", re.IGNORECASE)
+
+
 def _map_cauldron(record: dict, idx: int, split: str, source: str) -> list[dict]:
     image = _first(record["images"])
-    return [make_problem(f"{source}-{idx:07d}-{turn}", image, text["user"], final_answer(text["assistant"]),
-                         source, split)
+    return [make_problem(f"{source}-{idx:07d}-{turn}", image, _QUESTION_LABEL.sub("", text["user"]),
+                         final_answer(text["assistant"]), source, split)
             for turn, text in enumerate(record["texts"])]
 
 
@@ -172,6 +180,10 @@ def map_cauldron_figureqa(record: dict, idx: int, split: str = "train") -> list[
 
 def map_cauldron_tabmwp(record: dict, idx: int, split: str = "train") -> list[dict]:
     return _map_cauldron(record, idx, split, "tabmwp")
+
+
+def map_cauldron_ai2d(record: dict, idx: int, split: str = "train") -> list[dict]:
+    return _map_cauldron(record, idx, split, "ai2d")
 
 
 def map_mathv360k(record: dict, idx: int, split: str = "train", name: str = "mathv360k") -> list[dict]:
@@ -230,10 +242,9 @@ MATHV360K_SUBSETS = ("CLEVR-Math", "FigureQA", "GEOS", "GeoQA+", "Geometry3K", "
                      "TabMWP", "UniGeo", "VizWiz")
 
 
-def _mathv360k(subset: str):
-    name = f"mathv360k_{_slug(subset)}"
-    return name, _loader("lmms-lab/LLaVA-OneVision-Data",
-                         lambda row, idx, split: map_mathv360k(row, idx, split, name), config=f"{subset}(MathV360K)")
+def _mathv360k(subset: str, name: str):
+    return _loader("lmms-lab/LLaVA-OneVision-Data", lambda row, idx, split: map_mathv360k(row, idx, split, name),
+                   config=f"{subset}(MathV360K)")
 
 
 SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
@@ -246,7 +257,9 @@ SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
     "vizwiz": _loader("lmms-lab/VizWiz-VQA", map_vizwiz, hub_splits={"train": "val"}),
     "figureqa": _loader("HuggingFaceM4/the_cauldron", map_cauldron_figureqa, config="figureqa"),
     "tabmwp": _loader("HuggingFaceM4/the_cauldron", map_cauldron_tabmwp, config="tabmwp"),
-    **dict(_mathv360k(subset) for subset in MATHV360K_SUBSETS),
+    "ai2d": _loader("HuggingFaceM4/the_cauldron", map_cauldron_ai2d, config="ai2d"),
+    "geos": _mathv360k("GEOS", "geos"),
+    **{f"mathv360k_{_slug(subset)}": _mathv360k(subset, f"mathv360k_{_slug(subset)}") for subset in MATHV360K_SUBSETS},
 }
 
 

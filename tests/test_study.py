@@ -1,0 +1,146 @@
+"""The study through papermill: summary structure, clean notebooks, resume after SIGKILL at every stage kind."""
+
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import datasets
+import nbformat
+import pytest
+from conftest import REPO, reproduce_command, write_test_config
+
+from ovlt.config import load_config
+from ovlt.pipeline import checkpoint_names
+from ovlt.study import steps
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_are_committed_clean_with_a_parameters_cell(path):
+    notebook = nbformat.read(path, as_version=4)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code), f"{path.name} has outputs"
+    assert "parameters" in code[0].metadata.get("tags", []), f"{path.name}: first code cell must be tagged parameters"
+    assert "run_dir" in code[0].source
+
+
+@pytest.mark.slow
+def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
+    summary = json.loads((study_run / "summary.json").read_text())
+    cfg = load_config(study_run / "config.yaml")
+    assert [s["name"] for s in summary["stages"]] == checkpoint_names(cfg)
+    for stage in summary["stages"]:
+        result = stage["benchmarks"]["synthetic"]
+        assert result["n"] == cfg.data.heldout_size
+        low, high = result["ci95"]
+        assert 0 <= low <= result["accuracy"] <= high <= 1
+        assert stage["wall_seconds"] >= 0
+    assert 0 < summary["baselines"]["synthetic"] < 1
+    pairs = {(c["from"], c["to"]) for c in summary["comparisons"]}
+    assert pairs == {("base", "sft-1"), ("sft-1", "grpo-1")}
+    assert summary["teacher"]["scripted"] is True
+    assert summary["wall_seconds"] > 0
+
+
+@pytest.mark.slow
+def test_every_step_left_an_executed_notebook_and_the_report(study_run):
+    cfg = load_config(study_run / "config.yaml")
+    for step in steps(cfg):
+        executed = nbformat.read(study_run / "notebooks" / step.output_name, as_version=4)
+        assert any(cell.get("outputs") for cell in executed.cells if cell.cell_type == "code"), step.output_name
+    assert (study_run.parent.parent / "reports" / "test-study" / "index.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_rerun_skips_finished_steps(study_run, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(study_run, root / "runs" / "test-study")
+    config = write_test_config(tmp_path)
+    start = time.perf_counter()
+    done = subprocess.run(reproduce_command(config, root), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("skipped") == len(steps(load_config(config)))
+    assert time.perf_counter() - start < 60
+    assert _comparable(root / "runs" / "test-study") == _comparable(study_run)
+
+
+@pytest.mark.slow
+def test_a_failing_stage_stops_the_study_naming_cell_and_notebook(tmp_path):
+    config = write_test_config(tmp_path, data={"sources": [{"name": "geometry4k"}]})
+    done = subprocess.run(reproduce_command(config, tmp_path), capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "stage data+decontaminate+student failed in cell" in done.stderr and "geometry4k" in done.stderr
+    assert "00_data.ipynb" in done.stderr
+
+
+def _comparable(run: Path) -> dict:
+    """summary.json without what legitimately differs between two runs: wall times and paths."""
+    summary = json.loads((run / "summary.json").read_text())
+    for stage in summary["stages"]:
+        stage.pop("wall_seconds")
+    for key in ("wall_seconds", "stage_wall_seconds", "config"):
+        summary.pop(key)
+    return summary
+
+
+def _dataset_ids(run: Path) -> dict[str, list[str]]:
+    ids = {}
+    for info in run.glob("**/dataset_info.json"):
+        folder = info.parent
+        data = datasets.load_from_disk(str(folder))
+        if "id" in data.column_names:
+            ids[str(folder.relative_to(run))] = sorted(data["id"])
+    return ids
+
+
+def _killed_at(config: Path, root: Path, target: str, delay: float) -> str:
+    """Start the study, SIGKILL its whole process group `delay` seconds after step `target` starts (or when the
+    study ends first); return the label of the step that was running."""
+    proc = subprocess.Popen(reproduce_command(config, root), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    running = "startup"
+    deadline = None
+    try:
+        for line in proc.stdout:
+            match = re.match(r"\[\d+/\d+\] (.+?)  \(", line)
+            if match:
+                running = match.group(1)
+                if running == target and deadline is None:
+                    deadline = time.monotonic() + delay
+                    break
+        if deadline is not None:
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return running
+
+
+@pytest.mark.slow
+def test_chaos_sigkill_at_every_stage_kind_then_resume(study_run, tmp_path):
+    config = write_test_config(tmp_path)
+    labels = [step.label for step in steps(load_config(config))]
+    rng = random.Random(0)
+    killed = [_killed_at(config, tmp_path, target, rng.uniform(0.5, 6.0)) for target in labels + labels[-1:]]
+    assert len(killed) >= 10 and len(set(killed)) >= len(labels) // 2, killed
+    done = subprocess.run(reproduce_command(config, tmp_path), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "runs" / "test-study"
+    leftovers = [p for p in run.rglob("*") if ".tmp" in p.name and "notebooks" not in p.parts]
+    assert not leftovers, f"half-written artifacts left behind: {leftovers}"
+    assert not list(run.rglob("shards")), "finished stages keep no shards"
+    chaos_ids, clean_ids = _dataset_ids(run), _dataset_ids(study_run)
+    assert chaos_ids.keys() == clean_ids.keys()
+    for name, ids in chaos_ids.items():
+        assert len(ids) == len(set(ids)), f"{name}: duplicated problems"
+        assert ids == clean_ids[name], f"{name}: problems lost or added"
+    assert _comparable(run) == _comparable(study_run)
