@@ -61,11 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_report)
     sub.add_parser("score", help="score benchmark responses (see `ovlt score --help`)")
     args = parser.parse_args(argv)
+    from ovlt.artifacts import ArtifactError
+    from ovlt.study import StudyError
+
     try:
         return args.func(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (StudyError, ArtifactError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -144,3 +144,16 @@ def test_chaos_sigkill_at_every_stage_kind_then_resume(study_run, tmp_path):
         assert len(ids) == len(set(ids)), f"{name}: duplicated problems"
         assert ids == clean_ids[name], f"{name}: problems lost or added"
     assert _comparable(run) == _comparable(study_run)
+
+
+def test_paper_config_without_gpu_stops_at_once(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the paper config would start for real")
+    start = time.perf_counter()
+    done = subprocess.run(reproduce_command(REPO / "configs/openvlthinker-7b.yaml", tmp_path), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1
+    assert "needs CUDA GPUs" in done.stderr and "Traceback" not in done.stderr
+    assert time.perf_counter() - start < 30 and not (tmp_path / "runs" / "test-study" / "data").exists()

@@ -65,8 +65,9 @@ def build_data(cfg: StudyConfig, run: Run) -> dict:
     counts = {"train": len(train), "train_by_source": dict(Counter(train["source"]))}
     families = synthetic_families(cfg)
     if families:
+        levels = {f: cfg.data.procedural.difficulty[f] for f in families if f in cfg.data.procedural.difficulty}
         heldout = generate(cfg.data.heldout_size, seed=cfg.seed, split="test", families=families,
-                           image_size=cfg.data.procedural.image_size)
+                           difficulty=levels or None, image_size=cfg.data.procedural.image_size)
         save_dataset(heldout, st.dir / "heldout")
         counts["heldout"] = len(heldout)
     return st.finish(counts=counts, outputs=["train", "heldout"] if families else ["train"])

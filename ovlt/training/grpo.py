@@ -22,7 +22,7 @@ from ovlt.artifacts import Run, Stage
 from ovlt.config import StudyConfig
 from ovlt.pipeline import checkpoint_path
 from ovlt.training.callbacks import JsonlLogger, ZeroRewardGuard, tensorboard_callback
-from ovlt.training.launch import run_job, uses_cpu
+from ovlt.training.launch import common_args, run_job
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,14 @@ def grpo_args(cfg: StudyConfig, output_dir: str | Path) -> GRPOConfig:
         temperature=g.temperature,
         top_p=g.top_p,
         beta=g.beta,
-        learning_rate=g.learning_rate,
-        weight_decay=g.weight_decay,
-        lr_scheduler_type=g.lr_scheduler_type,
-        warmup_steps=g.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
         max_completion_length=g.max_completion_length,
-        per_device_train_batch_size=g.per_device_train_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
-        num_train_epochs=g.num_train_epochs,
-        max_steps=g.max_steps,
         loss_type=g.loss_type,
-        bf16=g.bf16,
-        gradient_checkpointing=g.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if g.gradient_checkpointing else None,
         reward_weights=reward_weights(cfg),
         use_vllm=g.use_vllm,
         vllm_mode=g.vllm_mode,
         vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
         vllm_max_model_length=cfg.models.student.max_model_len,
-        logging_steps=g.logging_steps,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        use_cpu=uses_cpu(cfg, g.launch),
-        model_init_kwargs={"dtype": "float32"},  # fp32 master weights; bf16 is autocast / DeepSpeed's
-        trust_remote_code=cfg.models.student.trust_remote_code,
-        save_strategy="no",
-        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+        **common_args(cfg, g),
     )
 
 

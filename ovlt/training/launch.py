@@ -48,6 +48,33 @@ def uses_cpu(cfg: StudyConfig, launch: Launch) -> bool:
     return launch.cpu or cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
 
 
+def common_args(cfg: StudyConfig, section) -> dict:
+    """TrainingArguments that SFT and GRPO share, from their config section (`cfg.sft` or `cfg.grpo`)."""
+    return dict(
+        learning_rate=section.learning_rate,
+        lr_scheduler_type=section.lr_scheduler_type,
+        warmup_steps=section.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
+        num_train_epochs=section.num_train_epochs,
+        max_steps=section.max_steps,
+        per_device_train_batch_size=section.per_device_train_batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        weight_decay=section.weight_decay,
+        bf16=section.bf16,
+        gradient_checkpointing=section.gradient_checkpointing,
+        # Non-reentrant checkpointing works with a frozen vision tower (no input needs a gradient there).
+        gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
+        logging_steps=section.logging_steps,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        use_cpu=uses_cpu(cfg, section.launch),
+        # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state).
+        model_init_kwargs={"dtype": "float32"},
+        trust_remote_code=cfg.models.student.trust_remote_code,
+        save_strategy="no",
+        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+    )
+
+
 def is_distributed(launch: Launch) -> bool:
     return launch.num_processes > 1 or launch.num_machines > 1
 

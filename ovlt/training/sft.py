@@ -18,7 +18,7 @@ from ovlt.artifacts import Run, Stage
 from ovlt.config import StudyConfig
 from ovlt.pipeline import checkpoint_path
 from ovlt.training.callbacks import JsonlLogger, tensorboard_callback
-from ovlt.training.launch import run_job, uses_cpu
+from ovlt.training.launch import common_args, run_job
 
 log = logging.getLogger(__name__)
 
@@ -27,32 +27,11 @@ SFT_COLUMNS = ("prompt", "completion", "images")
 
 def sft_args(cfg: StudyConfig, output_dir: str | Path) -> SFTConfig:
     """The study config's `sft` section as TRL arguments (the mapping the tests check)."""
-    t = cfg.sft
     return SFTConfig(
         output_dir=str(output_dir),
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler_type,
-        warmup_steps=t.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        num_train_epochs=t.num_train_epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.per_device_train_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        weight_decay=t.weight_decay,
-        bf16=t.bf16,
-        gradient_checkpointing=t.gradient_checkpointing,
-        # Non-reentrant checkpointing works with a frozen vision tower (no input needs a gradient there).
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        max_length=t.max_length,
+        max_length=cfg.sft.max_length,
         completion_only_loss=True,
-        logging_steps=t.logging_steps,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        use_cpu=uses_cpu(cfg, t.launch),
-        # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state).
-        model_init_kwargs={"dtype": "float32"},
-        trust_remote_code=cfg.models.student.trust_remote_code,
-        save_strategy="no",
-        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+        **common_args(cfg, cfg.sft),
     )
 
 
