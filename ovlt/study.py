@@ -70,10 +70,11 @@ def _step_record(run: Run, step: Step) -> Path:
     return run.notebooks_dir / f".{step.output_name}.done.json"
 
 
-def _manifest_fingerprints(paths: list[Path]) -> dict[str, str] | None:
+def _manifest_fingerprints(run: Run, paths: list[Path]) -> dict[str, str] | None:
+    """Fingerprints by path relative to the run folder (a copied or moved run stays resumable)."""
     if not all(path.exists() for path in paths):
         return None
-    return {str(path): json.loads(path.read_text())["fingerprint"] for path in paths}
+    return {str(path.relative_to(run.root)): json.loads(path.read_text())["fingerprint"] for path in paths}
 
 
 def step_is_done(run: Run, step: Step, config_fingerprint: str) -> bool:
@@ -86,7 +87,7 @@ def step_is_done(run: Run, step: Step, config_fingerprint: str) -> bool:
     if not record.exists() or not (run.notebooks_dir / step.output_name).exists():
         return False
     saved = json.loads(record.read_text())
-    return saved["config"] == config_fingerprint and saved["manifests"] == _manifest_fingerprints(step_manifests(run, step))
+    return saved["config"] == config_fingerprint and saved["manifests"] == _manifest_fingerprints(run, step_manifests(run, step))
 
 
 def _kernel_name() -> str:
@@ -147,7 +148,7 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
                 {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
                  "checkpoint": step.checkpoint or ""}, step.label)
         atomic_write_json(_step_record(run, step), {"config": config_fingerprint,
-                                                    "manifests": _manifest_fingerprints(step_manifests(run, step))})
+                                                    "manifests": _manifest_fingerprints(run, step_manifests(run, step))})
         durations.append(time.time() - t0)
     from ovlt.evaluation import write_summary
 
