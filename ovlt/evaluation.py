@@ -136,13 +136,6 @@ def majority_baseline(ref: BenchmarkRef, run: Run) -> float:
     return hits / max(1, sum(sum(c.values()) for c in groups.values()))
 
 
-def _stage_wall_seconds(run: Run, checkpoint: str) -> float:
-    try:
-        return _checkpoint_manifest(run, checkpoint)["wall_seconds"]
-    except Exception:  # a hub base model has no training stage
-        return 0.0
-
-
 def _comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
     """Consecutive stages, plus each iteration's final GRPO against the previous iteration's."""
     pairs = list(zip(names, names[1:], strict=False))
@@ -156,7 +149,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
     names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / "manifest.json").exists()]
     stages, verdicts = [], {}
     for name in names:
-        entry = {"name": name, "wall_seconds": _stage_wall_seconds(run, name), "benchmarks": {}}
+        entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "benchmarks": {}}
         for ref in cfg.evaluation.benchmarks:
             metrics = json.loads((run.eval_dir(name) / ref.name / "metrics.json").read_text())
             entry["benchmarks"][ref.name] = {
