@@ -5,6 +5,8 @@ batched decoding, in one run on one model.
     python benchmarks/generation.py --model Qwen/Qwen2.5-VL-7B-Instruct --batch-sizes 16 32 64   # on a GPU
 
 Every completion is exactly --new-tokens long (end-of-turn is ignored), so tokens/s compare like with like.
+A second table samples --sample-n completions per prompt (as difficulty selection and self-generation do) at
+several numbers of sequences decoded together: the backend's `batch_size` counts sequences, not prompts.
 """
 
 import argparse
@@ -62,6 +64,9 @@ def main():
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--sample-n", type=int, default=8, help="samples per prompt in the sampling table")
+    parser.add_argument("--sample-rows", type=int, nargs="+", default=[64, 128, 256, 512],
+                        help="sequences decoded together in the sampling table")
     parser.add_argument("--repeats", type=int, default=2, help="runs per batch size; the fastest counts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -92,6 +97,20 @@ def main():
         print(f"{batch_size:>6} {rate:>10.0f} {seconds:>8.2f} {rate / rows[0][1]:>9.1f}x")
     best = max(rows[1:], key=lambda row: row[1])
     print(f"\nbest batch size {best[0]}: {best[1] / rows[0][1]:.1f}x the tokens/s of batch 1 (goal >= 10x)")
+
+    sampled = SamplingParams(n=args.sample_n, temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens,
+                             ignore_eos=True, seed=0)
+    sample_rows = []
+    for batch_size in args.sample_rows:
+        backend = TransformersBackend((model, processor), batch_size=batch_size, show_progress=False)
+        rate, seconds = tokens_per_second(backend, prompts, images, sampled, args.repeats)
+        sample_rows.append((batch_size, rate, seconds))
+    print(f"\n{args.prompts} prompts x {args.sample_n} samples x {args.new_tokens} new tokens, sampled, "
+          f"best of {args.repeats} runs")
+    print(f"{'rows':>6} {'prompts':>8} {'tokens/s':>10} {'seconds':>8} {'vs first':>9}")
+    for batch_size, rate, seconds in sample_rows:
+        print(f"{batch_size:>6} {max(1, batch_size // args.sample_n):>8} {rate:>10.0f} {seconds:>8.2f} "
+              f"{rate / sample_rows[0][1]:>8.2f}x")
 
 
 if __name__ == "__main__":

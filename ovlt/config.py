@@ -38,6 +38,7 @@ class TinyDims(Section):
     vision_intermediate_size: int = Field(128, gt=0)
     vision_num_heads: int = Field(4, gt=0)
     vocab_size: int = Field(3072, ge=512)
+    rope_theta: float = Field(1e6, gt=0)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyDims:
@@ -59,7 +60,7 @@ class ModelSpec(Section):
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_model_len: int | None = Field(None, gt=0)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1)  # sequences decoded together (transformers); vLLM schedules its own
     # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
     # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
     # close (shared/STACK.md, "Learning on CPU").
@@ -67,6 +68,7 @@ class ModelSpec(Section):
     omit_rate: float = Field(0.0, ge=0, le=1)
     reflection_rate: float = Field(0.0, ge=0, le=1)
     verbosity: int = Field(1, ge=0, le=3)
+    stepwise: bool = False  # tallest/shortest chains keep a running best (see ScriptedReasoner)
     tiny: TinyDims | None = None
 
     @model_validator(mode="after")
@@ -193,6 +195,8 @@ class SFT(Section):
     gradient_checkpointing: bool = False
     max_length: int | None = Field(2048, gt=0)
     logging_steps: int = Field(10, ge=1)
+    # Chains held out of training: their loss is measured before and after SFT (0: measure nothing).
+    heldout_examples: int = Field(0, ge=0)
     launch: Launch = Field(default_factory=Launch)
 
 
