@@ -37,7 +37,7 @@ TEST_STUDY = {
     "data": {"heldout_size": 24},
     "schedule": [{"sft_problems": 32, "grpo_candidates": 8, "grpo_problems": 4}],
     "distill": {"sampling": {"n": 2}},
-    "sft": {"max_steps": 4, "per_device_train_batch_size": 8, "logging_steps": 1},
+    "sft": {"max_steps": 4, "per_device_train_batch_size": 8, "logging_steps": 1, "heldout_examples": 4},
     "select_hard": {"sampling": {"n": 4, "max_new_tokens": 16}, "bands": [[0.0, 1.0]], "include_never_solved": True},
     "grpo": {"max_steps": 2, "num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 16,
              "zero_reward_patience": 0},

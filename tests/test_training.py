@@ -58,7 +58,8 @@ def make_run(root: Path, base: Path) -> Run:
 
 def tiny_config(sft=None, grpo=None):
     """configs/tiny.yaml with small, fast training sections."""
-    sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, **(sft or {})}
+    sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, "heldout_examples": 0,
+                   **(sft or {})}
     grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
                     "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
     return load_config(REPO / "configs/tiny.yaml", overrides={"sft": sft_section, "grpo": grpo_section})
@@ -189,6 +190,21 @@ def test_sft_trains_the_language_model_only_and_saves_a_loadable_checkpoint(trai
     assert processor.tokenizer.padding_side == "left" and hasattr(processor, "image_processor")
     assert (stage_dir / "checkpoint" / "preprocessor_config.json").exists()
     assert sft(cfg, run, 1)["finished_at"] == manifest["finished_at"]  # done: not trained again
+
+
+def test_sft_measures_loss_on_held_out_chains_before_and_after(tiny_base, tmp_path):
+    cfg = tiny_config(sft={"max_steps": 20, "per_device_train_batch_size": 8, "learning_rate": 3e-3,
+                           "warmup_ratio": 0.0, "heldout_examples": 4})
+    manifest = sft(cfg, make_run(tmp_path / "run", tiny_base), 1)
+    train = manifest["train"]
+    assert manifest["counts"]["examples"] == 12 and train["heldout_examples"] == 4  # 16 chains, 4 held out
+    assert train["heldout_loss_after"] < train["heldout_loss_before"] / 2
+
+
+def test_sft_refuses_to_hold_out_the_whole_set(tiny_base, tmp_path):
+    cfg = tiny_config(sft={"heldout_examples": 16})
+    with pytest.raises(ValueError, match="heldout_examples = 16 leaves nothing to train on"):
+        sft(cfg, make_run(tmp_path / "run", tiny_base), 1)
 
 
 @pytest.mark.slow

@@ -63,6 +63,13 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
     from ovlt.training.worker import finish, load_training_set
 
     dataset = load_training_set(run.stage_dir("filter", iteration) / "sft", SFT_COLUMNS)
+    heldout = None
+    if cfg.sft.heldout_examples:
+        if cfg.sft.heldout_examples >= len(dataset):
+            raise ValueError(f"sft.heldout_examples = {cfg.sft.heldout_examples} leaves nothing to train on: "
+                             f"the SFT set has {len(dataset)} examples")
+        split = dataset.train_test_split(test_size=cfg.sft.heldout_examples, seed=cfg.seed)
+        dataset, heldout = split["train"], split["test"]
     base = checkpoint_path(cfg, run, "base")
     processor = load_processor(base, trust_remote_code=cfg.models.student.trust_remote_code)  # pads left
     checkpoint = stage_dir / "checkpoint"
@@ -71,6 +78,7 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         model=base,
         args=sft_args(cfg, checkpoint),
         train_dataset=dataset,
+        eval_dataset=heldout,
         processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (STACK.md)
         peft_config=lora_config(cfg) if lora else None,
         callbacks=[JsonlLogger(stage_dir / "log.jsonl"), tensorboard_callback(stage_dir / "tb")],
@@ -78,7 +86,10 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
     if not lora and cfg.sft.freeze_vision:
         # Before train() builds the optimizer, which then holds only the language model's parameters.
         freeze_vision(trainer.model)
+    # Loss on chains of problems the SFT never sees, from the base model and from the trained one.
+    loss_before = trainer.evaluate()["eval_loss"] if heldout is not None else None
     output = trainer.train()
+    loss_after = trainer.evaluate()["eval_loss"] if heldout is not None else None
     if lora:
         adapter_dir = stage_dir / "adapter"
         trainer.save_model(str(adapter_dir))
@@ -87,7 +98,9 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         trainer.accelerator.wait_for_everyone()
     else:
         trainer.save_model(str(checkpoint))
-    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset))
+    heldout_loss = {} if heldout is None else {
+        "heldout_examples": len(heldout), "heldout_loss_before": loss_before, "heldout_loss_after": loss_after}
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), **heldout_loss)
 
 
 def sft(cfg: StudyConfig, run: Run, iteration: int) -> dict:

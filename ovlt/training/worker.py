@@ -48,7 +48,7 @@ def peak_memory_mb() -> dict:
     return peak
 
 
-def finish(trainer, train_output, stage_dir: Path, checkpoint: Path, examples: int) -> dict:
+def finish(trainer, train_output, stage_dir: Path, checkpoint: Path, examples: int, **measured) -> dict:
     """Complete a checkpoint that the trainer saved (`Trainer.save_model` gathers ZeRO-3/FSDP shards): the processor
     beside it, with the image processor's own preprocessor_config.json as in hub repos, so that `ovlt.models.load`
     and vLLM load it; then the run's summary, written by the main process."""
@@ -59,6 +59,7 @@ def finish(trainer, train_output, stage_dir: Path, checkpoint: Path, examples: i
         "train_seconds": round(train_output.metrics.get("train_runtime", 0.0), 3),
         "train_loss": train_output.training_loss,
         **peak_memory_mb(),
+        **measured,
     }
     summary["seconds_per_step"] = round(summary["train_seconds"] / max(1, summary["steps"]), 4)
     if trainer.accelerator.is_main_process:
