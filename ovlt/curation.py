@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_OPTION_MARK = re.compile(r"\s*\([A-Z]\)$")  # a trailing option letter, as in "H (B)"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -85,7 +86,7 @@ def concluded_answer(chain: str, choices=()) -> str:
         return ""
     last = sentences[-1].strip()
     value = last.rsplit(" is ", 1)[1] if " is " in last else extract(last, choices).text
-    value = value.strip().rstrip(".!").strip()
+    value = _OPTION_MARK.sub("", value.strip().rstrip(".!").strip())  # "H (B)": bar H, marked as option B
     return value[4:] if value.lower().startswith("the ") else value
 
 
@@ -118,7 +119,7 @@ def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
     family = scene["family"]
     if family == "chart":
         truth = {b["label"]: b["value"] for b in scene["bars"]}
-        stated = re.findall(r"\b([A-Z]) is (\d+)\b", think)
+        stated = re.findall(r"\b([A-Z])(?: \([A-Z]\))? is (\d+)\b", think)
         return bool(stated) and all(truth.get(label) == int(value) for label, value in stated)
     if family == "table":
         truth = {r["item"]: r["value"] for r in scene["rows"]}

@@ -304,10 +304,17 @@ class ScriptedReasoner:
     probability 1 - `fidelity` a chain slips in its computation. `verbosity` 0-3 adds restatements;
     each chain holds a self-reflection with probability `reflection_rate` (a second one with half of it).
     A reflection re-checks the values and corrects a slip, so the final answer follows the corrected step.
+    `stepwise` chains (tallest / shortest bar) carry each option's letter beside the bar that has it and keep a
+    running best after every value ("B (A) is 3, top B (A) 3. P (B) is 4, top P (B) 4. ..."), so every step
+    copies from a few tokens back instead of looking a value up across the chain: a tiny student stated every
+    bar value right in 80% of its tallest/shortest chains yet named the right bar only 37% of the time (near
+    chance) with the plain "B is 3, P is 4, U is 1. 4 is the largest value. The tallest bar is P." chain.
     """
 
-    def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0):
+    def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0,
+                 stepwise: bool = False):
         self.fidelity, self.reflection_rate, self.verbosity, self.seed = fidelity, reflection_rate, verbosity, seed
+        self.stepwise = stepwise
 
     # -- believed scene: what the caption says, resolved for one chain ----------------------------------
 
@@ -369,9 +376,27 @@ class ScriptedReasoner:
 
     # -- chain text ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _facts(scene: dict) -> str:
+    def _running_best(self, scene: dict, choices) -> str | None:
+        """The stepwise facts of a tallest/shortest question, or None where chains are plain."""
+        kind = scene["query"]["kind"]
+        if not self.stepwise or scene["family"] != "chart" or kind not in ("tallest", "shortest"):
+            return None
+        word, better = ("top", int.__gt__) if kind == "tallest" else ("low", int.__lt__)
+        steps, best = [], None
+        for bar in scene["bars"]:
+            named = bar["label"]
+            if named in choices:
+                named += f" ({option_letter(list(choices).index(named))})"
+            if best is None or better(bar["value"], best[1]):
+                best = (named, bar["value"])
+            steps.append(f"{named} is {bar['value']}, {word} {best[0]} {best[1]}.")
+        return " ".join(steps)
+
+    def _facts(self, scene: dict, choices=()) -> str:
         family = scene["family"]
+        stepwise = self._running_best(scene, choices)
+        if stepwise:
+            return stepwise
         if family == "chart":
             return ", ".join(f"{b['label']} is {b['value']}" for b in scene["bars"]) + "."
         if family == "table":
@@ -386,14 +411,17 @@ class ScriptedReasoner:
             return f"The width is {scene['width']} and the height is {scene['height']}."
         return f"The legs are {scene['legs'][0]} and {scene['legs'][1]}."
 
-    @staticmethod
-    def _steps(scene: dict, answer: str) -> tuple[str, str, str]:
-        """(question restatement, computation, concluding sentence ending in "is <answer>.")."""
+    def _steps(self, scene: dict, answer: str, choices=()) -> tuple[str, str | None, str]:
+        """(question restatement, computation or None, concluding sentence ending in "is <answer>." or, for
+        stepwise chains, "is <answer> (<letter>).")."""
         family, query = scene["family"], scene["query"]
         kind = query["kind"]
         if family == "chart":
             values = {b["label"]: b["value"] for b in scene["bars"]}
             if kind in ("tallest", "shortest"):
+                if self._running_best(scene, choices):  # the running best is the computation
+                    letter = option_letter(list(choices).index(answer)) if answer in choices else "?"
+                    return f"We need the {kind} bar.", None, f"The {kind} bar is {answer} ({letter})."
                 pick = max(values.values()) if kind == "tallest" else min(values.values())
                 word = "largest" if kind == "tallest" else "smallest"
                 return (f"We need the {kind} bar.", f"{pick} is the {word} value.", f"The {kind} bar is {answer}.")
@@ -465,16 +493,18 @@ class ScriptedReasoner:
         if problem["answer_type"] == "float":
             answer = f"{float(answer):.{problem['precision']}f}"
         stated = self._slip(answer, problem, rng) if rng.random() >= self.fidelity else answer
-        restate, compute, conclude = self._steps(scene, stated)
-        sentences = ([restate] if self.verbosity >= 2 else []) + [self._facts(scene)]
-        sentences += ([compute] if self.verbosity >= 1 else []) + [conclude]
+        choices = problem["choices"]
+        restate, compute, conclude = self._steps(scene, stated, choices)
+        sentences = ([restate] if self.verbosity >= 2 else []) + [self._facts(scene, choices)]
+        sentences += ([compute] if compute and self.verbosity >= 1 else []) + [conclude]
         if self.verbosity >= 3:
             sentences.append(f"So the answer is {self._answer_tag(stated, problem)}.")
         reflections = int(rng.random() < self.reflection_rate) + int(rng.random() < self.reflection_rate / 2)
         for _ in range(reflections):  # re-check the values; a reflection is where a slip gets corrected
-            _, compute, conclude = self._steps(scene, answer)
+            _, compute, conclude = self._steps(scene, answer, choices)
             what = rng.choice(["the values", "the question", "my computation"])
-            sentences += [rng.choice(REFLECTIONS).format(what=what), self._facts(scene), compute, conclude]
+            sentences += [rng.choice(REFLECTIONS).format(what=what), self._facts(scene, choices),
+                          *([compute] if compute else []), conclude]
             stated = answer
         return f"<think>{' '.join(sentences)}</think>\n<answer>{self._answer_tag(stated, problem)}</answer>"
 
@@ -603,7 +633,8 @@ def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
     problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
     rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
     if spec.backend == "scripted":
-        reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed)
+        reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
+                                    stepwise=spec.stepwise)
         work = lambda batch: _chains_rows(  # noqa: E731
             batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], convert=True)
     else:

@@ -64,6 +64,8 @@ def test_filter_leaves_clean_chains_and_drops_chains_that_start_with_a_marker():
 @pytest.mark.parametrize(("think", "answer", "choices", "consistent"), [
     ("C is 1, F is 5. The tallest bar is F.", "B", ["C", "F"], True),  # option B is bar F
     ("C is 1, F is 5. The tallest bar is F.", "A", ["C", "F"], False),
+    ("C (A) is 1, top C (A) 1. F (B) is 5, top F (B) 5. The tallest bar is F (B).", "B", ["C", "F"], True),
+    ("C (A) is 1, top C (A) 1. F (B) is 5, top F (B) 5. The tallest bar is F (B).", "A", ["C", "F"], False),
     ("6 < 8. A is not taller than B, so the answer is No.", "B", ["Yes", "No"], True),
     ("I see a big red circle. The largest object is the red circle.", "red circle", ["blue square", "red circle"],
      True),
@@ -82,6 +84,9 @@ def test_stated_facts_right_detects_wrong_values_behind_a_right_answer():
     assert curation.stated_facts_right(chain("A is 6, B is 8. The tallest bar is B.", "B"), scene) is True
     assert curation.stated_facts_right(chain("A is 5, B is 8. The tallest bar is B.", "B"), scene) is False
     assert curation.stated_facts_right(chain("x", "B"), "") is None
+    stepwise = "A (A) is 6, top A (A) 6. B (B) is {}, top B (B) {}. The tallest bar is B (B)."
+    assert curation.stated_facts_right(chain(stepwise.format(8, 8), "B"), scene) is True
+    assert curation.stated_facts_right(chain(stepwise.format(7, 7), "B"), scene) is False
 
 
 # --------------------------------------------------------------------------------------------------------

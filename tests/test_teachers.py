@@ -11,7 +11,9 @@ from ovlt import teachers
 from ovlt.answers import score, well_formed
 from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.config import DEFAULT_REFLECTION_MARKERS, load_config
+from ovlt.curation import is_consistent, stated_facts_right
 from ovlt.data import generate
+from ovlt.data.schema import option_letter
 
 PROBLEM_COLUMNS = ["id", "question", "choices", "answer", "answer_type", "precision", "source", "scene"]
 
@@ -99,6 +101,29 @@ def test_chain_is_dense_well_formed_and_verbosity_adds_words(problems):
     assert first.rstrip(".") == ", ".join(f"{b['label']} is {b['value']}" for b in bars)  # values first
     assert len(chatty.split()) > len(terse.split())
     assert len(terse.split()) < 40
+
+
+def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
+    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    stepwise = teachers.ScriptedReasoner(verbosity=1, stepwise=True)
+    assert teacher_pass_rate(problems, captioner, stepwise) == 1.0  # new words, same answers
+    extremes = [r for r in problems if json.loads(r["scene"])["query"]["kind"] in ("tallest", "shortest")]
+    assert extremes
+    for row in extremes:
+        scene = json.loads(row["scene"])
+        chain = stepwise.chain(row, captioner.describe(row), 0)
+        letter = chain.split("<answer>")[1].split("</answer>")[0]
+        assert f"bar is {row['answer']} ({letter})." in chain  # the conclusion names the bar and its letter
+        assert is_consistent(chain, row) and stated_facts_right(chain, row["scene"])
+        better = max if scene["query"]["kind"] == "tallest" else min
+        for i, bar in enumerate(scene["bars"]):  # after every value, the best of the values so far
+            best = better(scene["bars"][: i + 1], key=lambda b: b["value"])
+            word = "top" if better is max else "low"
+            assert (f"{bar['label']} ({option_letter(i)}) is {bar['value']}, {word} {best['label']} "
+                    f"({option_letter(scene['bars'].index(best))}) {best['value']}.") in chain
+    other = next(r for r in problems if json.loads(r["scene"])["query"]["kind"] == "value")
+    plain = teachers.ScriptedReasoner(verbosity=1)
+    assert stepwise.chain(other, captioner.describe(other), 0) == plain.chain(other, captioner.describe(other), 0)
 
 
 def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(problems):
