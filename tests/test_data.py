@@ -231,6 +231,10 @@ def test_majority_baseline_on_a_hand_built_dataset():
     baseline = majority_baseline(dataset)
     assert baseline["a"] == pytest.approx(4 / 6)
     assert baseline["b"] == pytest.approx(3 / 4)
+    by_kind = majority_baseline(dataset, by_kind=True)
+    assert by_kind["b/value"] == pytest.approx(1 / 2) and by_kind["b/total"] == 1.0
+    assert by_kind["a/integer"] == pytest.approx(2 / 3) and by_kind["a/multiple_choice"] == pytest.approx(2 / 3)
+    assert by_kind["overall"] == baseline["overall"]
     assert baseline["overall"] == pytest.approx(7 / 10)
 
 

@@ -49,6 +49,9 @@ def test_build_tiny_is_cached_by_arguments(tmp_path):
     assert (path / "model.safetensors").stat().st_mtime_ns == built_at
     assert models.build_tiny(tmp_path, num_hidden_layers=3) != path
     assert models.build_tiny(tmp_path, corpus=["Which triangle is acute?"]) != path
+    low_theta = models.build_tiny(tmp_path, rope_theta=10.0)  # a config knob (models.student.tiny.rope_theta)
+    assert low_theta != path
+    assert json.loads((low_theta / "config.json").read_text())["text_config"]["rope_parameters"]["rope_theta"] == 10.0
 
 
 def test_tiny_model_shape_tokenizer_and_processor(tiny):

@@ -528,11 +528,12 @@ def question_kind(problem: dict) -> str:
     return json.loads(problem["scene"])["query"]["kind"] if problem["scene"] else problem["answer_type"]
 
 
-def majority_baseline(dataset: datasets.Dataset) -> dict[str, float]:
+def majority_baseline(dataset: datasets.Dataset, by_kind: bool = False) -> dict[str, float]:
     """Accuracy of always giving the most common answer per (source, question kind): the study's chance level.
 
     For multiple choice the most common option *position* is used (always answering "(B)" is a strategy a
-    model can follow whatever the option texts are). Returns {source: accuracy, ..., "overall": weighted}.
+    model can follow whatever the option texts are). Returns {source: accuracy, ..., "overall": weighted}, or
+    with `by_kind` {"source/kind": accuracy, ..., "overall": weighted}.
     """
     columns = dataset.select_columns(["source", "scene", "answer_type", "answer", "choices"])
     groups = defaultdict(Counter)
@@ -542,11 +543,12 @@ def majority_baseline(dataset: datasets.Dataset) -> dict[str, float]:
             answer = option_letter(problem["choices"].index(answer))
         groups[problem["source"], question_kind(problem)][answer] += 1
     hits, totals = Counter(), Counter()
-    for (source, _), answers in groups.items():
-        hits[source] += answers.most_common(1)[0][1]
-        totals[source] += sum(answers.values())
+    for (source, kind), answers in groups.items():
+        key = f"{source}/{kind}" if by_kind else source
+        hits[key] += answers.most_common(1)[0][1]
+        totals[key] += sum(answers.values())
     if not totals:
         raise ValueError("majority_baseline needs a non-empty data set")
-    baseline = {source: hits[source] / totals[source] for source in sorted(totals)}
+    baseline = {key: hits[key] / totals[key] for key in sorted(totals)}
     baseline["overall"] = sum(hits.values()) / sum(totals.values())
     return baseline

@@ -1,0 +1,95 @@
+"""Seed spread of iteration 1's training stages: rerun SFT-1 or GRPO-1 of a finished run with other seeds, on the
+same data, and evaluate each checkpoint on the held-out benchmark.
+
+    python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2
+    python benchmarks/seeds.py --run runs/tiny --stage sft --seeds 1
+
+Each seed works in a copy of the run (runs/<run>-<stage>-seed<k>) holding the finished stages before the one
+rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem selection are the run's own; only
+the trainer's seed differs. Prints per seed: held-out accuracy, its change over the stage's starting point
+(majority baseline for SFT, SFT-1 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of
+the run; then mean and standard deviation over all seeds, the run's own included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+KEEP = {"sft": ["config.yaml", "data", "decontaminate", "student", "iter1/caption", "iter1/distill", "iter1/select",
+                "iter1/filter"]}
+KEEP["grpo"] = [*KEEP["sft"], "iter1/sft", "iter1/select_hard", "eval/sft-1"]
+
+
+def reward_quarters(stage_dir: Path) -> tuple[float, float]:
+    rows = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+    rewards = [row["rewards/accuracy_reward/mean"] for row in rows if "rewards/accuracy_reward/mean" in row]
+    quarter = max(1, len(rewards) // 4)
+    return statistics.mean(rewards[:quarter]), statistics.mean(rewards[-quarter:])
+
+
+def measure(cfg, run, stage: str) -> dict:
+    from ovlt import evaluation, training
+
+    getattr(training, stage)(cfg, run, 1)
+    checkpoint = f"{stage}-1"
+    accuracy = evaluation.evaluate(cfg, run, checkpoint)["counts"]["synthetic"]["accuracy"]
+    row = {"seed": cfg.seed, "accuracy": accuracy}
+    if stage == "grpo":
+        row["reward_first"], row["reward_last"] = reward_quarters(run.stage_dir("grpo", 1))
+    else:
+        train = run.manifest("sft", 1)["train"]
+        row["loss_before"], row["loss_after"] = train.get("heldout_loss_before"), train.get("heldout_loss_after")
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a finished study's run folder")
+    parser.add_argument("--stage", choices=["sft", "grpo"], default="grpo")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    from ovlt import evaluation
+    from ovlt.artifacts import Run
+    from ovlt.config import load_config
+
+    source = Path(args.run)
+    base_cfg = load_config(source / "config.yaml")
+    origin = Run(source)
+    rows = [measure(base_cfg, origin, args.stage)]  # finished: read from its manifests
+    for seed in args.seeds:
+        work = source.with_name(f"{source.name}-{args.stage}-seed{seed}")
+        for part in KEEP[args.stage]:
+            if not (work / part).exists():
+                copy = shutil.copytree if (source / part).is_dir() else shutil.copy2
+                (work / part).parent.mkdir(parents=True, exist_ok=True)
+                copy(source / part, work / part)
+        cfg = load_config(source / "config.yaml", overrides={"seed": seed})
+        rows.append(measure(cfg, Run(work), args.stage))
+
+    baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
+                if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
+    label = "vs SFT-1" if args.stage == "grpo" else "vs majority"
+    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = 600 synthetic problems)")
+    print(f"{'seed':>5}{'accuracy':>10}{label:>13}" + ("{:>16}{:>15}".format("reward 1st 1/4", "reward last 1/4")
+                                                      if args.stage == "grpo" else "{:>14}{:>13}".format(
+                                                          "loss before", "loss after")))
+    for row in rows:
+        extra = (f"{row['reward_first']:>16.3f}{row['reward_last']:>15.3f}" if args.stage == "grpo"
+                 else f"{row['loss_before'] or float('nan'):>14.3f}{row['loss_after'] or float('nan'):>13.3f}")
+        print(f"{row['seed']:>5}{row['accuracy']:>10.3f}{row['accuracy'] - baseline:>+13.3f}{extra}")
+    accuracies = [row["accuracy"] for row in rows]
+    spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+    print(f"mean {statistics.mean(accuracies):.3f} ({statistics.mean(accuracies) - baseline:+.3f} {label}), "
+          f"standard deviation {spread:.3f} over {len(rows)} seeds")
+
+
+if __name__ == "__main__":
+    main()
