@@ -82,8 +82,9 @@ def main() -> None:
             group["facts_correct"] += facts and prediction["correct"]
 
     print(f"\nSFT-1: {train['steps']} steps x {cfg.sft.per_device_train_batch_size} on {train['examples']} chains, "
-          f"{train['seconds_per_step']:.2f} s/step; held-out loss {train.get('heldout_loss_before')} -> "
-          f"{train.get('heldout_loss_after')}; held-out accuracy {manifest['counts']['synthetic']['accuracy']:.3f}")
+          f"{train['seconds_per_step']:.2f} s/step; held-out loss {train.get('heldout_loss_before', float('nan')):.3f} -> "
+          f"{train.get('heldout_loss_after', float('nan')):.3f}; held-out accuracy "
+          f"{manifest['counts']['synthetic']['accuracy']:.3f}")
     print(f"{'question kind':<30}{'n':>5}{'majority':>10}{'accuracy':>10}{'facts right':>13}{'acc | facts':>13}")
     for key in sorted(groups, key=lambda k: (k == "overall", k)):
         g = groups[key]
