@@ -77,13 +77,12 @@ def main() -> None:
     baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
     label = "vs SFT-1" if args.stage == "grpo" else "vs majority"
-    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = 600 synthetic problems)")
-    print(f"{'seed':>5}{'accuracy':>10}{label:>13}" + ("{:>16}{:>15}".format("reward 1st 1/4", "reward last 1/4")
-                                                      if args.stage == "grpo" else "{:>14}{:>13}".format(
-                                                          "loss before", "loss after")))
+    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = {base_cfg.data.heldout_size})")
+    columns = ("reward 1st 1/4", "reward last 1/4") if args.stage == "grpo" else ("loss before", "loss after")
+    print(f"{'seed':>5}{'accuracy':>10}{label:>13}{columns[0]:>17}{columns[1]:>17}")
     for row in rows:
-        extra = (f"{row['reward_first']:>16.3f}{row['reward_last']:>15.3f}" if args.stage == "grpo"
-                 else f"{row['loss_before'] or float('nan'):>14.3f}{row['loss_after'] or float('nan'):>13.3f}")
+        extra = (f"{row['reward_first']:>17.3f}{row['reward_last']:>17.3f}" if args.stage == "grpo"
+                 else f"{row['loss_before'] or float('nan'):>17.3f}{row['loss_after'] or float('nan'):>17.3f}")
         print(f"{row['seed']:>5}{row['accuracy']:>10.3f}{row['accuracy'] - baseline:>+13.3f}{extra}")
     accuracies = [row["accuracy"] for row in rows]
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
