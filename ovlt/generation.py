@@ -82,6 +82,11 @@ def check_images(prompts: list[Chat], images: list[list[Image.Image]] | None) ->
     return images
 
 
+def decoded_per_prompt(params: SamplingParams) -> int:
+    """Sequences decoded per prompt: n when sampling; greedy decoding gives n identical answers, so one."""
+    return params.n if params.temperature > 0 else 1
+
+
 class TransformersBackend:
     """`model.generate` in left-padded batches with a KV cache.
 
@@ -141,7 +146,7 @@ class TransformersBackend:
         order = sorted(range(len(prompts)), key=lambda i: -self.prompt_length(texts[i], images[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         start, total_tokens = time.perf_counter(), 0
-        per_batch = max(1, self.batch_size // (params.n if params.temperature > 0 else 1))
+        per_batch = max(1, self.batch_size // decoded_per_prompt(params))
         batches = [order[i : i + per_batch] for i in range(0, len(order), per_batch)]
         progress = tqdm(total=len(prompts), desc="generate", unit="prompt", disable=not self.show_progress)
         for batch_index, batch in enumerate(batches):
@@ -174,8 +179,7 @@ class TransformersBackend:
             text=texts, **({"images": flat_images} if flat_images else {}), padding=True, return_tensors="pt"
         ).to(self.model.device)
         sample = params.temperature > 0
-        # Greedy decoding gives n identical answers: decode once, repeat below.
-        copies = params.n if sample else 1
+        copies = decoded_per_prompt(params)
         options = {
             "max_new_tokens": params.max_new_tokens,
             "do_sample": sample,

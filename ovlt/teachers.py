@@ -376,17 +376,21 @@ class ScriptedReasoner:
 
     # -- chain text ------------------------------------------------------------------------------------
 
-    def _running_best(self, scene: dict, choices) -> str | None:
-        """The stepwise facts of a tallest/shortest question, or None where chains are plain."""
-        kind = scene["query"]["kind"]
-        if not self.stepwise or scene["family"] != "chart" or kind not in ("tallest", "shortest"):
-            return None
-        word, better = ("top", int.__gt__) if kind == "tallest" else ("low", int.__lt__)
+    def _is_stepwise(self, scene: dict) -> bool:
+        return self.stepwise and scene["family"] == "chart" and scene["query"]["kind"] in ("tallest", "shortest")
+
+    @staticmethod
+    def _lettered(label: str, choices) -> str:
+        """A bar label with its option letter, "H (B)", when it is one of the options."""
+        choices = list(choices)
+        return f"{label} ({option_letter(choices.index(label))})" if label in choices else label
+
+    def _running_best(self, scene: dict, choices) -> str:
+        """The stepwise facts of a tallest/shortest question: each value, then the best so far."""
+        word, better = ("top", int.__gt__) if scene["query"]["kind"] == "tallest" else ("low", int.__lt__)
         steps, best = [], None
         for bar in scene["bars"]:
-            named = bar["label"]
-            if named in choices:
-                named += f" ({option_letter(list(choices).index(named))})"
+            named = self._lettered(bar["label"], choices)
             if best is None or better(bar["value"], best[1]):
                 best = (named, bar["value"])
             steps.append(f"{named} is {bar['value']}, {word} {best[0]} {best[1]}.")
@@ -394,9 +398,8 @@ class ScriptedReasoner:
 
     def _facts(self, scene: dict, choices=()) -> str:
         family = scene["family"]
-        stepwise = self._running_best(scene, choices)
-        if stepwise:
-            return stepwise
+        if self._is_stepwise(scene):
+            return self._running_best(scene, choices)
         if family == "chart":
             return ", ".join(f"{b['label']} is {b['value']}" for b in scene["bars"]) + "."
         if family == "table":
@@ -419,9 +422,8 @@ class ScriptedReasoner:
         if family == "chart":
             values = {b["label"]: b["value"] for b in scene["bars"]}
             if kind in ("tallest", "shortest"):
-                if self._running_best(scene, choices):  # the running best is the computation
-                    letter = option_letter(list(choices).index(answer)) if answer in choices else "?"
-                    return f"We need the {kind} bar.", None, f"The {kind} bar is {answer} ({letter})."
+                if self._is_stepwise(scene):  # the running best is the computation
+                    return f"We need the {kind} bar.", None, f"The {kind} bar is {self._lettered(answer, choices)}."
                 pick = max(values.values()) if kind == "tallest" else min(values.values())
                 word = "largest" if kind == "tallest" else "smallest"
                 return (f"We need the {kind} bar.", f"{pick} is the {word} value.", f"The {kind} bar is {answer}.")
