@@ -3,6 +3,10 @@ same data, and evaluate each checkpoint on the held-out benchmark.
 
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2
     python benchmarks/seeds.py --run runs/tiny --stage sft --seeds 1
+    python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 0 1 --set grpo.learning_rate=3e-5
+
+`--set` overrides the config of the reruns only (the run's own row stays as it ran), so a setting is compared
+with the run's stage on the same data; such copies are named runs/<run>-<stage>-seed<k>-<hash of the overrides>.
 
 Each seed works in a copy of the run (runs/<run>-<stage>-seed<k>) holding the finished stages before the one
 rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem selection are the run's own; only
@@ -14,6 +18,7 @@ the run; then mean and standard deviation over all seeds, the run's own included
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -53,41 +58,48 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a finished study's run folder")
     parser.add_argument("--stage", choices=["sft", "grpo"], default="grpo")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     from ovlt import evaluation
     from ovlt.artifacts import Run
+    from learnability import overrides_from
+
     from ovlt.config import load_config
 
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
     origin = Run(source)
     rows = [measure(base_cfg, origin, args.stage)]  # finished: read from its manifests
+    overrides = overrides_from(args.set)
+    tag = f"-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}" if overrides else ""
     for seed in args.seeds:
-        work = source.with_name(f"{source.name}-{args.stage}-seed{seed}")
+        work = source.with_name(f"{source.name}-{args.stage}-seed{seed}{tag}")
         for part in KEEP[args.stage]:
             if not (work / part).exists():
                 copy = shutil.copytree if (source / part).is_dir() else shutil.copy2
                 (work / part).parent.mkdir(parents=True, exist_ok=True)
                 copy(source / part, work / part)
-        cfg = load_config(source / "config.yaml", overrides={"seed": seed})
+        cfg = load_config(source / "config.yaml", overrides={**overrides, "seed": seed})
         rows.append(measure(cfg, Run(work), args.stage))
 
     baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
     label = "vs SFT-1" if args.stage == "grpo" else "vs majority"
-    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = {base_cfg.data.heldout_size})")
+    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = {base_cfg.data.heldout_size}); first row: the "
+          f"run itself{'; the others with ' + ' '.join(args.set) if args.set else ''}")
     columns = ("reward 1st 1/4", "reward last 1/4") if args.stage == "grpo" else ("loss before", "loss after")
     print(f"{'seed':>5}{'accuracy':>10}{label:>13}{columns[0]:>17}{columns[1]:>17}")
     for row in rows:
         extra = (f"{row['reward_first']:>17.3f}{row['reward_last']:>17.3f}" if args.stage == "grpo"
                  else f"{row['loss_before'] or float('nan'):>17.3f}{row['loss_after'] or float('nan'):>17.3f}")
         print(f"{row['seed']:>5}{row['accuracy']:>10.3f}{row['accuracy'] - baseline:>+13.3f}{extra}")
-    accuracies = [row["accuracy"] for row in rows]
+    # The mean is over runs of one setting: with overrides, the reruns only.
+    accuracies = [row["accuracy"] for row in (rows[1:] if overrides else rows)]
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     print(f"mean {statistics.mean(accuracies):.3f} ({statistics.mean(accuracies) - baseline:+.3f} {label}), "
-          f"standard deviation {spread:.3f} over {len(rows)} seeds")
+          f"standard deviation {spread:.3f} over {len(accuracies)} seeds")
 
 
 if __name__ == "__main__":

@@ -39,11 +39,17 @@ class TinyDims(Section):
     vision_num_heads: int = Field(4, gt=0)
     vocab_size: int = Field(3072, ge=512)
     rope_theta: float = Field(1e6, gt=0)
+    # Rotary frequencies per (time, height, width) of a head's half; None: Qwen2.5-VL's 1:3:3 split.
+    mrope_section: list[int] | None = None
 
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyDims:
         if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 8:
             raise ValueError("hidden_size / num_attention_heads must be a multiple of 8 (rotary sections)")
+        half = self.hidden_size // self.num_attention_heads // 2
+        if self.mrope_section is not None and (len(self.mrope_section) != 3 or sum(self.mrope_section) != half):
+            raise ValueError(f"mrope_section {self.mrope_section} must be 3 numbers (time, height, width) summing to "
+                             f"head_dim / 2 = {half}")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
         if self.vision_hidden_size % self.vision_num_heads:

@@ -28,6 +28,7 @@ import datasets
 from ovlt.answers import extract, match, score, well_formed
 from ovlt.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save_dataset
 from ovlt.config import StudyConfig
+from ovlt.data.procedural import COLORS
 from ovlt.generation import backend_for, sampling_from
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import assistant_turn, student_chat, student_text
@@ -80,13 +81,13 @@ def _as_option(span: str, choices: list[str], letter_first: bool) -> str:
 
 def concluded_answer(chain: str, choices=()) -> str:
     """What the last sentence of the reasoning concludes: the value after its last " is " ("The tallest bar
-    is F." -> "F", "..., so the answer is No." -> "No"), else what `ovlt.answers.extract` finds in it."""
+    is red." -> "red", "..., so the answer is No." -> "No"), else what `ovlt.answers.extract` finds in it."""
     sentences = [s for s in _SENTENCE_END.split(think_text(chain)) if s.strip()]
     if not sentences:
         return ""
     last = sentences[-1].strip()
     value = last.rsplit(" is ", 1)[1] if " is " in last else extract(last, choices).text
-    value = _OPTION_MARK.sub("", value.strip().rstrip(".!").strip())  # "H (B)": bar H, marked as option B
+    value = _OPTION_MARK.sub("", value.strip().rstrip(".!").strip())  # "red (B)": the red bar, marked as option B
     return value[4:] if value.lower().startswith("the ") else value
 
 
@@ -94,7 +95,7 @@ def is_consistent(chain: str, problem: dict) -> bool:
     """Whether the reasoning's concluding value equals the chain's own <answer> (not the gold answer).
 
     Option letters in <answer> are read as the scorer reads them (letter first); a conclusion names the
-    option's text first ("The tallest bar is F." names bar F, not option F).
+    option's text first ("The tallest bar is B." names a bar called B, not option B).
     """
     choices = list(problem.get("choices") or [])
     given, concluded = answer_text(chain), concluded_answer(chain, choices)
@@ -109,7 +110,7 @@ def is_consistent(chain: str, problem: dict) -> bool:
 
 
 def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
-    """Whether every fact a chain states in the scripted form ("A is 6", "pens 4", "The width is 5 ...",
+    """Whether every fact a chain states in the scripted form ("red is 6", "pens 4", "The width is 5 ...",
     "a small red circle") is true of the scene; None for scenes without such facts. Measures how many
     kept chains are right by luck: a correct answer reached from wrong values."""
     if not scene:
@@ -119,7 +120,7 @@ def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
     family = scene["family"]
     if family == "chart":
         truth = {b["label"]: b["value"] for b in scene["bars"]}
-        stated = re.findall(r"\b([A-Z])(?: \([A-Z]\))? is (\d+)\b", think)
+        stated = re.findall(rf"\b({'|'.join(COLORS)})(?: \([A-Z]\))? is (\d+)\b", think)
         return bool(stated) and all(truth.get(label) == int(value) for label, value in stated)
     if family == "table":
         truth = {r["item"]: r["value"] for r in scene["rows"]}

@@ -463,8 +463,10 @@ def build_student(cfg, run) -> dict:
 
     pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
     dims = spec.tiny.model_dump()
+    if dims["mrope_section"] is None:
+        dims["mrope_section"] = mrope_sections(dims["hidden_size"] // dims["num_attention_heads"])
     built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
-                       mrope_section=mrope_sections(dims["hidden_size"] // dims["num_attention_heads"]), **dims)
+                       **dims)
     built.rename(st.dir / "checkpoint")
     shutil.rmtree(st.dir / "build")
     model, _ = load(st.dir / "checkpoint", device="cpu")

@@ -33,7 +33,7 @@ TEST_STUDY = {
     "models": {"student": {"batch_size": 32, "tiny": {
         "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
         "intermediate_size": 128, "vision_depth": 1, "vision_hidden_size": 32, "vision_intermediate_size": 64,
-        "vision_num_heads": 2, "vocab_size": 1000}}},
+        "vision_num_heads": 2, "vocab_size": 1000, "mrope_section": [0, 4, 4]}}},
     "data": {"heldout_size": 24},
     "schedule": [{"sft_problems": 32, "grpo_candidates": 8, "grpo_problems": 4}],
     "distill": {"sampling": {"n": 2}},

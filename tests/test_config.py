@@ -58,6 +58,8 @@ BAD = [
     ("band out of order", lambda r: r["select_hard"].update(bands=[[0.9, 0.1]]), "bands[0]"),
     ("target above candidates", lambda r: r["schedule"][0].update(grpo_problems=5000), "schedule.0"),
     ("probability above 1", lambda r: r["models"]["captioner"].update(fidelity=1.5), "models.captioner.fidelity"),
+    ("rotary sections", lambda r: r["models"]["student"]["tiny"].update(mrope_section=[8, 8, 8]),
+     "models.student.tiny"),
     ("unknown protocol", lambda r: r["evaluation"]["benchmarks"][0].update(protocol="lenient"), "evaluation.benchmarks.0.protocol"),
 ]
 

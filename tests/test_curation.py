@@ -80,11 +80,15 @@ def test_consistency_compares_the_last_sentence_with_the_answer(think, answer, c
 
 
 def test_stated_facts_right_detects_wrong_values_behind_a_right_answer():
-    scene = {"family": "chart", "bars": [{"label": "A", "value": 6}, {"label": "B", "value": 8}], "query": {}}
-    assert curation.stated_facts_right(chain("A is 6, B is 8. The tallest bar is B.", "B"), scene) is True
-    assert curation.stated_facts_right(chain("A is 5, B is 8. The tallest bar is B.", "B"), scene) is False
+    scene = {"family": "chart", "bars": [{"label": "red", "value": 6}, {"label": "blue", "value": 8}], "query": {}}
+    assert curation.stated_facts_right(chain("red is 6, blue is 8. The tallest bar is blue.", "B"), scene) is True
+    assert curation.stated_facts_right(chain("red is 5, blue is 8. The tallest bar is blue.", "B"), scene) is False
+    # a bar the picture does not have is a wrong fact; "the red bar is 6" restates, it is not a stated value
+    assert curation.stated_facts_right(chain("green is 6, blue is 8. The tallest bar is blue.", "B"), scene) is False
+    assert curation.stated_facts_right(chain("red (A) is 6, top red (A) 6. The value of the red bar is 6.", "6"),
+                                       scene) is True
     assert curation.stated_facts_right(chain("x", "B"), "") is None
-    stepwise = "A (A) is 6, top A (A) 6. B (B) is {}, top B (B) {}. The tallest bar is B (B)."
+    stepwise = "red (A) is 6, top red (A) 6. blue (B) is {}, top blue (B) {}. The tallest bar is blue (B)."
     assert curation.stated_facts_right(chain(stepwise.format(8, 8), "B"), scene) is True
     assert curation.stated_facts_right(chain(stepwise.format(7, 7), "B"), scene) is False
 

@@ -107,21 +107,24 @@ def test_images_are_rgb_and_not_blank(pool):
         assert 0.02 < drawn < 0.9, (problem["id"], drawn)
 
 
-def _bar_heights(image: Image.Image, color) -> list[int]:
-    """Heights in pixels of the bars drawn in `color`, left to right (measured from the picture alone)."""
-    mask = np.all(np.asarray(image) == color, axis=-1)
-    columns = np.flatnonzero(mask.any(axis=0))
-    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
-    return [int(mask[:, run[len(run) // 2]].sum()) for run in runs]
+def _bars(image: Image.Image) -> list[tuple[str, int]]:
+    """(colour name, height in pixels) of each bar, left to right, measured from the picture alone."""
+    pixels, bars = np.asarray(image), []
+    for name, rgb in COLORS.items():
+        mask = np.all(pixels == rgb, axis=-1)
+        columns = np.flatnonzero(mask.any(axis=0))
+        if len(columns):
+            bars.append((columns[0], name, int(mask[:, columns[len(columns) // 2]].sum())))
+    return [(name, height) for _, name, height in sorted(bars)]
 
 
-def test_chart_bar_heights_are_proportional_to_the_values(pool):
+def test_chart_bars_are_named_by_colour_and_their_heights_follow_the_values(pool):
     charts = pool.filter(lambda p: p["source"] == "synthetic/chart").select(range(60))
     for problem in charts:
         scene = json.loads(problem["scene"])
-        heights = _bar_heights(problem["image"], COLORS[scene["style"]["color"]])
-        values = [bar["value"] for bar in scene["bars"]]
-        assert len(heights) == len(values), problem["id"]
+        bars = _bars(problem["image"])
+        assert [name for name, _ in bars] == [bar["label"] for bar in scene["bars"]], problem["id"]
+        heights, values = [h for _, h in bars], [bar["value"] for bar in scene["bars"]]
         per_unit = [h / v for h, v in zip(heights, values, strict=True)]
         assert max(per_unit) - min(per_unit) < 1.5, (problem["id"], heights, values)
 

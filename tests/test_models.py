@@ -52,6 +52,12 @@ def test_build_tiny_is_cached_by_arguments(tmp_path):
     low_theta = models.build_tiny(tmp_path, rope_theta=10.0)  # a config knob (models.student.tiny.rope_theta)
     assert low_theta != path
     assert json.loads((low_theta / "config.json").read_text())["text_config"]["rope_parameters"]["rope_theta"] == 10.0
+    no_time = models.build_tiny(tmp_path, mrope_section=[0, 16, 16])  # models.student.tiny.mrope_section
+    assert no_time != path
+    rope = json.loads((no_time / "config.json").read_text())["text_config"]["rope_parameters"]
+    assert rope["mrope_section"] == [0, 16, 16]
+    with pytest.raises(ValueError, match="must sum to head_dim/2"):
+        models.build_tiny(tmp_path, mrope_section=[8, 8, 8])
 
 
 def test_tiny_model_shape_tokenizer_and_processor(tiny):

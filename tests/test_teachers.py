@@ -2,6 +2,7 @@
 resume from shards, and bad rows."""
 
 import json
+import re
 import shutil
 
 import datasets
@@ -75,7 +76,7 @@ def test_faithful_caption_states_every_fact_and_the_reasoner_solves_everything(p
     chart = next(r for r in problems if r["source"] == "synthetic/chart")
     text = captioner.describe(chart)
     for bar in json.loads(chart["scene"])["bars"]:
-        assert f"Bar {bar['label']} is {bar['value']}." in text
+        assert f"The {bar['label']} bar is {bar['value']}." in text
     assert "about" not in text
     assert teacher_pass_rate(problems, captioner, teachers.ScriptedReasoner(verbosity=1)) == 1.0
 
@@ -87,7 +88,7 @@ def test_fidelity_and_omissions_lower_teacher_accuracy_and_k_samples_recover_som
     assert single < 0.85
     assert at_4 > single  # vague and missing facts are read differently per chain
     blind = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=1.0)
-    assert "Bar" not in blind.describe(next(r for r in problems if r["source"] == "synthetic/chart"))
+    assert " bar is " not in blind.describe(next(r for r in problems if r["source"] == "synthetic/chart"))
 
 
 def test_chain_is_dense_well_formed_and_verbosity_adds_words(problems):
@@ -121,9 +122,36 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
             word = "top" if better is max else "low"
             assert (f"{bar['label']} ({option_letter(i)}) is {bar['value']}, {word} {best['label']} "
                     f"({option_letter(scene['bars'].index(best))}) {best['value']}.") in chain
-    other = next(r for r in problems if json.loads(r["scene"])["query"]["kind"] == "value")
     plain = teachers.ScriptedReasoner(verbosity=1)
-    assert stepwise.chain(other, captioner.describe(other), 0) == plain.chain(other, captioner.describe(other), 0)
+    kinds = {}
+    for row in problems:
+        kinds.setdefault(json.loads(row["scene"])["query"]["kind"], row)
+    # value / compare: only the bars asked about, in the question's order, so no lookup across a list
+    value = kinds["value"]
+    query = json.loads(value["scene"])["query"]
+    assert stepwise.chain(value, captioner.describe(value), 0).startswith(
+        f"<think>{query['label']} is {value['answer']}. ")
+    compare = kinds["compare"]
+    query, bars = json.loads(compare["scene"])["query"], json.loads(compare["scene"])["bars"]
+    heights = {bar["label"]: bar["value"] for bar in bars}
+    assert stepwise.chain(compare, captioner.describe(compare), 0).startswith(
+        f"<think>{query['a']} is {heights[query['a']]}, {query['b']} is {heights[query['b']]}. ")
+    # count: a running count after each object asked about; largest: the options with their letters first
+    count = kinds["count"]
+    tallies = re.findall(r"\((\d)\)", stepwise.chain(count, captioner.describe(count), 0))
+    assert tallies == [str(i) for i in range(1, int(count["answer"]) + 1)]
+    largest = kinds["largest"]
+    chain = stepwise.chain(largest, captioner.describe(largest), 0)
+    letter = option_letter(largest["choices"].index(largest["answer"]))
+    assert chain.startswith("<think>The options are " + ", ".join(
+        f"{c} ({option_letter(i)})" for i, c in enumerate(largest["choices"])) + ". I see ")
+    assert chain.endswith(f"The largest object is the {largest['answer']} ({letter}).</think>\n<answer>{letter}</answer>")
+    for row in kinds.values():
+        assert is_consistent(stepwise.chain(row, captioner.describe(row), 0), row)
+        assert stated_facts_right(stepwise.chain(row, captioner.describe(row), 0), row["scene"])
+    # other families are untouched
+    table = next(r for r in problems if r["source"] == "synthetic/table")
+    assert stepwise.chain(table, captioner.describe(table), 0) == plain.chain(table, captioner.describe(table), 0)
 
 
 def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(problems):
