@@ -48,7 +48,7 @@ def main() -> None:
     from ovlt.artifacts import Run, load_dataset_dir
     from ovlt.config import load_config
     from ovlt.data import pool
-    from ovlt.data.procedural import majority_baseline, question_kind
+    from ovlt.data.procedural import kind_key, majority_baseline
     from ovlt.models import build_student
 
     overrides = overrides_from(args.set)
@@ -73,7 +73,7 @@ def main() -> None:
     groups = defaultdict(lambda: {"n": 0, "correct": 0, "facts": 0, "facts_correct": 0})
     for prediction in evaluation.read_predictions(run, "sft-1", "synthetic"):
         problem = problems[prediction["id"]]
-        for key in (f"{problem['source']}/{question_kind(problem)}", "overall"):
+        for key in (kind_key(problem), "overall"):
             facts = bool(curation.stated_facts_right(prediction["response"], problem["scene"]))
             group = groups[key]
             group["n"] += 1

@@ -62,10 +62,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from ovlt import evaluation
-    from ovlt.artifacts import Run
     from learnability import overrides_from
 
+    from ovlt import evaluation
+    from ovlt.artifacts import Run
     from ovlt.config import load_config
 
     source = Path(args.run)

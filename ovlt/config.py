@@ -74,7 +74,7 @@ class ModelSpec(Section):
     omit_rate: float = Field(0.0, ge=0, le=1)
     reflection_rate: float = Field(0.0, ge=0, le=1)
     verbosity: int = Field(1, ge=0, le=3)
-    stepwise: bool = False  # tallest/shortest chains keep a running best (see ScriptedReasoner)
+    stepwise: bool = False  # chart and counting chains whose steps copy from a few tokens back (ScriptedReasoner)
     tiny: TinyDims | None = None
 
     @model_validator(mode="after")

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_OPTION_MARK = re.compile(r"\s*\([A-Z]\)$")  # a trailing option letter, as in "H (B)"
+_OPTION_MARK = re.compile(r"\s*\([A-Z]\)$")  # a trailing option letter, as in "red (B)"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -302,11 +302,14 @@ def _fingerprint(payload: dict) -> str:
 def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None, **dims) -> Path:
     """Build (or find cached) a tiny Qwen2.5-VL under `out_dir`; returns its folder, loadable with `load`.
 
-    `dims` override `TINY_DIMS`. The tokenizer is trained on `builtin_corpus()` plus `corpus` (e.g. the data
-    module's generated questions and chains); its size sets the model's vocabulary. Same arguments, same bytes:
-    the folder is named by a fingerprint of them, and a second call returns it without building.
+    `dims` override `TINY_DIMS`; `mrope_section=None` takes Qwen2.5-VL's split for the head size. The tokenizer is
+    trained on `builtin_corpus()` plus `corpus` (e.g. the data module's generated questions and chains); its size
+    sets the model's vocabulary. Same arguments, same bytes: the folder is named by a fingerprint of them, and a
+    second call returns it without building.
     """
     dims = {**TINY_DIMS, **dims}
+    if dims["mrope_section"] is None:
+        dims["mrope_section"] = mrope_sections(dims["hidden_size"] // dims["num_attention_heads"])
     texts = builtin_corpus(seed) + list(corpus or [])
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     key = _fingerprint({"recipe": TINY_RECIPE_VERSION, "seed": seed, "dims": dims, "corpus": corpus_hash})
@@ -462,11 +465,8 @@ def build_student(cfg, run) -> dict:
     from ovlt.teachers import corpus_for_tokenizer
 
     pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
-    dims = spec.tiny.model_dump()
-    if dims["mrope_section"] is None:
-        dims["mrope_section"] = mrope_sections(dims["hidden_size"] // dims["num_attention_heads"])
     built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
-                       **dims)
+                       **spec.tiny.model_dump())
     built.rename(st.dir / "checkpoint")
     shutil.rmtree(st.dir / "build")
     model, _ = load(st.dir / "checkpoint", device="cpu")

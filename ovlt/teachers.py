@@ -304,15 +304,17 @@ class ScriptedReasoner:
     probability 1 - `fidelity` a chain slips in its computation. `verbosity` 0-3 adds restatements;
     each chain holds a self-reflection with probability `reflection_rate` (a second one with half of it).
     A reflection re-checks the values and corrects a slip, so the final answer follows the corrected step.
-    `stepwise` chains (tallest / shortest bar) carry each option's letter beside the bar that has it and keep a
-    running best after every value ("red (A) is 3, top red (A) 3. blue (B) is 4, top blue (B) 4. ..."), so every
-    step copies from a few tokens back instead of looking a value up across the chain: a tiny student stated
-    every bar value right in 80% of its tallest/shortest chains yet named the right bar only 37% of the time
-    (near chance) with the plain "red is 3, blue is 4, green is 1. 4 is the largest value. The tallest bar is
-    blue." chain. For the largest object, stepwise chains first copy the options in order, each followed by its
-    letter ("The options are red square (A), blue circle (B)."), and conclude "the red square (A)": measured,
-    the plain chain named the right object in 48 of 48 chains with every object stated right, yet its answer
-    letter matched that object in only 19 (the "(A) red square" lookup in the prompt is the hard step).
+    `stepwise` chart and counting chains make every step copy from a few tokens back. Tallest / shortest bar chains
+    carry each option's letter beside the bar that has it and keep a running best after every value ("red (A) is 3,
+    top red (A) 3. blue (B) is 4, top blue (B) 4. ..."), instead of looking a value up across the chain: a tiny
+    student stated every bar value right in 80% of its tallest/shortest chains yet named the right bar only 37% of
+    the time (near chance) with the plain "red is 3, blue is 4, green is 1. 4 is the largest value. The tallest bar
+    is blue." chain. Value and compare chains state only the bars asked about, in the question's order; count chains
+    number each asked-about object as they list it ("a small red square (1)"). For the largest object they first
+    copy the options in order, each followed by its letter ("The options are red square (A), blue circle (B)."), and
+    conclude "the red square (A)": measured, the plain chain named the right object in 48 of 48 chains with every
+    object stated right, yet its answer letter matched that object in only 19 (the "(A) red square" lookup in the
+    prompt is the hard step).
     """
 
     def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0,

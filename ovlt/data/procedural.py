@@ -529,6 +529,11 @@ def question_kind(problem: dict) -> str:
     return json.loads(problem["scene"])["query"]["kind"] if problem["scene"] else problem["answer_type"]
 
 
+def kind_key(problem: dict) -> str:
+    """"source/kind", e.g. "synthetic/chart/value": how per-kind figures are keyed."""
+    return f"{problem['source']}/{question_kind(problem)}"
+
+
 def majority_baseline(dataset: datasets.Dataset, by_kind: bool = False) -> dict[str, float]:
     """Accuracy of always giving the most common answer per (source, question kind): the study's chance level.
 
@@ -542,10 +547,10 @@ def majority_baseline(dataset: datasets.Dataset, by_kind: bool = False) -> dict[
         answer = problem["answer"]
         if problem["answer_type"] == "multiple_choice":
             answer = option_letter(problem["choices"].index(answer))
-        groups[problem["source"], question_kind(problem)][answer] += 1
+        groups[problem["source"], kind_key(problem)][answer] += 1  # the majority answer is per question kind
     hits, totals = Counter(), Counter()
     for (source, kind), answers in groups.items():
-        key = f"{source}/{kind}" if by_kind else source
+        key = kind if by_kind else source
         hits[key] += answers.most_common(1)[0][1]
         totals[key] += sum(answers.values())
     if not totals:
