@@ -75,6 +75,9 @@ class ModelSpec(Section):
     reflection_rate: float = Field(0.0, ge=0, le=1)
     verbosity: int = Field(1, ge=0, le=3)
     stepwise: bool = False  # chart and counting chains whose steps copy from a few tokens back (ScriptedReasoner)
+    # What a scripted chain's <answer> holds for a multiple-choice question: the option letter, or the option's
+    # text. The prompt asks for neither in particular, and the scorer (like MathVista's) accepts both.
+    answer_with: Literal["letter", "option"] = "letter"
     tiny: TinyDims | None = None
 
     @model_validator(mode="after")

@@ -315,12 +315,18 @@ class ScriptedReasoner:
     conclude "the red square (A)": measured, the plain chain named the right object in 48 of 48 chains with every
     object stated right, yet its answer letter matched that object in only 19 (the "(A) red square" lookup in the
     prompt is the hard step).
+    `answer_with="option"` writes a multiple-choice answer as the option's text instead of its letter (the prompt
+    asks for neither, and the scorer, like MathVista's, reads both) and leaves the letters out of the reasoning.
+    Measured (tiny student, stepwise, 600 held-out): with letters it named the right largest object in 148 of 148
+    chains yet wrote the last option's letter (largest 0.45, chance 0.48); with the option's text, 0.92.
     """
 
     def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0,
-                 stepwise: bool = False):
+                 stepwise: bool = False, answer_with: str = "letter"):
+        if answer_with not in ("letter", "option"):
+            raise ValueError(f"answer_with must be 'letter' or 'option', not {answer_with!r}")
         self.fidelity, self.reflection_rate, self.verbosity, self.seed = fidelity, reflection_rate, verbosity, seed
-        self.stepwise = stepwise
+        self.stepwise, self.answer_with = stepwise, answer_with
 
     # -- believed scene: what the caption says, resolved for one chain ----------------------------------
 
@@ -387,11 +393,12 @@ class ScriptedReasoner:
     def _is_stepwise(self, scene: dict) -> bool:
         return self.stepwise and scene["family"] in ("chart", "counting")
 
-    @staticmethod
-    def _lettered(label: str, choices) -> str:
-        """An option's text with its letter, "red (B)", when it is one of the options."""
+    def _lettered(self, label: str, choices) -> str:
+        """An option's text with its letter, "red (B)", when it is one of the options and the answer is a letter."""
         choices = list(choices)
-        return f"{label} ({option_letter(choices.index(label))})" if label in choices else label
+        if label not in choices or self.answer_with == "option":
+            return label
+        return f"{label} ({option_letter(choices.index(label))})"
 
     def _running_best(self, scene: dict, choices) -> str:
         """The stepwise facts of a tallest/shortest question: each value, then the best so far."""
@@ -511,11 +518,12 @@ class ScriptedReasoner:
         wrong = value + rng.choice([-3, -2, -1, 1, 2, 3])
         return f"{wrong:.{problem['precision']}f}" if problem["answer_type"] == "float" else str(int(wrong))
 
-    @staticmethod
-    def _answer_tag(answer: str, problem: dict) -> str:
-        # Multiple choice answers are option letters, as the prompt asks for.
+    def _answer_tag(self, answer: str, problem: dict) -> str:
+        """A multiple-choice answer as its option letter, or (answer_with="option") as the option's own text."""
         choices = list(problem["choices"])
-        return option_letter(choices.index(answer)) if answer in choices else answer
+        if answer in choices and self.answer_with == "letter":
+            return option_letter(choices.index(answer))
+        return answer
 
     def chain(self, problem: dict, caption: str, index: int) -> str:
         rng = random.Random(f"reason-{self.seed}-{problem['id']}-{index}")
@@ -665,7 +673,7 @@ def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
     rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
     if spec.backend == "scripted":
         reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
-                                    stepwise=spec.stepwise)
+                                    stepwise=spec.stepwise, answer_with=spec.answer_with)
         work = lambda batch: _chains_rows(  # noqa: E731
             batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], convert=True)
     else:

@@ -154,6 +154,24 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
     assert stepwise.chain(table, captioner.describe(table), 0) == plain.chain(table, captioner.describe(table), 0)
 
 
+def test_answer_with_option_puts_the_option_text_in_the_answer_tag(problems):
+    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    by_letter = teachers.ScriptedReasoner(verbosity=1, stepwise=True)
+    by_option = teachers.ScriptedReasoner(verbosity=1, stepwise=True, answer_with="option")
+    assert teacher_pass_rate(problems, captioner, by_option) == 1.0  # the scorer reads an option's text too
+    multiple_choice = [r for r in problems if r["choices"]]
+    assert multiple_choice
+    for row in problems:
+        caption = captioner.describe(row)
+        chain, lettered = by_option.chain(row, caption, 0), by_letter.chain(row, caption, 0)
+        # the same reasoning, without the option letters it no longer needs
+        assert chain.split("<answer>")[0] == re.sub(r" \([A-E]\)", "", lettered.split("<answer>")[0])
+        expected = row["answer"] if row["choices"] else lettered.split("<answer>")[1].removesuffix("</answer>")
+        assert chain.endswith(f"<answer>{expected}</answer>")
+        assert is_consistent(chain, row)
+    with pytest.raises(ValueError, match="answer_with"):
+        teachers.ScriptedReasoner(answer_with="number")
+
 def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(problems):
     captioner = teachers.ScriptedCaptioner()
     slipping = teachers.ScriptedReasoner(fidelity=0.0, reflection_rate=0.0)
