@@ -125,7 +125,7 @@ def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
     s, g = sft_args(cfg, tmp_path), grpo_args(cfg, tmp_path)
     assert s.use_cpu and g.use_cpu and not s.bf16 and not g.bf16
     assert s.max_length is None  # truncation must never cut image tokens
-    assert s.learning_rate == 1e-3 and s.max_steps == 1000 and s.per_device_train_batch_size == 16
+    assert s.learning_rate == 1e-3 and s.max_steps == 1300 and s.per_device_train_batch_size == 16
     assert g.num_generations == 8 and g.beta == 0.04 and g.reward_weights == [1.0, 0.5] and not g.use_vllm
 
 
