@@ -18,22 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
-
-
-def overrides_from(pairs: list[str]) -> dict:
-    """["sft.max_steps=2000", ...] -> {"sft": {"max_steps": 2000}}; values are read as YAML."""
-    tree: dict = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        *parents, leaf = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return tree
 
 
 def main() -> None:
@@ -46,7 +31,7 @@ def main() -> None:
 
     from ovlt import curation, evaluation, teachers, training
     from ovlt.artifacts import Run, load_dataset_dir
-    from ovlt.config import load_config
+    from ovlt.config import load_config, overrides_from
     from ovlt.data import pool
     from ovlt.data.procedural import kind_key, majority_baseline
     from ovlt.models import build_student

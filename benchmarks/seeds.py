@@ -62,11 +62,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from learnability import overrides_from
-
     from ovlt import evaluation
     from ovlt.artifacts import Run
-    from ovlt.config import load_config
+    from ovlt.config import load_config, overrides_from
 
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Backend = Literal["vllm", "transformers", "scripted"]
+AnswerWith = Literal["letter", "option"]  # what a scripted chain's multiple-choice <answer> holds
 
 
 class Section(BaseModel):
@@ -77,7 +78,7 @@ class ModelSpec(Section):
     stepwise: bool = False  # chart and counting chains whose steps copy from a few tokens back (ScriptedReasoner)
     # What a scripted chain's <answer> holds for a multiple-choice question: the option letter, or the option's
     # text. The prompt asks for neither in particular, and the scorer (like MathVista's) accepts both.
-    answer_with: Literal["letter", "option"] = "letter"
+    answer_with: AnswerWith = "letter"
     tiny: TinyDims | None = None
 
     @model_validator(mode="after")
@@ -371,6 +372,22 @@ def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from None
+
+
+def overrides_from(pairs: list[str]) -> dict:
+    """Command-line `--set KEY=VALUE` pairs as `load_config` overrides; values are read as YAML.
+
+    ["sft.max_steps=2000", "grpo.beta=0"] -> {"sft": {"max_steps": 2000}, "grpo": {"beta": 0}}
+    """
+    tree: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return tree
 
 
 def _merge(base: dict, override: dict) -> dict:

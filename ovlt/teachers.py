@@ -29,6 +29,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from typing import get_args
 
 import datasets
 from PIL import Image
@@ -36,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ovlt.answers import extract
 from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
-from ovlt.config import ModelSpec, StudyConfig
+from ovlt.config import AnswerWith, ModelSpec, StudyConfig
 from ovlt.data.procedural import COLORS, SHAPES, solve
 from ovlt.data.schema import option_letter
 from ovlt.generation import backend_for, sampling_from
@@ -322,9 +323,9 @@ class ScriptedReasoner:
     """
 
     def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0,
-                 stepwise: bool = False, answer_with: str = "letter"):
-        if answer_with not in ("letter", "option"):
-            raise ValueError(f"answer_with must be 'letter' or 'option', not {answer_with!r}")
+                 stepwise: bool = False, answer_with: AnswerWith = "letter"):
+        if answer_with not in get_args(AnswerWith):
+            raise ValueError(f"answer_with must be one of {get_args(AnswerWith)}, not {answer_with!r}")
         self.fidelity, self.reflection_rate, self.verbosity, self.seed = fidelity, reflection_rate, verbosity, seed
         self.stepwise, self.answer_with = stepwise, answer_with
 
@@ -413,7 +414,7 @@ class ScriptedReasoner:
 
     def _objects(self, scene: dict, choices) -> str:
         """What a counting picture shows; stepwise, a running count after each asked-about object, or for the
-        largest object the options first, each followed by its letter."""
+        largest object the options first (each with its letter when answers are letters)."""
         query, tally, listed = scene["query"], 0, []
         for o in scene["objects"]:
             item = f"a {SIZE_WORDS[o['size']]} {o['color']} {o['shape']}"
