@@ -93,7 +93,7 @@ class TransformersBackend:
     Prompts are sorted by length so each batch pads little, and results come back in the caller's order. `n > 1`
     samples come from one encoding of each prompt (`num_return_sequences`), images included. `batch_size` counts
     the sequences decoded together, so a batch holds batch_size // n prompts when sampling n per prompt: decoding
-    512 rows at once ran at 0.7x the tokens/s of 64-128 rows on a 2-core CPU (benchmarks/generation.py). With a
+    512 rows at once ran at 0.9x the tokens/s of 64-256 rows on a 2-core CPU (benchmarks/generation.py). With a
     seed, sampling is reproducible for the same prompts and batch size: each batch draws from its own seeded
     stream.
     """

@@ -122,6 +122,27 @@ def test_save_load_round_trip_gives_same_logits(tiny, tmp_path):
     assert torch.allclose(before, after, atol=1e-6)
 
 
+def test_grouped_attention_matches_transformers_sdpa_on_a_padded_batch(tiny, tmp_path):
+    model, processor = models.load(tiny)
+    assert model.config._attn_implementation == "sdpa_grouped"  # the CPU default of the one loader
+    assert model.config.text_config.num_key_value_heads < model.config.text_config.num_attention_heads
+    texts = [
+        processor.apply_chat_template(image_chat(question), add_generation_prompt=True, tokenize=False)
+        for question in ("How many dots?", "Which bar is the tallest of all the bars in the chart?")
+    ]
+    images = [Image.new("RGB", (140, 112), (200, 30, 30)), Image.new("RGB", (112, 112), (30, 30, 200))]
+    inputs = processor(text=texts, images=images, padding=True, return_tensors="pt")
+    assert (inputs["attention_mask"] == 0).any()  # left padding, so the masked path is the one compared
+    with torch.inference_mode():
+        grouped = model(**inputs).logits
+        model.set_attn_implementation("sdpa")
+        stock = model(**inputs).logits
+    assert torch.allclose(grouped, stock, atol=1e-5)
+    # A checkpoint does not carry the choice: GPU machines and vLLM load it with their own attention.
+    model.save_pretrained(tmp_path)
+    assert "sdpa_grouped" not in (tmp_path / "config.json").read_text()
+
+
 def test_loader_rejects_a_folder_without_processor(tiny, tmp_path):
     model, _ = models.load(tiny)
     model.save_pretrained(tmp_path)
