@@ -10,7 +10,7 @@ with the run's stage on the same data; such copies are named runs/<run>-<stage>-
 
 Each seed works in a copy of the run (runs/<run>-<stage>-seed<k>) holding the finished stages before the one
 rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem selection are the run's own; only
-the trainer's seed differs. Prints per seed: held-out accuracy, its change over the stage's starting point
+the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with the run's seed. Prints per seed: held-out accuracy, its change over the stage's starting point
 (majority baseline for SFT, SFT-1 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of
 the run; then mean and standard deviation over all seeds, the run's own included.
 """
@@ -38,9 +38,13 @@ def reward_quarters(stage_dir: Path) -> tuple[float, float]:
     return statistics.mean(rewards[:quarter]), statistics.mean(rewards[-quarter:])
 
 
-def measure(cfg, run, stage: str) -> dict:
-    from ovlt import evaluation, training
+def measure(cfg, run, stage: str, selection_cfg=None) -> dict:
+    """Train and evaluate `stage` of iteration 1; for GRPO, first redo the problem selection if `selection_cfg`
+    changes it (with the run's own seed, so that every trainer seed sees the same problems)."""
+    from ovlt import curation, evaluation, training
 
+    if stage == "grpo" and selection_cfg is not None:
+        curation.select_hard(selection_cfg, run, 1)  # finished (the run's own selection) unless overrides change it
     getattr(training, stage)(cfg, run, 1)
     checkpoint = f"{stage}-1"
     accuracy = evaluation.evaluate(cfg, run, checkpoint)["counts"]["synthetic"]["accuracy"]
@@ -80,7 +84,7 @@ def main() -> None:
                 (work / part).parent.mkdir(parents=True, exist_ok=True)
                 copy(source / part, work / part)
         cfg = load_config(source / "config.yaml", overrides={**overrides, "seed": seed})
-        rows.append(measure(cfg, Run(work), args.stage))
+        rows.append(measure(cfg, Run(work), args.stage, load_config(source / "config.yaml", overrides=overrides)))
 
     baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))

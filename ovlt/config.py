@@ -215,6 +215,9 @@ class SelectHard(Section):
     # Pass-rate bands [low, high] kept for GRPO; problems always or never solved carry no GRPO signal.
     bands: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 0.5)])
     include_never_solved: bool = False
+    # Band on the pass rate corrected for guessing, (rate - 1/c) / (1 - 1/c) for c options (free-form: as is), so a
+    # two-option problem solved 3 times in 6 counts as never solved: its rewards are coin flips, no GRPO signal.
+    correct_for_guessing: bool = False
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> SelectHard:

@@ -10,7 +10,7 @@
   prompt/completion format and the funnel (problems -> captioned -> with chains -> with a correct chain ->
   selected -> kept) per source.
 - `select_hard` estimates each GRPO candidate's pass rate under the SFT checkpoint and keeps the problems
-  whose rate lies in one of `cfg.select_hard.bands`.
+  whose rate (optionally corrected for guessing among the options) lies in one of `cfg.select_hard.bands`.
 
 Counts in every manifest have the shape of `ovlt.teachers.Tally`: in = out + sum(dropped).
 """
@@ -432,6 +432,14 @@ def pass_rate(completions: list[str], problem: dict, protocol: str = "strict") -
     return hits / len(completions)
 
 
+def above_chance(rate: float, problem: dict) -> float:
+    """A pass rate corrected for guessing: 0 at the rate of picking one of the options at random (or below it),
+    1 at always right. Free-form answers have no guess rate; their pass rate is returned as is."""
+    options = len(problem.get("choices") or ()) if problem["answer_type"] == "multiple_choice" else 0
+    guess = 1 / options if options > 1 else 0.0
+    return max(0.0, (rate - guess) / (1 - guess))
+
+
 def select_by_band(pass_rates: dict[str, float], bands, target: int, seed: int,
                    include_never_solved: bool = False) -> list[str]:
     """Ids whose pass rate lies in one of `bands` ([low, high], inclusive), at most `target` of them.
@@ -473,25 +481,28 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     params = sampling_from(sh.sampling, cfg.seed + 1000 * iteration)
 
     def work(batch: list[dict]) -> list[dict]:
-        usable, images, out = usable_rows(batch, pass_rate=None)
+        usable, images, out = usable_rows(batch, pass_rate=None, above_chance=None)
         if usable:
             generated = backend.generate([student_chat(student_text(r)) for r in usable],
                                          [[image] for image in images], params)
-            out += [{"id": r["id"], "source": r["source"], "status": "out",
-                     "pass_rate": pass_rate([c.text for c in cs], r)} for r, cs in zip(usable, generated, strict=True)]
+            for r, cs in zip(usable, generated, strict=True):
+                rate = pass_rate([c.text for c in cs], r)
+                out.append({"id": r["id"], "source": r["source"], "status": "out", "pass_rate": rate,
+                            "above_chance": above_chance(rate, r)})
         return out
 
     done = run_sharded(st, list(problem_rows(problems)), shard_size(spec), work, "select_hard")
-    rates = {r["id"]: r["pass_rate"] for r in done if r["status"] == "out"}
+    band_on = "above_chance" if sh.correct_for_guessing else "pass_rate"
+    rates = {r["id"]: r[band_on] for r in done if r["status"] == "out"}
     chosen = set(select_by_band(rates, sh.bands, plan.grpo_problems, cfg.seed, sh.include_never_solved))
     tally = Tally()
     for r in done:
         tally.add(r["source"], r["status"] if r["status"] != "out" else "out" if r["id"] in chosen else "out_of_band")
-    histogram = defaultdict(Counter)
+    histogram = defaultdict(Counter)  # of the rate the bands apply to
     for r in done:
         if r["pass_rate"] is not None:
-            histogram[r["source"]][f"{r['pass_rate']:.3f}"] += 1
-            histogram["all"][f"{r['pass_rate']:.3f}"] += 1
+            histogram[r["source"]][f"{r[band_on]:.3f}"] += 1
+            histogram["all"][f"{r[band_on]:.3f}"] += 1
     atomic_write_text(st.dir / "pass_rates.jsonl", "".join(json.dumps(r) + "\n" for r in done))
     grpo = [{**row, "prompt": student_chat(student_text(row)), "image": open_image(row)}
             for row in problem_rows(problems) if row["id"] in chosen]
@@ -504,4 +515,5 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
                     plan.grpo_problems)
     return st.finish(counts=counts, outputs=["grpo", "pass_rates.jsonl"],
                      extra={"histogram": {s: dict(sorted(h.items())) for s, h in sorted(histogram.items())},
+                            "banded_on": band_on,
                             "model": f"sft-{iteration}", "k": sh.sampling.n})

@@ -418,9 +418,11 @@ def sdpa_grouped_attention(module, query, key, value, attention_mask, dropout=0.
     return output.transpose(1, 2).contiguous(), None
 
 
-# Registered by name, so `attn_implementation="sdpa_grouped"` builds sdpa's masks and calls the function above.
-AttentionInterface.register("sdpa_grouped", sdpa_grouped_attention)
-AttentionMaskInterface.register("sdpa_grouped", sdpa_mask)
+# Registered by name on import, so `attn_implementation=GROUPED_ATTENTION` builds sdpa's masks and calls the function
+# above (the loader here, the trainers through their model_init_kwargs).
+GROUPED_ATTENTION = "sdpa_grouped"
+AttentionInterface.register(GROUPED_ATTENTION, sdpa_grouped_attention)
+AttentionMaskInterface.register(GROUPED_ATTENTION, sdpa_mask)
 
 
 def load(
@@ -442,7 +444,7 @@ def load(
     )
     model = model_class.from_pretrained(
         str(name_or_path), dtype=dtype, device_map=device, trust_remote_code=trust_remote_code,
-        **({"attn_implementation": "sdpa_grouped"} if device.type == "cpu" else {}),
+        **({"attn_implementation": GROUPED_ATTENTION} if device.type == "cpu" else {}),
     )
     return model.eval(), processor
 

@@ -370,7 +370,8 @@ def difficulty_histogram(run: Run, iteration: int | None = None) -> Figure | HTM
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         for low, high in manifest["params"]["select_hard"]["bands"]:
             axes.axvspan(low, high, color="#2ca02c", alpha=0.12, label="kept band")
-        axes.set_xlabel(f"pass rate of {manifest['model']} over {manifest['k']} samples")
+        rate = "pass rate above chance" if manifest.get("banded_on") == "above_chance" else "pass rate"
+        axes.set_xlabel(f"{rate} of {manifest['model']} over {manifest['k']} samples")
         axes.set_ylabel("problems")
         axes.set_title(f"iteration {i}: {manifest['counts']['out']} of {manifest['counts']['in']} kept")
         axes.legend(fontsize=7)

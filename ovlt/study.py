@@ -123,6 +123,17 @@ def _check_hardware(cfg: StudyConfig, config_path: Path) -> None:
             )
 
 
+def remaining_seconds(steps_left: list, durations: dict[str, list[float]]) -> float | None:
+    """Estimated time of `steps_left`: each at the mean time its notebook took so far (an SFT step at past SFT
+    steps, not at the mean of every step), one not yet timed at the mean of all; None before any is timed."""
+    timed = [seconds for runs in durations.values() for seconds in runs]
+    if not timed:
+        return None
+    overall = sum(timed) / len(timed)
+    return sum(sum(durations[s.notebook]) / len(durations[s.notebook]) if durations.get(s.notebook) else overall
+               for s in steps_left)
+
+
 def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | Path = "runs",
               reports_root: str | Path = "reports") -> Path:
     """Run (or resume) the whole study; returns the rendered report's path."""
@@ -135,10 +146,11 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
     plan = steps(cfg)
     config_fingerprint = fingerprint(cfg.model_dump(mode="json"))
     started = time.time()
-    durations: list[float] = []
+    durations: dict[str, list[float]] = {}  # seconds per notebook run here, by notebook
     for k, step in enumerate(plan, start=1):
         elapsed = time.time() - started
-        remaining = f"~{sum(durations) / len(durations) * (len(plan) - k + 1) / 60:.1f} min" if durations else "?"
+        left = remaining_seconds(plan[k - 1:], durations)
+        remaining = f"~{left / 60:.1f} min" if left is not None else "?"
         print(f"[{k}/{len(plan)}] {step.label}  (elapsed {elapsed / 60:.1f} min, remaining {remaining})", flush=True)
         if step_is_done(run, step, config_fingerprint):
             print("      done (manifests unchanged): skipped", flush=True)
@@ -149,7 +161,7 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
                  "checkpoint": step.checkpoint or ""}, step.label)
         atomic_write_json(_step_record(run, step), {"config": config_fingerprint,
                                                     "manifests": _manifest_fingerprints(run, step_manifests(run, step))})
-        durations.append(time.time() - t0)
+        durations.setdefault(step.notebook, []).append(time.time() - t0)
     from ovlt.evaluation import write_summary
 
     summary = write_summary(cfg, run, config_path=config_path, wall_seconds=time.time() - started)

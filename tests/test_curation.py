@@ -141,6 +141,21 @@ def test_pass_rate_and_band_selection():
     assert picked != curation.select_by_band(many, [(0.1, 0.9)], 30, seed=2)
 
 
+def test_pass_rate_above_chance_discounts_guessing_among_options():
+    two = {"answer_type": "multiple_choice", "choices": ["Yes", "No"]}
+    three = {"answer_type": "multiple_choice", "choices": ["red", "blue", "green"]}
+    free = {"answer_type": "integer", "choices": []}
+    assert curation.above_chance(0.5, two) == 0.0  # 3 of 6 on a coin flip shows no skill
+    assert curation.above_chance(1 / 3, two) == 0.0  # below chance is no skill either, not negative
+    assert abs(curation.above_chance(5 / 6, two) - 2 / 3) < 1e-9
+    assert abs(curation.above_chance(0.5, three) - 0.25) < 1e-9
+    assert curation.above_chance(1.0, three) == 1.0
+    assert curation.above_chance(0.5, free) == 0.5  # free-form answers are not guessed from a list
+    # In the band [0.1, 0.9] a coin-flip problem at 3 of 6 drops out; one at 5 of 6 stays.
+    rates = {"coin": curation.above_chance(0.5, two), "skill": curation.above_chance(5 / 6, two)}
+    assert curation.select_by_band(rates, [(0.1, 0.9)], 10, 0) == ["skill"]
+
+
 # --------------------------------------------------------------------------------------------------------
 # stages
 

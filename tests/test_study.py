@@ -17,7 +17,7 @@ from conftest import REPO, reproduce_command, write_test_config
 
 from ovlt.config import load_config
 from ovlt.pipeline import checkpoint_names
-from ovlt.study import steps
+from ovlt.study import Step, remaining_seconds, steps
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -157,3 +157,13 @@ def test_paper_config_without_gpu_stops_at_once(tmp_path):
     assert done.returncode == 1
     assert "needs CUDA GPUs" in done.stderr and "Traceback" not in done.stderr
     assert time.perf_counter() - start < 30 and not (tmp_path / "runs" / "test-study" / "data").exists()
+
+
+def test_remaining_estimate_times_each_step_by_its_own_notebook():
+    sft, evaluate = Step("04_sft.ipynb", 2, None, ("sft",)), Step("07_evaluate.ipynb", None, "sft-2", ("evaluate",))
+    report = Step("08_report.ipynb", None, None, ("report",))
+    assert remaining_seconds([sft, evaluate], {}) is None  # nothing timed yet: no guess
+    durations = {"04_sft.ipynb": [600.0], "07_evaluate.ipynb": [20.0, 40.0]}
+    assert remaining_seconds([sft, evaluate], durations) == 600.0 + 30.0
+    # A notebook not timed yet counts at the mean of every timed run (660 s / 3).
+    assert remaining_seconds([report], durations) == 220.0

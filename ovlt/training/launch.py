@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ovlt.artifacts import Run, atomic_write_json
 from ovlt.config import Launch, StudyConfig
+from ovlt.models import GROUPED_ATTENTION
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def uses_cpu(cfg: StudyConfig, launch: Launch) -> bool:
 
 def common_args(cfg: StudyConfig, section) -> dict:
     """TrainingArguments that SFT and GRPO share, from their config section (`cfg.sft` or `cfg.grpo`)."""
+    cpu = uses_cpu(cfg, section.launch)
     return dict(
         learning_rate=section.learning_rate,
         lr_scheduler_type=section.lr_scheduler_type,
@@ -66,9 +68,10 @@ def common_args(cfg: StudyConfig, section) -> dict:
         logging_steps=section.logging_steps,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        use_cpu=uses_cpu(cfg, section.launch),
-        # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state).
-        model_init_kwargs={"dtype": "float32"},
+        use_cpu=cpu,
+        # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state). On CPU the
+        # attention that `ovlt.models.load` uses too (grouped key/value heads without copies).
+        model_init_kwargs={"dtype": "float32", **({"attn_implementation": GROUPED_ATTENTION} if cpu else {})},
         trust_remote_code=cfg.models.student.trust_remote_code,
         save_strategy="no",
         report_to="none",  # tensorboard is added as a callback writing into the stage folder
