@@ -10,9 +10,10 @@ with the run's stage on the same data; such copies are named runs/<run>-<stage>-
 
 Each seed works in a copy of the run (runs/<run>-<stage>-seed<k>) holding the finished stages before the one
 rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem selection are the run's own; only
-the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with the run's seed. Prints per seed: held-out accuracy, its change over the stage's starting point
-(majority baseline for SFT, SFT-1 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of
-the run; then mean and standard deviation over all seeds, the run's own included.
+the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with the run's seed.
+Prints per seed: held-out accuracy, its change over the stage's starting point (majority baseline for SFT, SFT-1
+for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of the run; then mean and standard
+deviation over all seeds, the run's own included.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main() -> None:
     rows = [measure(base_cfg, origin, args.stage)]  # finished: read from its manifests
     overrides = overrides_from(args.set)
     tag = f"-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}" if overrides else ""
+    selection_cfg = load_config(source / "config.yaml", overrides=overrides)  # the run's seed: one selection
     for seed in args.seeds:
         work = source.with_name(f"{source.name}-{args.stage}-seed{seed}{tag}")
         for part in KEEP[args.stage]:
@@ -84,7 +86,7 @@ def main() -> None:
                 (work / part).parent.mkdir(parents=True, exist_ok=True)
                 copy(source / part, work / part)
         cfg = load_config(source / "config.yaml", overrides={**overrides, "seed": seed})
-        rows.append(measure(cfg, Run(work), args.stage, load_config(source / "config.yaml", overrides=overrides)))
+        rows.append(measure(cfg, Run(work), args.stage, selection_cfg))
 
     baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))

@@ -425,6 +425,12 @@ AttentionInterface.register(GROUPED_ATTENTION, sdpa_grouped_attention)
 AttentionMaskInterface.register(GROUPED_ATTENTION, sdpa_mask)
 
 
+def attention_options(on_cpu: bool) -> dict:
+    """`from_pretrained` options for attention: `sdpa_grouped_attention` on CPU, the model's default elsewhere
+    (for the loader here and for the trainers' `model_init_kwargs`)."""
+    return {"attn_implementation": GROUPED_ATTENTION} if on_cpu else {}
+
+
 def load(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
@@ -444,7 +450,7 @@ def load(
     )
     model = model_class.from_pretrained(
         str(name_or_path), dtype=dtype, device_map=device, trust_remote_code=trust_remote_code,
-        **({"attn_implementation": GROUPED_ATTENTION} if device.type == "cpu" else {}),
+        **attention_options(device.type == "cpu"),
     )
     return model.eval(), processor
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ovlt.artifacts import Run, atomic_write_json
 from ovlt.config import Launch, StudyConfig
-from ovlt.models import GROUPED_ATTENTION
+from ovlt.models import attention_options
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def common_args(cfg: StudyConfig, section) -> dict:
         use_cpu=cpu,
         # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state). On CPU the
         # attention that `ovlt.models.load` uses too (grouped key/value heads without copies).
-        model_init_kwargs={"dtype": "float32", **({"attn_implementation": GROUPED_ATTENTION} if cpu else {})},
+        model_init_kwargs={"dtype": "float32", **attention_options(cpu)},
         trust_remote_code=cfg.models.student.trust_remote_code,
         save_strategy="no",
         report_to="none",  # tensorboard is added as a callback writing into the stage folder
