@@ -10,6 +10,7 @@ default, 64, is the length the study's answers take: the tiny student's evaluati
 is what batching speeds up (32 tokens: ~9.5x, 128: ~14x on a 2-core CPU).
 A second table samples --sample-n completions per prompt (as difficulty selection and self-generation do) at
 several numbers of sequences decoded together: the backend's `batch_size` counts sequences, not prompts.
+--vllm adds a row for the vLLM backend on the same prompts (GPU machines with vLLM installed).
 """
 
 import argparse
@@ -71,6 +72,7 @@ def main():
     parser.add_argument("--sample-rows", type=int, nargs="+", default=[64, 128, 256, 512],
                         help="sequences decoded together in the sampling table")
     parser.add_argument("--repeats", type=int, default=2, help="runs per batch size; the fastest counts")
+    parser.add_argument("--vllm", action="store_true", help="also time the vLLM backend (all prompts in one call)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -100,6 +102,14 @@ def main():
         print(f"{batch_size:>6} {rate:>10.0f} {seconds:>8.2f} {rate / rows[0][1]:>9.1f}x")
     best = max(rows[1:], key=lambda row: row[1])
     print(f"\nbest batch size {best[0]}: {best[1] / rows[0][1]:.1f}x the tokens/s of batch 1 (goal >= 10x)")
+    if args.vllm:
+        from ovlt.generation import VLLMBackend
+
+        backend = VLLMBackend(path, gpu_memory_utilization=0.5)
+        backend.generate(prompts[:8], images[:8], params)
+        rate, seconds = tokens_per_second(backend, prompts, images, params, args.repeats)
+        print(f"vLLM, all {args.prompts} prompts in one call: {rate:.0f} tokens/s in {seconds:.2f}s, "
+              f"{rate / rows[0][1]:.1f}x transformers at batch 1")
 
     sampled = SamplingParams(n=args.sample_n, temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens,
                              ignore_eos=True, seed=0)

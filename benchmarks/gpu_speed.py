@@ -7,7 +7,9 @@ Prints:
 - SFT: tokens/s of forward + backward in bf16 with gradient checkpointing (no optimizer step: a full AdamW
   state for 8.3B parameters does not fit one 80 GB GPU; the paper trains under ZeRO-3), and model FLOPs
   utilisation = 6 x parameters x tokens/s / the GPU's dense bf16 peak;
-- decoding: tokens/s at batch 1 against the memory-bandwidth roofline (weights bytes / HBM bandwidth per token).
+- decoding: tokens/s at batch 1 against the memory-bandwidth roofline (weights bytes / HBM bandwidth per token),
+  and at --decode-batch sequences decoded together (transformers' generate: a lower bound for vLLM's batched
+  throughput, which `ovlt.pipeline.THROUGHPUT` needs).
 """
 
 import argparse
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--decode-batch", type=int, default=64)
     args = parser.parse_args()
     name, peak, bandwidth = device_specs()
     model = build_random(QWEN25_VL_7B_DIMS, dtype=torch.bfloat16, device="cuda")
@@ -66,17 +69,25 @@ def main() -> None:
 
     model.eval()
     model.config.use_cache = True
-    prompt = ids[:1, :128]
-    with torch.no_grad():
-        model.generate(prompt, max_new_tokens=8, min_new_tokens=8, do_sample=False)
-        start = sync_time()
-        model.generate(prompt, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False)
-        seconds = sync_time() - start
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     roofline = bandwidth / weight_bytes
-    rate = args.new_tokens / seconds
-    print(f"decode (batch 1, {args.new_tokens} new tokens): {rate:,.1f} tokens/s; roofline {roofline:,.1f} tokens/s "
-          f"({weight_bytes / 2**30:.1f} GiB of weights / {bandwidth / 1e12:.2f} TB/s): {rate / roofline:.0%} of it")
+    for batch in (1, args.decode_batch):
+        prompts = torch.randint(0, QWEN25_VL_7B_DIMS["vocab_size"] - 1000, (batch, 128), device="cuda")
+        rate = decode_tokens_per_s(model, prompts, args.new_tokens)
+        print(f"decode (batch {batch}, 128-token prompts, {args.new_tokens} new tokens, transformers generate): "
+              f"{rate:,.1f} tokens/s" + ("" if batch > 1 else f"; roofline {roofline:,.1f} tokens/s "
+              f"({weight_bytes / 2**30:.1f} GiB of weights / {bandwidth / 1e12:.2f} TB/s): {rate / roofline:.0%} of it"))
+
+
+def decode_tokens_per_s(model, prompts: torch.Tensor, new_tokens: int) -> float:
+    """Greedy tokens/s of `generate` (exactly `new_tokens` per sequence), after a short warm-up."""
+    with torch.no_grad():
+        mask = torch.ones_like(prompts)
+        model.generate(prompts, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, do_sample=False)
+        start = sync_time()
+        model.generate(prompts, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=False)
+        return prompts.shape[0] * new_tokens / (sync_time() - start)
 
 
 if __name__ == "__main__":

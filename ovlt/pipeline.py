@@ -104,9 +104,10 @@ def pool_size(cfg: StudyConfig) -> int:
     return max(end for _, end in pool_ranges(cfg).values())
 
 
-# --- GPU-hours: ASSUMED throughput from public reports, NOT measured here -----------------------------------
-# No GPU measurement exists in this project yet; benchmarks/gpu_check.sh measures SFT and decoding speed (record
-# its figures in benchmarks/RESULTS.md and replace these). Every figure is per GPU, NVIDIA H100 80GB SXM, bf16.
+# --- GPU-hours: training throughput MEASURED on an H100, generation ASSUMED from public reports -------------
+# benchmarks/gpu_check.sh measured the 7B student's forward + backward and transformers' decoding on one NVIDIA
+# H100 80GB HBM3 (benchmarks/RESULTS.md). vLLM was not installed there, so the generation figures still come from
+# public reports. Every figure is per GPU, NVIDIA H100 80GB SXM, bf16.
 
 
 @dataclass(frozen=True)
@@ -121,17 +122,19 @@ THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's na
     # weight bytes (6,000 x 7/3 = 14,000), taken down to 10,000: captions are short and each prefills an image.
     "3B": Throughput(generate=10_000),
     # Qwen2.5-VL-7B (student).
-    # generate: DeepSeek-R1-Distill-Qwen-7B with vLLM's default config on 1x A100 80GB: 3,363 tokens/s
+    # generate (assumed): DeepSeek-R1-Distill-Qwen-7B with vLLM's default config on 1x A100 80GB: 3,363 tokens/s
     #   (morphllm.com/vllm-benchmarks, 2026), x ~2 for an H100 (Lambda, github.com/LambdaLabsML/vllm-benchmark:
     #   "H100 offers ~2x better throughput than A100") = ~6,700; 6,000 for the image tokens each prompt prefills.
-    # decode: vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100, johnmusgrave.com,
-    #   vLLM 0.23); on an H100: 0.77 x 3.35 TB/s / 15.2 GB of bf16 language-model weights = ~170 tokens/s; 150
-    #   for the ~20 sequences per GPU a GRPO rollout decodes together.
-    # train: Llama-3 7B, FSDP on 4x H200 (the H100's 989 bf16 TFLOP/s), full activation checkpointing, packed
-    #   4k sequences: 38,983 tokens/s = ~9,700 per GPU at 54% MFU (KempnerForge benchmarks, Kempner Institute);
-    #   x 0.3 for HF Trainer + DeepSpeed ZeRO-3 on 2 unpacked ~1k-token examples per device (padding, and
-    #   micro-batches too short to hide ZeRO-3's per-layer all-gathers) = ~2,900.
-    "7B": Throughput(generate=6_000, decode=150, train=2_900),
+    #   Measured lower bound (RESULTS.md): transformers' generate at batch 64, 1,014 tokens/s, bound by Python
+    #   overhead per step (63 ms at batch 64, 60 ms at batch 1), which vLLM's CUDA graphs remove.
+    # decode (assumed): vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100,
+    #   johnmusgrave.com, vLLM 0.23); the roofline measured with the real shape is 202 tokens/s (15.4 GiB of bf16
+    #   weights / 3.35 TB/s): ~155; 150 for the ~20 sequences per GPU a GRPO rollout decodes together.
+    # train (measured x assumed factor): forward + backward of the real shape, bf16, gradient checkpointing, one
+    #   2,048-token sequence: 8,688 tokens/s on one H100 (40% MFU; RESULTS.md). x 0.3 (assumed) for what that
+    #   measurement leaves out: DeepSpeed ZeRO-3's per-layer all-gathers, which 2 unpacked ~1k-token examples per
+    #   device are too short to hide, padding, and the AdamW step = ~2,600.
+    "7B": Throughput(generate=6_000, decode=150, train=2_600),
     # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2): 3,004 tokens/s on 1x A100 80GB
     # (morphllm.com, as above), x 2 for an H100 = ~6,000; split over 2 GPUs by tensor parallelism (which gains
     # less than 2x: Lambda, as above) with 8k-token chains capping the batch the KV cache holds: 3,500 per GPU.
@@ -160,7 +163,7 @@ GPU_STAGES = ("caption", "distill", "self_generate", "sft", "select_hard", "grpo
 
 
 def throughput(model_name: str) -> Throughput | None:
-    """The assumed figures for a model, by the size in its name; None for scripted, tiny or unsized models."""
+    """The throughput figures for a model, by the size in its name; None for scripted, tiny or unsized models."""
     sizes = re.findall(r"(\d+(?:\.\d+)?)B\b", model_name)
     return THROUGHPUT.get(f"{sizes[-1]}B") if sizes else None
 
@@ -216,7 +219,7 @@ class PlannedStage:
     inputs: str
     outputs: str
     volumes: dict = field(default_factory=dict)
-    gpu_hours: float | None = None  # assumed-throughput estimate (THROUGHPUT); None: a CPU stage or no figures
+    gpu_hours: float | None = None  # estimate from THROUGHPUT; None: a CPU stage or no figures
 
 
 def _train_steps(examples: int, per_device: int, accumulation: int, processes: int, epochs: float, max_steps: int) -> int:
@@ -227,7 +230,7 @@ def _train_steps(examples: int, per_device: int, accumulation: int, processes: i
 
 def plan(cfg: StudyConfig) -> list[PlannedStage]:
     """What each stage would consume and produce. Token counts are upper bounds (max_new_tokens x samples);
-    GPU-hours use expected lengths (EXPECTED_FRACTION) and the assumed THROUGHPUT figures."""
+    GPU-hours use expected lengths (EXPECTED_FRACTION) and the THROUGHPUT figures."""
     ranges = pool_ranges(cfg)
     n_eval = len(cfg.evaluation.benchmarks)
     student = throughput(cfg.models.student.name)
@@ -315,8 +318,9 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
     stages = [p for p in planned if p.ref.name in GPU_STAGES]
     if all(p.gpu_hours is None for p in stages):
         return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them"]
-    lines = ["GPU-hours on H100 80GB, ASSUMED throughput from public reports, not measured here"
-             " (ovlt.pipeline.THROUGHPUT; measure with benchmarks/gpu_check.sh):"]
+    lines = ["GPU-hours on H100 80GB (ovlt.pipeline.THROUGHPUT): training from a throughput measured on an H100 with"
+             " benchmarks/gpu_check.sh, times an assumed ZeRO-3 factor; generation ASSUMED from public vLLM reports,"
+             " not measured here:"]
     for p in stages:
         lines.append(f"  {p.ref.label:<24} " + ("n/a (no throughput figure)" if p.gpu_hours is None
                                                  else f"{p.gpu_hours:8.1f} GPU-h"))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Wheels for benchmarks/gpu_check.sh on a GPU machine without network: each package of this project's venv that
+# the GPU machine lacks, at this venv's version, built for the GPU machine's Python (x86-64 Linux). The GPU
+# image's own torch, transformers, numpy ... stay; only what is missing travels.
+#   bash benchmarks/gpu_wheels.sh PRESENT.txt [PYTHON_VERSION=3.12] [DEST=wheels]
+# PRESENT.txt: the package names installed on the GPU machine, one per line (there: `python3 -m pip list
+# --format=freeze | cut -d= -f1`). Packages only JupyterLab, linting or tests use are left out. LIST_ONLY=1 prints
+# the names it would fetch and downloads nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+present=${1:?usage: gpu_wheels.sh PRESENT.txt [PYTHON_VERSION] [DEST]}
+python_version=${2:-3.12}
+dest=${3:-wheels}
+PY=${PYTHON:-.venv/bin/python}
+normalise() { tr 'A-Z_.' 'a-z--' | sort -u; }
+not_needed='^(ovlt|jupyterlab|jupyterlab-server|jupyter-server|jupyter-server-terminals|jupyter-lsp|jupyter-events|jupyter-builder|notebook-shim|argon2-cffi|argon2-cffi-bindings|cffi|pycparser|arrow|fqdn|isoduration|jsonpointer|rfc3339-validator|rfc3986-validator|rfc3987-syntax|lark|uri-template|webcolors|send2trash|terminado|websocket-client|babel|json5|async-lru|python-json-logger|overrides|ruff|pytest|pytest-timeout|hypothesis|iniconfig|pluggy|tzdata)$'
+mapfile -t wanted < <(join -v1 <($PY -m pip freeze --exclude-editable | sed 's/==/ /' | awk '{print $1}' | normalise) \
+  <(normalise < "$present") | grep -Ev "$not_needed")
+if [[ ${LIST_ONLY:-0} == 1 ]]; then
+  printf '%s\n' "${wanted[@]}"
+  exit 0
+fi
+platforms=()
+for tag in manylinux_2_28 manylinux_2_27 manylinux_2_26 manylinux_2_24 manylinux_2_17 manylinux2014 manylinux1; do
+  platforms+=(--platform "${tag}_x86_64")
+done
+mkdir -p "$dest"
+for name in "${wanted[@]}"; do
+  version=$($PY -m pip show "$name" | sed -n 's/^Version: //p')
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" --implementation cp \
+    "${platforms[@]}" -d "$dest" "$name==$version"
+done
+echo "${#wanted[@]} wheels in $dest ($(du -sh "$dest" | cut -f1)): ${wanted[*]}"
