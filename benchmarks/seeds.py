@@ -4,6 +4,7 @@ same data, and evaluate each checkpoint on the held-out benchmark.
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2
     python benchmarks/seeds.py --run runs/tiny --stage sft --seeds 1
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 0 1 --set grpo.learning_rate=3e-5
+    python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2 --sampled 4
 
 `--set` overrides the config of the reruns only (the run's own row stays as it ran), so a setting is compared
 with the run's stage on the same data; such copies are named runs/<run>-<stage>-seed<k>-<hash of the overrides>.
@@ -13,7 +14,9 @@ rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem sel
 the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with the run's seed.
 Prints per seed: held-out accuracy, its change over the stage's starting point (majority baseline for SFT, SFT-1
 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of the run; then mean and standard
-deviation over all seeds, the run's own included.
+deviation over all seeds, the run's own included. `--sampled N` (GRPO) adds held-out accuracy under sampling, N
+samples per problem at temperature 1 (`ovlt.evaluation.sampled_accuracy`), for SFT-1 and every GRPO-1, with the
+paired bootstrap interval of each change: what GRPO's accuracy reward estimates, where greedy accuracy may not move.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--stage", choices=["sft", "grpo"], default="grpo")
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--sampled", type=int, default=0, metavar="N",
+                        help="GRPO: also held-out accuracy under sampling, N samples per problem at temperature 1")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -74,7 +79,7 @@ def main() -> None:
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
     origin = Run(source)
-    rows = [measure(base_cfg, origin, args.stage)]  # finished: read from its manifests
+    rows = [measure(base_cfg, origin, args.stage) | {"run": source}]  # finished: read from its manifests
     overrides = overrides_from(args.set)
     tag = f"-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}" if overrides else ""
     selection_cfg = load_config(source / "config.yaml", overrides=overrides)  # the run's seed: one selection
@@ -86,7 +91,7 @@ def main() -> None:
                 (work / part).parent.mkdir(parents=True, exist_ok=True)
                 copy(source / part, work / part)
         cfg = load_config(source / "config.yaml", overrides={**overrides, "seed": seed})
-        rows.append(measure(cfg, Run(work), args.stage, selection_cfg))
+        rows.append(measure(cfg, Run(work), args.stage, selection_cfg) | {"run": work})
 
     baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
@@ -104,6 +109,27 @@ def main() -> None:
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     print(f"mean {statistics.mean(accuracies):.3f} ({statistics.mean(accuracies) - baseline:+.3f} {label}), "
           f"standard deviation {spread:.3f} over {len(accuracies)} seeds")
+    if args.sampled and args.stage == "grpo":
+        print_sampled(base_cfg, origin, rows, args.sampled)
+
+
+def print_sampled(cfg, origin, rows: list[dict], n: int) -> None:
+    """Held-out accuracy under sampling of SFT-1 and each row's GRPO-1, with the paired change."""
+    from ovlt.artifacts import Run
+    from ovlt.benchmarks import paired_bootstrap
+    from ovlt.evaluation import sampled_accuracy
+
+    start = sampled_accuracy(cfg, origin, "sft-1", n)
+    ids = list(start)
+    print(f"\nheld-out accuracy under sampling ({n} samples per problem, temperature 1): SFT-1 "
+          f"{statistics.mean(start.values()):.3f}")
+    print(f"{'seed':>5}{'sampled':>10}{'vs SFT-1':>10}{'95% CI':>18}")
+    for row in rows:
+        shares = sampled_accuracy(cfg, Run(row["run"]), "grpo-1", n)
+        change = paired_bootstrap([start[i] for i in ids], [shares[i] for i in ids], seed=cfg.seed)
+        low, high = change["ci95"]
+        print(f"{row['seed']:>5}{statistics.mean(shares.values()):>10.3f}{change['diff']:>+10.3f}"
+              f"{f'[{low:+.3f}, {high:+.3f}]':>18}")
 
 
 if __name__ == "__main__":

@@ -392,9 +392,10 @@ def accuracy_ci(correct: list[bool], level: float = 0.95, n_boot: int = 2000, se
     return {"accuracy": float(x.mean()), "low": float(low), "high": float(high), "level": level, "n": int(x.size)}
 
 
-def paired_bootstrap(a: list[bool], b: list[bool], n_boot: int = 10000, seed: int = 0) -> dict:
-    """Difference in accuracy b - a on the same items, its 95% interval, and a two-sided bootstrap p-value
-    (how often the centred resampled difference is at least as far from 0 as the observed one)."""
+def paired_bootstrap(a: list[float], b: list[float], n_boot: int = 10000, seed: int = 0) -> dict:
+    """Difference in accuracy b - a on the same items (each item 0/1, or the share of its samples right), its 95%
+    interval, and a two-sided bootstrap p-value (how often the centred resampled difference is at least as far
+    from 0 as the observed one)."""
     xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if xa.shape != xb.shape or xa.size == 0:
         raise ValueError(f"paired_bootstrap needs two equal, non-empty lists (got {xa.size} and {xb.size})")

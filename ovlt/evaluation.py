@@ -63,6 +63,12 @@ def _checkpoint_manifest(run: Run, checkpoint: str) -> dict:
     return run.manifest(kind, int(iteration))
 
 
+def _prompts(ref: BenchmarkRef, records: list[dict]) -> tuple[list, list[list[Image.Image]]]:
+    """The student's chats and images for benchmark records, as every evaluation asks them."""
+    chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in records]
+    return chats, [[_open_image(r["image"])] if r["image"] is not None else [] for r in records]
+
+
 def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
     """Stage `evaluate` of one checkpoint: predictions and metrics for every configured benchmark."""
     path = checkpoint_path(cfg, run, checkpoint)
@@ -83,9 +89,7 @@ def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
         for start in range(0, len(todo), SHARD_SIZE):
             chunk = todo[start:start + SHARD_SIZE]
             backend = backend or backend_for(cfg.models.student, path)
-            chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in chunk]
-            images = [[_open_image(r["image"])] if r["image"] is not None else [] for r in chunk]
-            completions = backend.generate(chats, images, params)
+            completions = backend.generate(*_prompts(ref, chunk), params)
             shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
                           for r, c in zip(chunk, completions, strict=True)])
         generated = {row["id"]: row for row in shards.rows()}
@@ -184,3 +188,28 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
     }
     atomic_write_json(run.summary_path, summary)
     return summary
+
+
+def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temperature: float = 1.0,
+                     benchmark: str = "synthetic") -> dict[str, float]:
+    """Per item, the share of `n` samples at `temperature` that the benchmark's scorer marks correct.
+
+    The study's measure is greedy (`evaluate`); this one is what GRPO's accuracy reward estimates. Where a
+    change moves the sampling distribution but not the most likely answer, only this one sees it. A diagnostic:
+    nothing is written to the run.
+    """
+    ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None)
+    if ref is None:
+        raise KeyError(f"benchmark {benchmark!r} is not in the config's evaluation.benchmarks")
+    records = benchmark_records(ref, run)
+    backend = backend_for(cfg.models.student, checkpoint_path(cfg, run, checkpoint))
+    params = SamplingParams(n=n, temperature=temperature, top_p=1.0,
+                            max_new_tokens=cfg.evaluation.sampling.max_new_tokens, seed=cfg.seed)
+    completions = backend.generate(*_prompts(ref, records), params)
+    hits = Counter()
+    for j in range(n):
+        rows, _ = bench.score_responses(ref.name, records, {r["id"]: c[j].text for r, c in
+                                                            zip(records, completions, strict=True)},
+                                        protocol=ref.protocol)
+        hits.update(row["id"] for row in rows if row["correct"])
+    return {r["id"]: hits[r["id"]] / n for r in records}

@@ -50,6 +50,24 @@ def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
 
 
 @pytest.mark.slow
+def test_sampled_accuracy_asks_and_scores_as_the_evaluation_does(study_run):
+    from ovlt.artifacts import Run
+    from ovlt.evaluation import read_predictions, sampled_accuracy
+
+    cfg, run = load_config(study_run / "config.yaml"), Run(study_run)
+    greedy = {p["id"]: p["correct"] for p in read_predictions(run, "sft-1", "synthetic")}
+    shares = sampled_accuracy(cfg, run, "sft-1", n=3)
+    assert sorted(shares) == sorted(greedy) and set(shares.values()) <= {0, 1 / 3, 2 / 3, 1}
+    assert shares == sampled_accuracy(cfg, run, "sft-1", n=3)  # seeded
+    # Near temperature 0 a sample is the greedy answer: the same prompts and scorer give the same verdicts (but
+    # for near-ties that batching can flip).
+    near_greedy = sampled_accuracy(cfg, run, "sft-1", n=1, temperature=1e-4)
+    assert sum(near_greedy[i] == greedy[i] for i in greedy) >= 0.9 * len(greedy)
+    with pytest.raises(KeyError, match="mathvista_testmini"):
+        sampled_accuracy(cfg, run, "sft-1", n=1, benchmark="mathvista_testmini")
+
+
+@pytest.mark.slow
 def test_every_step_left_an_executed_notebook_and_the_report(study_run):
     cfg = load_config(study_run / "config.yaml")
     for step in steps(cfg):
