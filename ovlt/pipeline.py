@@ -126,7 +126,7 @@ THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's na
     #   (morphllm.com/vllm-benchmarks, 2026), x ~2 for an H100 (Lambda, github.com/LambdaLabsML/vllm-benchmark:
     #   "H100 offers ~2x better throughput than A100") = ~6,700; 6,000 for the image tokens each prompt prefills.
     #   Measured lower bound (RESULTS.md): transformers' generate at batch 64, 1,014 tokens/s, bound by Python
-    #   overhead per step (63 ms at batch 64, 60 ms at batch 1), which vLLM's CUDA graphs remove.
+    #   overhead per step (63 ms at batch 64, 60 ms at batch 1), which vLLM is built to avoid (CUDA graphs).
     # decode (assumed): vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100,
     #   johnmusgrave.com, vLLM 0.23); the roofline measured with the real shape is 202 tokens/s (15.4 GiB of bf16
     #   weights / 3.35 TB/s): ~155; 150 for the ~20 sequences per GPU a GRPO rollout decodes together.
