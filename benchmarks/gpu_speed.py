@@ -74,9 +74,10 @@ def main() -> None:
     for batch in (1, args.decode_batch):
         prompts = torch.randint(0, QWEN25_VL_7B_DIMS["vocab_size"] - 1000, (batch, 128), device="cuda")
         rate = decode_tokens_per_s(model, prompts, args.new_tokens)
+        against = (f"; roofline {roofline:,.1f} tokens/s ({weight_bytes / 2**30:.1f} GiB of weights / "
+                   f"{bandwidth / 1e12:.2f} TB/s): {rate / roofline:.0%} of it") if batch == 1 else ""
         print(f"decode (batch {batch}, 128-token prompts, {args.new_tokens} new tokens, transformers generate): "
-              f"{rate:,.1f} tokens/s" + ("" if batch > 1 else f"; roofline {roofline:,.1f} tokens/s "
-              f"({weight_bytes / 2**30:.1f} GiB of weights / {bandwidth / 1e12:.2f} TB/s): {rate / roofline:.0%} of it"))
+              f"{rate:,.1f} tokens/s{against}")
 
 
 def decode_tokens_per_s(model, prompts: torch.Tensor, new_tokens: int) -> float:
