@@ -1,21 +1,24 @@
-"""Seed spread of iteration 1's training stages: rerun SFT-1 or GRPO-1 of a finished run with other seeds, on the
-same data, and evaluate each checkpoint on the held-out benchmark.
+"""Seed spread of a training stage: rerun SFT-i or GRPO-i of a finished run with other seeds, on the same data,
+and evaluate each checkpoint on the held-out benchmark.
 
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2
     python benchmarks/seeds.py --run runs/tiny --stage sft --seeds 1
+    python benchmarks/seeds.py --run runs/tiny --stage grpo --iteration 2 --seeds 1 2
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 0 1 --set grpo.learning_rate=3e-5
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2 --sampled 4
 
 `--set` overrides the config of the reruns only (the run's own row stays as it ran), so a setting is compared
-with the run's stage on the same data; such copies are named runs/<run>-<stage>-seed<k>-<hash of the overrides>.
+with the run's stage on the same data; such copies are named
+runs/<run>-<stage><i>-seed<k>-<hash of the overrides>.
 
-Each seed works in a copy of the run (runs/<run>-<stage>-seed<k>) holding the finished stages before the one
-rerun, so data, teachers and (for GRPO) the SFT-1 checkpoint and the problem selection are the run's own; only
-the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with the run's seed.
-Prints per seed: held-out accuracy, its change over the stage's starting point (majority baseline for SFT, SFT-1
+Each seed works in a copy of the run (runs/<run>-<stage><i>-seed<k>) holding the finished stages before the one
+rerun, so data, teachers, earlier iterations and (for GRPO) the SFT-i checkpoint and the problem selection are the
+run's own; only the trainer's seed differs. An override of `select_hard` redoes the selection once per copy, with
+the run's seed.
+Prints per seed: held-out accuracy, its change over the stage's starting point (majority baseline for SFT, SFT-i
 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of the run; then mean and standard
 deviation over all seeds, the run's own included. `--sampled N` (GRPO) adds held-out accuracy under sampling, N
-samples per problem at temperature 1 (`ovlt.evaluation.sampled_accuracy`), for SFT-1 and every GRPO-1, with the
+samples per problem at temperature 1 (`ovlt.evaluation.sampled_accuracy`), for SFT-i and every GRPO-i, with the
 paired bootstrap interval of each change: what GRPO's accuracy reward estimates, where greedy accuracy may not move.
 """
 
@@ -30,9 +33,17 @@ import statistics
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-KEEP = {"sft": ["config.yaml", "data", "decontaminate", "student", "iter1/caption", "iter1/distill", "iter1/select",
-                "iter1/filter"]}
-KEEP["grpo"] = [*KEEP["sft"], "iter1/sft", "iter1/select_hard", "eval/sft-1"]
+RERUN = {"sft": ("sft", "select_hard", "grpo"), "grpo": ("grpo",)}  # an iteration's stages a rerun redoes
+
+
+def kept_parts(source: Path, stage: str, iteration: int) -> list[str]:
+    """The parts of a finished run that come before `stage` of `iteration`: what a rerun starts from."""
+    parts = ["config.yaml", "data", "decontaminate", "student", *(f"iter{j}" for j in range(1, iteration))]
+    parts += [f"iter{iteration}/{d.name}" for d in sorted((source / f"iter{iteration}").iterdir())
+              if d.name not in RERUN[stage]]
+    checkpoints = ["base", *(f"{kind}-{j}" for j in range(1, iteration) for kind in ("sft", "grpo"))]
+    checkpoints += [f"sft-{iteration}"] if stage == "grpo" else []
+    return parts + [f"eval/{c}" for c in checkpoints if (source / "eval" / c).exists()]
 
 
 def reward_quarters(stage_dir: Path) -> tuple[float, float]:
@@ -42,21 +53,21 @@ def reward_quarters(stage_dir: Path) -> tuple[float, float]:
     return statistics.mean(rewards[:quarter]), statistics.mean(rewards[-quarter:])
 
 
-def measure(cfg, run, stage: str, selection_cfg=None) -> dict:
-    """Train and evaluate `stage` of iteration 1; for GRPO, first redo the problem selection if `selection_cfg`
+def measure(cfg, run, stage: str, iteration: int, selection_cfg=None) -> dict:
+    """Train and evaluate `stage` of `iteration`; for GRPO, first redo the problem selection if `selection_cfg`
     changes it (with the run's own seed, so that every trainer seed sees the same problems)."""
     from ovlt import curation, evaluation, training
 
     if stage == "grpo" and selection_cfg is not None:
-        curation.select_hard(selection_cfg, run, 1)  # finished (the run's own selection) unless overrides change it
-    getattr(training, stage)(cfg, run, 1)
-    checkpoint = f"{stage}-1"
+        curation.select_hard(selection_cfg, run, iteration)  # finished (the run's own) unless overrides change it
+    getattr(training, stage)(cfg, run, iteration)
+    checkpoint = f"{stage}-{iteration}"
     accuracy = evaluation.evaluate(cfg, run, checkpoint)["counts"]["synthetic"]["accuracy"]
     row = {"seed": cfg.seed, "accuracy": accuracy}
     if stage == "grpo":
-        row["reward_first"], row["reward_last"] = reward_quarters(run.stage_dir("grpo", 1))
+        row["reward_first"], row["reward_last"] = reward_quarters(run.stage_dir("grpo", iteration))
     else:
-        train = run.manifest("sft", 1)["train"]
+        train = run.manifest("sft", iteration)["train"]
         row["loss_before"], row["loss_after"] = train.get("heldout_loss_before"), train.get("heldout_loss_after")
     return row
 
@@ -65,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a finished study's run folder")
     parser.add_argument("--stage", choices=["sft", "grpo"], default="grpo")
+    parser.add_argument("--iteration", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     parser.add_argument("--sampled", type=int, default=0, metavar="N",
@@ -79,24 +91,25 @@ def main() -> None:
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
     origin = Run(source)
-    rows = [measure(base_cfg, origin, args.stage) | {"run": source}]  # finished: read from its manifests
+    rows = [measure(base_cfg, origin, args.stage, args.iteration) | {"run": source}]  # finished: read manifests
     overrides = overrides_from(args.set)
     tag = f"-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}" if overrides else ""
     selection_cfg = load_config(source / "config.yaml", overrides=overrides)  # the run's seed: one selection
     for seed in args.seeds:
-        work = source.with_name(f"{source.name}-{args.stage}-seed{seed}{tag}")
-        for part in KEEP[args.stage]:
+        work = source.with_name(f"{source.name}-{args.stage}{args.iteration}-seed{seed}{tag}")
+        for part in kept_parts(source, args.stage, args.iteration):
             if not (work / part).exists():
                 copy = shutil.copytree if (source / part).is_dir() else shutil.copy2
                 (work / part).parent.mkdir(parents=True, exist_ok=True)
                 copy(source / part, work / part)
         cfg = load_config(source / "config.yaml", overrides={**overrides, "seed": seed})
-        rows.append(measure(cfg, Run(work), args.stage, selection_cfg) | {"run": work})
+        rows.append(measure(cfg, Run(work), args.stage, args.iteration, selection_cfg) | {"run": work})
 
-    baseline = (evaluation.evaluate(base_cfg, origin, "sft-1")["counts"]["synthetic"]["accuracy"]  # finished: read
+    start = f"sft-{args.iteration}"
+    baseline = (evaluation.evaluate(base_cfg, origin, start)["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
-    label = "vs SFT-1" if args.stage == "grpo" else "vs majority"
-    print(f"\n{args.stage.upper()}-1 of {source} by seed (held-out n = {base_cfg.data.heldout_size}); first row: the "
+    label = f"vs {start.upper()}" if args.stage == "grpo" else "vs majority"
+    print(f"\n{args.stage.upper()}-{args.iteration} of {source} by seed (held-out n = {base_cfg.data.heldout_size}); first row: the "
           f"run itself{'; the others with ' + ' '.join(args.set) if args.set else ''}")
     columns = ("reward 1st 1/4", "reward last 1/4") if args.stage == "grpo" else ("loss before", "loss after")
     print(f"{'seed':>5}{'accuracy':>10}{label:>13}{columns[0]:>17}{columns[1]:>17}")
@@ -110,22 +123,22 @@ def main() -> None:
     print(f"mean {statistics.mean(accuracies):.3f} ({statistics.mean(accuracies) - baseline:+.3f} {label}), "
           f"standard deviation {spread:.3f} over {len(accuracies)} seeds")
     if args.sampled and args.stage == "grpo":
-        print_sampled(base_cfg, origin, rows, args.sampled)
+        print_sampled(base_cfg, origin, rows, args.sampled, args.iteration)
 
 
-def print_sampled(cfg, origin, rows: list[dict], n: int) -> None:
-    """Held-out accuracy under sampling of SFT-1 and each row's GRPO-1, with the paired change."""
+def print_sampled(cfg, origin, rows: list[dict], n: int, iteration: int) -> None:
+    """Held-out accuracy under sampling of SFT-i and each row's GRPO-i, with the paired change."""
     from ovlt.artifacts import Run
     from ovlt.benchmarks import paired_bootstrap
     from ovlt.evaluation import sampled_accuracy
 
-    start = sampled_accuracy(cfg, origin, "sft-1", n)
+    start = sampled_accuracy(cfg, origin, f"sft-{iteration}", n)
     ids = list(start)
-    print(f"\nheld-out accuracy under sampling ({n} samples per problem, temperature 1): SFT-1 "
+    print(f"\nheld-out accuracy under sampling ({n} samples per problem, temperature 1): SFT-{iteration} "
           f"{statistics.mean(start.values()):.3f}")
-    print(f"{'seed':>5}{'sampled':>10}{'vs SFT-1':>10}{'95% CI':>18}")
+    print(f"{'seed':>5}{'sampled':>10}{f'vs SFT-{iteration}':>10}{'95% CI':>18}")
     for row in rows:
-        shares = sampled_accuracy(cfg, Run(row["run"]), "grpo-1", n)
+        shares = sampled_accuracy(cfg, Run(row["run"]), f"grpo-{iteration}", n)
         change = paired_bootstrap([start[i] for i in ids], [shares[i] for i in ids], seed=cfg.seed)
         low, high = change["ci95"]
         print(f"{row['seed']:>5}{statistics.mean(shares.values()):>10.3f}{change['diff']:>+10.3f}"

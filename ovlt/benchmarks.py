@@ -142,10 +142,12 @@ def _mathvision_record(row: dict, image_dir: Path | None) -> dict:
 
 
 def _synthetic_record(row: dict, image_dir: Path | None) -> dict:
+    from ovlt.data.procedural import kind_key  # here: the other benchmarks' readers need none of ovlt.data
+
     return dict(id=row["id"], question=row["question"], choices=list(row["choices"]), answer=row["answer"],
                 answer_type=row["answer_type"], precision=row["precision"],
                 prompt=_with_choices(row["question"], list(row["choices"])), image=row["image"],
-                meta={"source": row["source"], "difficulty": row["difficulty"]})
+                meta={"source": row["source"], "kind": kind_key(row), "difficulty": row["difficulty"]})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,8 +234,9 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       ("id", "question", "options", "answer", "subject", "level"),
                       _mathvision_record, "mathvision", ("subject", "level")),
         BenchmarkSpec("synthetic", "", None, "test",
-                      ("id", "question", "choices", "answer", "answer_type", "precision", "source", "difficulty"),
-                      _synthetic_record, "strict", ("source", "difficulty")),
+                      ("id", "question", "choices", "answer", "answer_type", "precision", "source", "difficulty",
+                       "scene"),
+                      _synthetic_record, "strict", ("source", "kind", "difficulty")),
     ]
 }
 FAMILIES = {"mathvista": "mathvista_testmini", "mathverse": "mathverse_testmini", "mathvision": "mathvision_test",

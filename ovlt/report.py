@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 import io
 import json
 import os
@@ -489,6 +490,33 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     return pd.DataFrame(rows).set_index(["benchmark", "comparison"])
 
 
+def _import_quietly(module: str):
+    """Import a module whose imports load tqdm.auto, which warns on stderr in a kernel without ipywidgets: a
+    message about the environment, not report content."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
+def kind_table(run: Run) -> pd.DataFrame | HTML:
+    """Held-out synthetic accuracy per question kind at every stage, beside the kind's majority-answer (chance)
+    accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the share of "Yes"
+    questions): the rows show which changes of the overall figure are learning and which are such flips."""
+    majority_baseline = _import_quietly("ovlt.data").majority_baseline
+    by_stage = metrics(run).get("synthetic", {})
+    folder = run.stage_dir("data") / "heldout"
+    if not by_stage or not folder.is_dir():
+        return note("No evaluated checkpoint on the held-out synthetic benchmark yet.")
+    if any("kind" not in m["breakdowns"] for m in by_stage.values()):
+        return note("These evaluations predate the per-kind breakdown: rerun them (delete eval/) to see it.")
+    chance = majority_baseline(load_dataset_dir(folder), by_kind=True)
+    first = next(iter(by_stage.values()))["breakdowns"]["kind"]
+    rows = [{"kind": kind, "n": first[kind]["total"], "majority answer": percent(chance.get(kind)),
+             **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
+            for kind in first]
+    return pd.DataFrame(rows).set_index("kind")
+
+
 def breakdown_figures(run: Run) -> list[Figure | HTML]:
     """Accuracy per breakdown of each benchmark (MathVista question/answer type, MathVerse problem version,
     MathVision subject and level, the synthetic set's family and difficulty), one group of bars per stage."""
@@ -527,10 +555,7 @@ def breakdown_figures(run: Run) -> list[Figure | HTML]:
 
 def _benchmark_records(run: Run, benchmark: str, ids: list[str]) -> dict[str, dict]:
     """The benchmark's records for `ids` (image, question, choices, answer), through the evaluation's loader."""
-    with warnings.catch_warnings():  # tqdm.auto warns on stderr in a kernel without ipywidgets; not report content
-        warnings.simplefilter("ignore")
-        from ovlt.evaluation import benchmark_records
-
+    benchmark_records = _import_quietly("ovlt.evaluation").benchmark_records
     cfg = study_config(run)
     ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None) if cfg else None
     if ref is None:

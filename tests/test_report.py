@@ -127,6 +127,31 @@ def test_comparisons_table_matches_summary(soup, summary):
 
 
 @pytest.mark.slow
+def test_kind_table_matches_summary_and_chance(soup, summary, study_run):
+    """Per question kind: every stage's accuracy from summary.json's breakdowns, beside the kind's majority-answer
+    accuracy computed independently here from the held-out answers."""
+    from collections import Counter, defaultdict
+
+    from ovlt.artifacts import load_dataset_dir
+    from ovlt.data.procedural import kind_key
+
+    heldout = load_dataset_dir(study_run / "data" / "heldout").remove_columns("image")
+    answers = defaultdict(Counter)
+    for problem in heldout:  # the majority answer's share per kind (option position for multiple choice)
+        answer = problem["choices"].index(problem["answer"]) if problem["choices"] else problem["answer"]
+        answers[kind_key(problem)][answer] += 1
+    rows = {r["kind"]: r for r in table_with(soup, "majority answer")}
+    assert set(rows) == set(answers) and len(rows) >= 2
+    for kind, counts in answers.items():
+        assert rows[kind]["n"] == str(sum(counts.values()))
+        assert rows[kind]["majority answer"] == f"{100 * counts.most_common(1)[0][1] / sum(counts.values()):.1f}"
+        for stage in summary["stages"]:
+            by_kind = stage["benchmarks"]["synthetic"]["breakdowns"]["kind"]
+            assert rows[kind][stage["name"]] == f"{100 * by_kind[kind]['accuracy']:.1f}"
+    assert sum(by_kind[k]["total"] for k in by_kind) == summary["stages"][0]["benchmarks"]["synthetic"]["n"]
+
+
+@pytest.mark.slow
 def test_funnel_table_matches_the_filter_manifest(soup, study_run):
     funnel = json.loads((study_run / "iter1" / "filter" / "manifest.json").read_text())["funnel"]
     rows = {(r["iteration"], r["source"]): r for r in table_with(soup, "with_correct")}
