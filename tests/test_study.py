@@ -17,7 +17,7 @@ from conftest import REPO, reproduce_command, write_test_config
 
 from ovlt.config import load_config
 from ovlt.pipeline import checkpoint_names
-from ovlt.study import Step, remaining_seconds, steps
+from ovlt.study import Step, remaining_seconds, remaining_text, steps
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -179,9 +179,11 @@ def test_paper_config_without_gpu_stops_at_once(tmp_path):
 
 def test_remaining_estimate_times_each_step_by_its_own_notebook():
     sft, evaluate = Step("04_sft.ipynb", 2, None, ("sft",)), Step("07_evaluate.ipynb", None, "sft-2", ("evaluate",))
-    report = Step("08_report.ipynb", None, None, ("report",))
-    assert remaining_seconds([sft, evaluate], {}) is None  # nothing timed yet: no guess
+    grpo, report = Step("06_grpo.ipynb", 2, None, ("grpo",)), Step("08_report.ipynb", None, None, ("report",))
+    assert remaining_seconds([sft, evaluate], {}) == (0.0, ["04_sft", "07_evaluate"])  # nothing timed: no guess
     durations = {"04_sft.ipynb": [600.0], "07_evaluate.ipynb": [20.0, 40.0]}
-    assert remaining_seconds([sft, evaluate], durations) == 600.0 + 30.0
-    # A notebook not timed yet counts at the mean of every timed run (660 s / 3).
-    assert remaining_seconds([report], durations) == 220.0
+    assert remaining_seconds([sft, evaluate], durations) == (630.0, [])
+    assert remaining_text([sft, evaluate], durations) == "remaining ~10.5 min"
+    # Notebooks not timed yet are named, once each, and the figure is a lower bound.
+    assert remaining_seconds([grpo, evaluate, report, grpo], durations) == (30.0, ["06_grpo", "08_report"])
+    assert remaining_text([grpo, evaluate], durations) == "remaining > 0.5 min + 06_grpo (not timed yet)"
