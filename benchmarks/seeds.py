@@ -109,8 +109,8 @@ def main() -> None:
     baseline = (evaluation.evaluate(base_cfg, origin, start)["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
     label = f"vs {start.upper()}" if args.stage == "grpo" else "vs majority"
-    print(f"\n{args.stage.upper()}-{args.iteration} of {source} by seed (held-out n = {base_cfg.data.heldout_size}); first row: the "
-          f"run itself{'; the others with ' + ' '.join(args.set) if args.set else ''}")
+    print(f"\n{args.stage.upper()}-{args.iteration} of {source} by seed (held-out n = {base_cfg.data.heldout_size}); "
+          f"first row: the run itself{'; the others with ' + ' '.join(args.set) if args.set else ''}")
     columns = ("reward 1st 1/4", "reward last 1/4") if args.stage == "grpo" else ("loss before", "loss after")
     print(f"{'seed':>5}{'accuracy':>10}{label:>13}{columns[0]:>17}{columns[1]:>17}")
     for row in rows:

@@ -236,14 +236,27 @@ def problem_grid(run: Run, n: int = 8) -> Figure:
     return show_problems(load_dataset_dir(run.stage_dir("data") / "train"), n=n)
 
 
-def majority_baselines(run: Run) -> pd.DataFrame | HTML:
-    """Majority-answer (chance) accuracy of the held-out synthetic benchmark, per family and overall."""
-    from ovlt.data import majority_baseline
+def _import_quietly(module: str):
+    """Import a module whose imports load tqdm.auto, which warns on stderr in a kernel without ipywidgets: a
+    message about the environment, not report content."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
 
+
+def _heldout_chance(run: Run, by_kind: bool = False) -> dict[str, float] | None:
+    """`ovlt.data.majority_baseline` of the run's held-out synthetic set; None where the run has none."""
     folder = run.stage_dir("data") / "heldout"
     if not folder.is_dir():
+        return None
+    return _import_quietly("ovlt.data").majority_baseline(load_dataset_dir(folder), by_kind=by_kind)
+
+
+def majority_baselines(run: Run) -> pd.DataFrame | HTML:
+    """Majority-answer (chance) accuracy of the held-out synthetic benchmark, per family and overall."""
+    baseline = _heldout_chance(run)
+    if baseline is None:
         return note("No held-out synthetic benchmark in this run (no procedural source configured).")
-    baseline = majority_baseline(load_dataset_dir(folder))
     return pd.DataFrame({"majority-answer accuracy (%)": [percent(v) for v in baseline.values()]},
                         index=pd.Index(list(baseline), name="source"))
 
@@ -490,26 +503,16 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     return pd.DataFrame(rows).set_index(["benchmark", "comparison"])
 
 
-def _import_quietly(module: str):
-    """Import a module whose imports load tqdm.auto, which warns on stderr in a kernel without ipywidgets: a
-    message about the environment, not report content."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return importlib.import_module(module)
-
-
 def kind_table(run: Run) -> pd.DataFrame | HTML:
     """Held-out synthetic accuracy per question kind at every stage, beside the kind's majority-answer (chance)
     accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the share of "Yes"
     questions): the rows show which changes of the overall figure are learning and which are such flips."""
-    majority_baseline = _import_quietly("ovlt.data").majority_baseline
     by_stage = metrics(run).get("synthetic", {})
-    folder = run.stage_dir("data") / "heldout"
-    if not by_stage or not folder.is_dir():
+    chance = _heldout_chance(run, by_kind=True) if by_stage else None
+    if chance is None:
         return note("No evaluated checkpoint on the held-out synthetic benchmark yet.")
     if any("kind" not in m["breakdowns"] for m in by_stage.values()):
         return note("These evaluations predate the per-kind breakdown: rerun them (delete eval/) to see it.")
-    chance = majority_baseline(load_dataset_dir(folder), by_kind=True)
     first = next(iter(by_stage.values()))["breakdowns"]["kind"]
     rows = [{"kind": kind, "n": first[kind]["total"], "majority answer": percent(chance.get(kind)),
              **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
@@ -519,7 +522,8 @@ def kind_table(run: Run) -> pd.DataFrame | HTML:
 
 def breakdown_figures(run: Run) -> list[Figure | HTML]:
     """Accuracy per breakdown of each benchmark (MathVista question/answer type, MathVerse problem version,
-    MathVision subject and level, the synthetic set's family and difficulty), one group of bars per stage."""
+    MathVision subject and level, the synthetic set's family, question kind and difficulty), one group of bars
+    per stage."""
     found = metrics(run)
     figures = []
     for benchmark, by_stage in found.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +128,7 @@ def remaining_seconds(steps_left: list, durations: dict[str, list[float]]) -> tu
     """Time of `steps_left` at the mean time each one's notebook took so far (an SFT step at past SFT steps), and
     the notebooks among them not timed yet. Those are listed, not guessed: on the tiny config the first SFT
     notebook takes 8 minutes where the notebooks before it take seconds."""
-    timed = sum(sum(durations[s.notebook]) / len(durations[s.notebook]) for s in steps_left if durations.get(s.notebook))
+    timed = sum(statistics.mean(durations[s.notebook]) for s in steps_left if durations.get(s.notebook))
     untimed = list(dict.fromkeys(Path(s.notebook).stem for s in steps_left if not durations.get(s.notebook)))
     return timed, untimed
 
