@@ -8,7 +8,7 @@ in a config otherwise surfaces hours later on a GPU cluster.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -68,6 +68,9 @@ class ModelSpec(Section):
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_model_len: int | None = Field(None, gt=0)
     batch_size: int = Field(16, ge=1)  # sequences decoded together (transformers); vLLM schedules its own
+    # Engines that sample side by side, each on tensor_parallel_size GPUs of its own; "auto": every visible GPU
+    # (vllm backend), one engine otherwise.
+    data_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
     # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
     # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
     # close (shared/STACK.md, "Learning on CPU").
@@ -114,7 +117,19 @@ class Data(Section):
     sources: list[SourceSpec] = Field(min_length=1)
     procedural: Procedural = Field(default_factory=Procedural)
     heldout_size: int = Field(500, ge=1)
+    # Pixel bounds of every image that meets a Qwen2.5-VL processor (SFT, GRPO, sampling, evaluation), saved with
+    # each checkpoint's processor. 3,136 is Qwen2.5-VL's own minimum.
+    image_min_pixels: int = Field(3136, gt=0)
     image_max_pixels: int = Field(262144, gt=0)
+    # A local folder holding hub data set repositories as <hub_root>/<owner>/<name> (a mirror or a pre-download);
+    # None: the Hugging Face hub.
+    hub_root: str | None = None
+
+    @model_validator(mode="after")
+    def _pixel_bounds_ordered(self) -> Data:
+        if self.image_min_pixels > self.image_max_pixels:
+            raise ValueError(f"image_min_pixels ({self.image_min_pixels}) > image_max_pixels ({self.image_max_pixels})")
+        return self
 
 
 class Decontaminate(Section):
@@ -166,8 +181,16 @@ class Filter(Section):
 
 class SelfGenerate(Section):
     sampling: Sampling = Field(default_factory=lambda: Sampling(n=4, temperature=1.0, top_p=0.99, max_new_tokens=2048))
-    # Target share per source of the self-generated SFT set; empty means the sources' weights.
-    mix: dict[str, float] = Field(default_factory=dict)
+    # Upper bound on each named source's share of the self-generated SFT set (sources not named are uncapped;
+    # empty: no bound). Rare sources are kept whole and common ones capped, never cut down to the rarest.
+    max_share: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shares_are_shares(self) -> SelfGenerate:
+        for source, share in self.max_share.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"max_share[{source!r}] = {share} must be in (0, 1]")
+        return self
 
 
 # --- training ------------------------------------------------------------------------------------------
@@ -207,6 +230,10 @@ class SFT(Section):
     logging_steps: int = Field(10, ge=1)
     # Chains held out of training: their loss is measured before and after SFT (0: measure nothing).
     heldout_examples: int = Field(0, ge=0)
+    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
+    # resumes from the newest one.
+    save_steps: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
     launch: Launch = Field(default_factory=Launch)
 
 
@@ -252,6 +279,10 @@ class GRPO(Section):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     logging_steps: int = Field(1, ge=1)
+    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
+    # resumes from the newest one.
+    save_steps: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
     launch: Launch = Field(default_factory=Launch)
 
     @model_validator(mode="after")
@@ -321,6 +352,9 @@ class StudyConfig(Section):
     def _schedule_matches(self) -> StudyConfig:
         if len(self.schedule) != self.iterations:
             raise ValueError(f"schedule has {len(self.schedule)} entries but iterations = {self.iterations}")
+        unknown = sorted(set(self.self_generate.max_share) - {s.name for s in self.data.sources})
+        if unknown:
+            raise ValueError(f"self_generate.max_share names {unknown}, which are not among data.sources")
         return self
 
     def section(self, *paths: str) -> dict:

@@ -3,8 +3,8 @@
 - `select` scores every chain with the one scorer (`ovlt.answers.score`) and keeps one chain per problem by
   `cfg.select.rule` (the paper's: the shortest correct one, by words). It records pass@1 and pass@k per
   source. Self-generated chains (iteration 2 on) must also be well formed and consistent with their own
-  answer (a weak model guesses right often), and the kept set is balanced across sources to
-  `cfg.self_generate.mix` (shared/STACK.md, "Learning on CPU").
+  answer (a weak model guesses right often), and no source may exceed its cap on the kept set's share
+  (`cfg.self_generate.max_share`; docs/ARCHITECTURE.md).
 - `filter_reflections` applies `cfg.filter.rule`: cut each chain at its first reflection marker and keep the
   final answer (the paper's), or drop chains over `max_words` words. It writes the SFT set in TRL's vision
   prompt/completion format and the funnel (problems -> captioned -> with chains -> with a correct chain ->
@@ -161,27 +161,27 @@ def choose(chains: list[str], ok: list[bool], rule: str, rng: random.Random) -> 
     raise ValueError(f"unknown selection rule {rule!r}")
 
 
-def balance(ids_by_source: dict[str, list[str]], mix: dict[str, float], seed: int) -> dict[str, list[str]]:
-    """The largest subset whose shares per source follow `mix` (weights, normalised here).
+def cap_shares(ids_by_source: dict[str, list[str]], max_share: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """The largest subset in which no source named in `max_share` exceeds its share of the whole.
 
-    Sources outside `mix` are dropped; a source in `mix` with nothing kept is left out of the proportion
-    (and logged) rather than emptying the whole set. Which ids stay is a seeded draw, in input order.
+    Sources not named are uncapped and kept whole, as is any source below its cap: a rare source never cuts the
+    others down to its size. Which ids a capped source keeps is a seeded draw, returned in input order.
     """
-    present = {s: w for s, w in mix.items() if w > 0 and ids_by_source.get(s)}
-    missing = sorted(s for s, w in mix.items() if w > 0 and not ids_by_source.get(s))
-    if missing:
-        log.warning("balance: no kept examples from %s; balancing over the other sources", ", ".join(missing))
-    if not present:
-        return {}
-    total_weight = sum(present.values())
-    share = {s: w / total_weight for s, w in present.items()}
-    size = min(len(ids_by_source[s]) / share[s] for s in present)
+    sizes = {s: len(ids) for s, ids in ids_by_source.items() if ids}
+
+    def kept(total: int) -> dict[str, int]:
+        return {s: min(n, int(max_share[s] * total + 1e-9)) if s in max_share else n for s, n in sizes.items()}
+
+    # The largest total whose capped counts add up to at least that total: searched from the top down.
+    total = next((t for t in range(sum(sizes.values()), 0, -1) if sum(kept(t).values()) >= t), 0)
     out = {}
-    for source in sorted(present):
+    for source, take in kept(total).items():
         ids = ids_by_source[source]
-        take = min(len(ids), int(share[source] * size + 1e-9))
-        chosen = set(random.Random(f"balance-{seed}-{source}").sample(ids, take))
-        out[source] = [i for i in ids if i in chosen]
+        if take < len(ids):
+            chosen = set(random.Random(f"balance-{seed}-{source}").sample(ids, take))
+            ids = [i for i in ids if i in chosen]
+        if ids:
+            out[source] = ids
     return out
 
 
@@ -190,10 +190,6 @@ def pass_at_k(n_correct: list[int], k: int) -> dict:
     n = len(n_correct)
     return {"problems": n, "k": k, "pass@1": round(sum(c / k for c in n_correct) / n, 4) if n else 0.0,
             "pass@k": round(sum(c > 0 for c in n_correct) / n, 4) if n else 0.0}
-
-
-def _mix(cfg: StudyConfig) -> dict[str, float]:
-    return dict(cfg.self_generate.mix) or {s.name: s.weight for s in cfg.data.sources}
 
 
 SELECTED_FEATURES = datasets.Features({
@@ -205,7 +201,7 @@ def select(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     """Score all chains; keep one per problem by cfg.select.rule. Writes `<stage dir>/selected`."""
     upstream = "distill" if iteration == 1 else "self_generate"
     verify = iteration > 1  # self-generated chains: well formed and consistent, and a balanced mix
-    params = cfg.section("select", "seed") | ({"mix": _mix(cfg)} if verify else {})
+    params = cfg.section("select", "seed") | (cfg.section("self_generate.max_share") if verify else {})
     st = Stage(run, "select", iteration, params=params, inputs=[run.manifest(upstream, iteration)])
     if st.done:
         return st.manifest
@@ -239,7 +235,7 @@ def select(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         for row in rows:
             if row["status"] == "out":
                 kept[row["source"]].append(row["id"])
-        balanced = {i for ids in balance(kept, _mix(cfg), cfg.seed).values() for i in ids}
+        balanced = {i for ids in cap_shares(kept, cfg.self_generate.max_share, cfg.seed).values() for i in ids}
         for row in rows:
             if row["status"] == "out" and row["id"] not in balanced:
                 row["status"] = "balance"

@@ -97,13 +97,25 @@ def test_stated_facts_right_detects_wrong_values_behind_a_right_answer():
 # balance, funnel, difficulty bands
 
 
-def test_balance_follows_the_mix_and_is_deterministic():
-    ids = {"a": [f"a{i}" for i in range(50)], "b": [f"b{i}" for i in range(10)], "c": [f"c{i}" for i in range(30)]}
-    out = curation.balance(ids, {"a": 1, "b": 1, "c": 2}, seed=0)
-    assert {s: len(v) for s, v in out.items()} == {"a": 10, "b": 10, "c": 20}
-    assert out == curation.balance(ids, {"a": 1, "b": 1, "c": 2}, seed=0)
+def test_cap_shares_caps_common_sources_and_keeps_rare_ones_whole():
+    ids = {"a": [f"a{i}" for i in range(500)], "b": [f"b{i}" for i in range(10)], "c": [f"c{i}" for i in range(300)]}
+    caps = {"a": 0.5, "b": 0.5, "c": 0.5}
+    out = curation.cap_shares(ids, caps, seed=0)
+    sizes = {s: len(v) for s, v in out.items()}
+    # The rarest source (10) does not cut the others to its size, as equalising to it would (30 in all).
+    assert sizes["b"] == 10 and sum(sizes.values()) > 600
+    assert all(n <= 0.5 * sum(sizes.values()) for n in sizes.values())
+    assert sizes == {"a": 310, "b": 10, "c": 300}  # a capped at half of 620; c and b whole
+    # Caps bind together: two sources at 40% each leave 20% to the rarest, whose 10 then bound the whole at 50.
+    assert sum(len(v) for v in curation.cap_shares(ids, {"a": 0.4, "c": 0.4}, seed=0).values()) == 50
+    assert out == curation.cap_shares(ids, caps, seed=0)
     assert out["a"] == sorted(out["a"], key=ids["a"].index)  # input order kept
-    assert set(curation.balance(ids, {"a": 1, "d": 1}, seed=0)) == {"a"}  # d has nothing; c is not in the mix
+    # A source without a cap is kept whole; no caps at all keep everything.
+    assert {s: len(v) for s, v in curation.cap_shares(ids, {"a": 0.5}, seed=0).items()} == {"a": 310, "b": 10, "c": 300}
+    assert curation.cap_shares(ids, {}, seed=0) == ids
+    # Caps that add up to one equalise, as the embedded default's two families at 0.5 each do.
+    assert {s: len(v) for s, v in curation.cap_shares({"x": ids["a"], "y": ids["c"]}, {"x": 0.5, "y": 0.5},
+                                                          seed=0).items()} == {"x": 300, "y": 300}
 
 
 def _counts(inn, out, dropped, **extra):
