@@ -1,43 +1,61 @@
 # ovlt: the study's commands. `make reproduce` runs the study, `make test` checks the project.
+#
+# One environment runs everything (the notebooks' kernel and `accelerate launch` use its Python): the active conda
+# environment when there is one (paper scale: `conda activate ovlt`, see README), else the project's own .venv,
+# built here for the CPU. `make ... ENV=/path/to/env` names another.
 PYTHON ?= python3
-VENV := .venv
-PY := $(VENV)/bin/python
+ENV ?= $(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX),.venv)
+PY := $(ENV)/bin/python
 CONFIG ?= configs/tiny.yaml
 RUN ?= $(basename $(notdir $(CONFIG)))
 KERNEL := ovlt
-export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test reproduce report plan lab lint clean
+.PHONY: setup test reproduce rehearse report plan lab lint clean
 
+ifeq ($(ENV),.venv)
 # The venv is rebuilt only when pyproject.toml changes. torch 2.13.0 goes in first and explicitly: on CPU
 # machines that takes the CPU wheel, where an open range would pull a CUDA build of several GB.
-setup: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+setup: .venv/.installed
+.venv/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt (.venv)" >/dev/null
 	touch $@
+else
+# An environment of the user's (environment.yml installs ovlt[gpu,dev] into it): checked, never rebuilt.
+setup:
+	@$(PY) -c "import ovlt, trl, papermill" 2>/dev/null || { echo "error: $(PY) cannot import ovlt:" \
+	  "pip install -e '.[gpu,dev]' there (environment.yml does), or pass ENV=.venv for the CPU venv" >&2; exit 2; }
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt ($(ENV))" >/dev/null
+endif
 
+# Tests never reach the hub; a study reaches it only when its config needs it (ovlt.config.StudyConfig.needs_hub).
 test: setup
-	$(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 reproduce: setup
-	$(VENV)/bin/ovlt reproduce --config $(CONFIG) --run $(RUN)
+	$(PY) -m ovlt.cli reproduce --config $(CONFIG) --run $(RUN)
+
+# The paper config's own code path on this machine, offline, in minutes: tiny stand-ins of its models and hub data
+# sets in .rehearsal/, then configs/rehearsal.yaml (the paper config with only what a CPU cannot hold swapped).
+rehearse: setup
+	$(PY) -m ovlt.rehearsal .rehearsal
+	$(PY) -m ovlt.cli reproduce --config configs/rehearsal.yaml --run rehearsal
 
 report: setup
-	$(VENV)/bin/ovlt report --run $(RUN)
+	$(PY) -m ovlt.cli report --run $(RUN)
 
 plan: setup
-	$(VENV)/bin/ovlt plan --config $(CONFIG)
+	$(PY) -m ovlt.cli plan --config $(CONFIG)
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m jupyterlab notebooks/
 
 lint: setup
-	$(VENV)/bin/ruff check .
+	$(PY) -m ruff check .
 
 clean:
-	rm -rf runs reports/*/ .pytest_cache
+	rm -rf runs reports/*/ .rehearsal .pytest_cache

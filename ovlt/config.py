@@ -369,6 +369,21 @@ class StudyConfig(Section):
         return out
 
     @property
+    def needs_hub(self) -> bool:
+        """Whether the study reads anything from the Hugging Face hub: a model that is neither built locally,
+        scripted nor a local folder, or a data source or benchmark with neither local files nor `data.hub_root`."""
+        models = [m for m in (self.models.captioner, self.models.reasoner, self.models.student)
+                  if m.backend != "scripted" and m.name != "tiny"]
+        if any(not Path(m.name).is_dir() for m in models):
+            return True
+        if self.data.hub_root is not None:
+            return False
+        local = {b.name for b in self.evaluation.benchmarks if b.annotations} | {"synthetic"}
+        return (any(not s.name.startswith("synthetic/") for s in self.data.sources)
+                or any(b.name not in local for b in self.evaluation.benchmarks)
+                or (self.decontaminate.enabled and any(b not in local for b in self.decontaminate.benchmarks)))
+
+    @property
     def uses_scripted_teacher(self) -> bool:
         return "scripted" in (self.models.captioner.backend, self.models.reasoner.backend)
 

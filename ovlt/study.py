@@ -8,9 +8,12 @@ and the executed notebook's path.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,10 +94,31 @@ def step_is_done(run: Run, step: Step, config_fingerprint: str) -> bool:
     return saved["config"] == config_fingerprint and saved["manifests"] == _manifest_fingerprints(run, step_manifests(run, step))
 
 
-def _kernel_name() -> str:
+def _runs_this_python(spec_dir: str) -> bool:
+    argv = json.loads((Path(spec_dir) / "kernel.json").read_text()).get("argv") or [""]
+    return os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
+
+
+def kernel_for_this_python() -> str:
+    """The kernelspec papermill runs the notebooks with: one whose Python is this process's own.
+
+    The notebooks must import the same packages as `ovlt reproduce` (the active conda env or the project's
+    .venv), and `accelerate launch` inside them starts that Python again. A spec named `ovlt` that belongs to
+    another environment (e.g. the .venv while the conda env is active) is left alone; this environment gets
+    a spec of its own under a name that says which.
+    """
+    from ipykernel.kernelspec import install
     from jupyter_client.kernelspec import KernelSpecManager
 
-    return KERNEL if KERNEL in KernelSpecManager().find_kernel_specs() else "python3"
+    specs = KernelSpecManager().find_kernel_specs()
+    own = f"{KERNEL}-{hashlib.sha256(sys.executable.encode()).hexdigest()[:8]}"
+    for name in (KERNEL, own):
+        if name in specs and _runs_this_python(specs[name]):
+            return name
+    name = own if KERNEL in specs else KERNEL
+    install(kernel_name=name, prefix=sys.prefix, display_name=f"ovlt ({sys.prefix})")
+    log.info("registered kernel %s for %s", name, sys.executable)
+    return name
 
 
 def execute(notebook: Path, output: Path, parameters: dict, label: str) -> None:
@@ -104,7 +128,7 @@ def execute(notebook: Path, output: Path, parameters: dict, label: str) -> None:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=_kernel_name(),
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_for_this_python(),
                                    progress_bar=False, cwd=str(NOTEBOOK_DIR.parent))
     except PapermillExecutionError as exc:
         raise StudyError(
@@ -146,6 +170,8 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
     config_path = Path(config).resolve()
     cfg = load_config(config_path)
     _check_hardware(cfg, config_path)
+    if not cfg.needs_hub:  # nothing to download: no stage may try (the notebooks' kernels inherit this)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run = Run(Path(runs_root).resolve() / (run_name or cfg.name))
     run.root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run.root / "config.yaml", config_path.read_text())
