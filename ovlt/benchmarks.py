@@ -273,15 +273,23 @@ def load_local(spec: BenchmarkSpec | str, annotations: str | Path, image_dir: st
     return records
 
 
-def load_hub(spec: BenchmarkSpec | str) -> list[dict]:
-    """Records from the Hugging Face hub copy (needs network or a filled HF cache)."""
+def load_hub(spec: BenchmarkSpec | str, hub_root: str | Path | None = None) -> list[dict]:
+    """Records from the Hugging Face hub copy (needs network or a filled HF cache), or with `hub_root` from
+    the local copy of that hub repository at `<hub_root>/<owner>/<name>`."""
     from datasets import load_dataset
+
+    from ovlt.data.hub import hub_path  # lazy: ovlt.data is heavier and optional for scoring
 
     spec = get_benchmark(spec) if isinstance(spec, str) else spec
     if not spec.hub_id:
         raise ValueError(f"{spec.name} has no hub copy; use load_local")
-    data = load_dataset(spec.hub_id, spec.hub_config, split=spec.hub_split)
-    return [spec.to_record(dict(row), None) for row in data]
+    path = hub_path(spec.hub_id, hub_root)
+    data = load_dataset(path, spec.hub_config, split=spec.hub_split)
+    records = []
+    for i, row in enumerate(data):
+        _check_fields(f"{path} [{spec.hub_split}] row {i}", row, spec.required_fields, spec.name)
+        records.append(spec.to_record(dict(row), None))
+    return records
 
 
 def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") -> str:

@@ -175,3 +175,49 @@ def test_cli_wrong_benchmark_annotation_file(files, tmp_path, capsys):
     assert score_main(["--benchmark", "mathvision", "--annotations", str(files["mathvista"]),
                        "--responses", str(responses)]) == 2
     assert "is this a mathvision_test annotation file?" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the hub copy, read from a local folder laid out like the hub repository (data.hub_root)
+
+
+def _mathvista_repo(root, drop: str = ""):
+    """AI4Math/MathVista as on the hub (data/testmini-*.parquet, decoded_image beside the image path), from
+    MATHVISTA's rows with a real `query`; `drop` leaves one column out."""
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    rows = [{**row, "decoded_image": Image.new("RGB", (32, 24), "white"), "query": f"Hint: ...\nQuestion: {row['question']}"}
+            for row in MATHVISTA.values()]
+    data = datasets.Dataset.from_list([{k: v for k, v in row.items() if k != drop} for row in rows])
+    data.to_parquet(root / "AI4Math/MathVista/data/testmini-00000-of-00001-725687bf7a18d64b.parquet")
+    return root
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return tmp_path
+
+
+def test_load_hub_reads_a_local_copy_and_evaluation_passes_the_root(hub_cache):
+    from ovlt.artifacts import Run
+    from ovlt.config import BenchmarkRef
+    from ovlt.evaluation import benchmark_records
+
+    root = _mathvista_repo(hub_cache / "hub")
+    records = {r["id"]: r for r in benchmarks.load_hub("mathvista", hub_root=root)}
+    assert records["1"]["choices"] == ["Yes", "No"] and records["1"]["answer"] == "No"
+    assert records["3"]["precision"] == 1 and records["2"]["image"].size == (32, 24)  # decoded_image, not the path
+    assert records["2"]["prompt"] == "Hint: ...\nQuestion: How many?"  # the hub row's own query
+    ref = BenchmarkRef(name="mathvista_testmini", limit=2)
+    assert [r["id"] for r in benchmark_records(ref, Run(hub_cache / "run"), str(root))] == ["1", "2"]
+
+
+def test_load_hub_errors_name_the_folder_and_the_row(hub_cache):
+    with pytest.raises(FileNotFoundError, match=r"'MathLLMs/MathVision': no folder .*MathLLMs/MathVision"):
+        benchmarks.load_hub("mathvision_testmini", hub_root=hub_cache)
+    root = _mathvista_repo(hub_cache / "hub", drop="answer_type")
+    with pytest.raises(ValueError, match=r"AI4Math/MathVista \[testmini\] row 0: missing field\(s\) answer_type"):
+        benchmarks.load_hub("mathvista", hub_root=root)

@@ -1,4 +1,5 @@
-"""The problem schema, the procedural generator and the hub mappings (no network: hub rows are built here)."""
+"""The problem schema, the procedural generator, the hub mappings and loaders, and the pool's mix (no network:
+hub rows are built here, and hub repositories are local folders written here)."""
 
 import hashlib
 import json
@@ -7,9 +8,12 @@ from collections import Counter
 import datasets
 import numpy as np
 import pytest
+from conftest import write_test_config
 from PIL import Image
 from scipy import ndimage
 
+from ovlt.artifacts import Run
+from ovlt.config import load_config
 from ovlt.data import (
     FAMILIES,
     PROBLEM_FEATURES,
@@ -24,7 +28,9 @@ from ovlt.data import (
     solve,
     validate_problem,
 )
+from ovlt.data.pool import DECONTAMINATION_MARGIN, build_data
 from ovlt.data.procedural import COLORS, split_of
+from ovlt.pipeline import pool_size
 
 
 def fingerprint(dataset: datasets.Dataset) -> str:
@@ -323,26 +329,6 @@ def test_map_mathv360k_reads_conversations():
     assert (problem["id"], problem["question"], problem["answer"]) == ("mathv360k_tabmwp-0000002-0", "How many?", "7")
 
 
-def test_loader_maps_valid_rows_and_skips_invalid_ones(monkeypatch, caplog):
-    rows = datasets.Dataset.from_list([
-        {"problem": "<image>How many?", "answer": "3", "images": [IMAGE]},
-        {"problem": "<image>How many?", "answer": "", "images": [IMAGE]},  # no answer: skipped
-        {"problem": "<image>Pick.\nChoices:\nA. 1\nB. 2", "answer": "C", "images": [IMAGE]},  # no option C
-    ])
-    asked = {}
-
-    def fake_load_dataset(path, name=None, split=None):
-        asked.update(path=path, name=name, split=split)
-        return rows
-
-    monkeypatch.setattr(hub.datasets, "load_dataset", fake_load_dataset)
-    with caplog.at_level("INFO", logger="ovlt.data.hub"):
-        problems = hub.load_source("grpo_medium")
-    assert asked == {"path": "ydeng9/medium_grpo_only", "name": None, "split": "train"}
-    assert problems["id"] == ["grpo_medium-0000000"] and problems.features == PROBLEM_FEATURES
-    assert "1 problems kept, 2 skipped" in caplog.text and "grpo_medium-0000001" in caplog.text
-
-
 def test_unknown_source_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown source 'mathvista'; known sources: .*figureqa.*sft_seed"):
         hub.load_source("mathvista")
@@ -370,23 +356,119 @@ def test_map_cauldron_ai2d_drops_the_question_label_and_resolves_the_letter():
     validate_problem(first, "ai2d row 4")
 
 
-def test_geos_and_ai2d_load_the_hub_configs_checked_in_the_cards(monkeypatch):
-    rows = {
-        "GEOS(MathV360K)": [{"id": "geos_7", "image": IMAGE, "data_source": "GEOS", "conversations": [
+# ---------------------------------------------------------------------------------------------------------
+# loaders on local folders laid out like hub repositories (`data.hub_root`), read by datasets.load_dataset
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """datasets' cache inside the test's folder: every folder written here is read fresh and nothing is left."""
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return tmp_path
+
+
+def write_repo(root, repo: str, files: dict[str, list[dict]], configs: dict[str, dict[str, str]] | None = None):
+    """A hub-layout repository: `files` maps paths inside it to rows (parquet), `configs` the README's
+    `configs:` block ({config: {split: path pattern}}; None: splits come from the file names)."""
+    for path, rows in files.items():
+        (root / repo / path).parent.mkdir(parents=True, exist_ok=True)
+        datasets.Dataset.from_list(rows).to_parquet(root / repo / path)
+    card = [{"config_name": name, "data_files": [{"split": split, "path": pattern} for split, pattern in splits.items()]}
+            for name, splits in (configs or {}).items()]
+    (root / repo / "README.md").write_text("---\n" + json.dumps({"pretty_name": repo, **({"configs": card} if card else {})})
+                                           + "\n---\n")
+
+
+def figureqa_rows(n: int, questions: int) -> list[dict]:
+    return [{"images": [IMAGE], "texts": [{"user": f"Is bar {q} of chart {i} the maximum?", "assistant": "No.",
+                                           "source": "figureqa"} for q in range(questions)]} for i in range(n)]
+
+
+def test_loader_maps_valid_rows_and_skips_invalid_ones(hub_cache, caplog):
+    write_repo(hub_cache, "ydeng9/medium_grpo_only", {"data/train-00000-of-00001.parquet": [
+        {"problem": "<image>How many?", "answer": "3", "images": [IMAGE]},
+        {"problem": "<image>How many?", "answer": "", "images": [IMAGE]},  # no answer: skipped
+        {"problem": "<image>Pick.\nChoices:\nA. 1\nB. 2", "answer": "C", "images": [IMAGE]},  # no option C
+    ]})
+    with caplog.at_level("INFO", logger="ovlt.data.hub"):
+        problems = hub.load_source("grpo_medium", hub_root=hub_cache)
+    assert problems["id"] == ["grpo_medium-0000000"] and problems.features == PROBLEM_FEATURES
+    assert "1 problems kept from 3 of 3 rows, 2 skipped" in caplog.text and "grpo_medium-0000001" in caplog.text
+
+
+def test_geos_and_ai2d_load_the_hub_configs_checked_in_the_cards(hub_cache):
+    write_repo(hub_cache, "lmms-lab/LLaVA-OneVision-Data", {"GEOS(MathV360K)/train-00000-of-00001.parquet": [
+        {"id": "geos_7", "image": IMAGE, "data_source": "GEOS", "conversations": [
             {"from": "human", "value": "<image>\nFind x.\nChoices:\nA: 30\nB: 45"}, {"from": "gpt", "value": "Answer: A"}]}],
-        "ai2d": [{"images": [IMAGE], "texts": [{"user": "Question: Which is a producer?\nChoices:\nA. grass\nB. fox",
-                                                "assistant": "Answer: A", "source": "ai2d"}]}],
-    }
-    asked = []
-
-    def fake_load_dataset(path, name=None, split=None):
-        asked.append((path, name, split))
-        return datasets.Dataset.from_list(rows[name])
-
-    monkeypatch.setattr(hub.datasets, "load_dataset", fake_load_dataset)
-    geos, ai2d = hub.load_source("geos"), hub.load_source("ai2d")
-    assert asked == [("lmms-lab/LLaVA-OneVision-Data", "GEOS(MathV360K)", "train"),
-                     ("HuggingFaceM4/the_cauldron", "ai2d", "train")]
+        "CLEVR-Math(MathV360K)/train-00000-of-00001.parquet": [
+        {"id": "clevr_1", "image": IMAGE, "data_source": "CLEVR-Math", "conversations": [
+            {"from": "human", "value": "<image>\nHow many cubes?"}, {"from": "gpt", "value": "Answer: 9"}]}]},
+        {"GEOS(MathV360K)": {"train": "GEOS(MathV360K)/train-*"},
+         "CLEVR-Math(MathV360K)": {"train": "CLEVR-Math(MathV360K)/train-*"}})
+    write_repo(hub_cache, "HuggingFaceM4/the_cauldron", {"ai2d/train-00000-of-00001.parquet": [
+        {"images": [IMAGE], "texts": [{"user": "Question: Which is a producer?\nChoices:\nA. grass\nB. fox",
+                                       "assistant": "Answer: A", "source": "ai2d"}]}],
+        "figureqa/train-00000-of-00001.parquet": figureqa_rows(1, 1)},
+        {"ai2d": {"train": "ai2d/train-*"}, "figureqa": {"train": "figureqa/train-*"}})
+    geos, ai2d = hub.load_source("geos", hub_root=hub_cache), hub.load_source("ai2d", hub_root=str(hub_cache))
     assert (geos["id"], geos["source"], geos["answer"], geos["choices"]) == (["geos-0000000-0"], ["geos"], ["30"],
                                                                              [["30", "45"]])
     assert (ai2d["id"], ai2d["answer"], ai2d["question"]) == (["ai2d-0000000-0"], ["grass"], ["Which is a producer?"])
+
+
+def test_a_missing_repository_names_the_folder_and_the_hub_id(hub_cache):
+    with pytest.raises(FileNotFoundError, match=r"'hiyouga/geometry3k': no folder .*hiyouga/geometry3k "
+                                                r"\(data.hub_root is"):
+        hub.load_source("geometry3k", hub_root=hub_cache)
+
+
+def test_limit_counts_problems_not_rows(hub_cache):
+    """Ten rows of three questions: a limit of 7 gives the first 7 problems, not 7 rows (21 problems)."""
+    write_repo(hub_cache, "HuggingFaceM4/the_cauldron", {"figureqa/train-00000-of-00001.parquet": figureqa_rows(10, 3)},
+               {"figureqa": {"train": "figureqa/train-*"}})
+    problems = hub.load_source("figureqa", limit=7, hub_root=hub_cache)
+    assert problems["id"] == [f"figureqa-{row:07d}-{turn}" for row in range(3) for turn in range(3)][:7]
+    assert len(hub.load_source("figureqa", limit=100, hub_root=hub_cache)) == 30  # all there is
+
+
+def test_limit_is_reached_past_invalid_rows_without_mapping_the_whole_source():
+    rows = datasets.Dataset.from_list([{"problem": "<image>How many?", "answer": "" if i % 3 == 0 else str(i),
+                                        "images": [IMAGE]} for i in range(1000)])
+    mapped = []
+
+    def mapper(row, idx, split):
+        mapped.append(idx)
+        return hub.map_grpo_set(row, idx, split)
+
+    problems, skipped = hub.convert(rows, mapper, "train", "test rows", limit=50)
+    assert problems["id"] == [f"grpo-{i:07d}" for i in range(1000) if i % 3][:50]  # one row in three is invalid
+    assert len(mapped) == len(set(mapped)) and len(mapped) < 200, len(mapped)  # 75 rows hold 50 valid problems
+    assert skipped == [f"grpo-{i:07d}" for i in sorted(mapped) if i % 3 == 0]
+
+
+def test_the_pool_tops_up_a_source_that_runs_short_and_says_so(hub_cache, caplog):
+    """GEOS holds 5 problems but is asked for 3/8 of the pool: a WARNING names it, the other sources take its
+    shortfall in proportion to their weights (2:2:1), the pool has the size wanted and the manifest says so."""
+    write_repo(hub_cache, "HuggingFaceM4/the_cauldron", {"figureqa/train-00000-of-00001.parquet": figureqa_rows(40, 2)},
+               {"figureqa": {"train": "figureqa/train-*"}})
+    write_repo(hub_cache, "lmms-lab/LLaVA-OneVision-Data", {"GEOS(MathV360K)/train-00000-of-00001.parquet": [
+        {"id": f"geos_{i}", "image": IMAGE, "data_source": "GEOS", "conversations": [
+            {"from": "human", "value": f"<image>\nFind x{i}."}, {"from": "gpt", "value": f"Answer: {i}"}]} for i in range(5)]},
+        {"GEOS(MathV360K)": {"train": "GEOS(MathV360K)/train-*"}})
+    cfg = load_config(write_test_config(hub_cache, data={"hub_root": str(hub_cache), "sources": [
+        {"name": "synthetic/chart", "weight": 2}, {"name": "synthetic/counting", "weight": 2},
+        {"name": "figureqa", "weight": 1}, {"name": "geos", "weight": 3}]}))
+    wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
+    with caplog.at_level("WARNING", logger="ovlt.data.pool"):
+        counts = build_data(cfg, Run(hub_cache / "run"))["counts"]
+    by_source = counts["by_source"]
+    asked = by_source["geos"]["asked"]
+    assert asked > 5 and by_source["geos"] == {"asked": asked, "supplied": 5, "final": 5}
+    assert f"source 'geos' supplied 5 of the {asked} problems it was asked for; the shortfall goes to " \
+           "synthetic/chart, synthetic/counting, figureqa in proportion to their weights" in caplog.text
+    assert counts["train"] == wanted == sum(c["final"] for c in by_source.values())
+    assert counts["shortfall_by_source"] == {"geos": asked - 5}
+    extra = {name: c["final"] - c["asked"] for name, c in by_source.items() if name != "geos"}
+    assert sum(extra.values()) == asked - 5
+    assert all(abs(extra[name] - 2 * extra["figureqa"]) <= 1 for name in ("synthetic/chart", "synthetic/counting"))
+    assert counts["train_by_source"]["geos"] == 5 and by_source["figureqa"]["supplied"] == by_source["figureqa"]["asked"]

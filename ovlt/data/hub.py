@@ -1,9 +1,11 @@
 """Loaders that map the paper's real training sources on the Hugging Face hub to the problem schema.
 
 Each source is a pure mapping function `map_<source>(record, idx, split) -> list[problem]` (one hub row may
-hold several questions) plus a loader in `SOURCES` that runs it over `datasets.load_dataset(...)`. Rows
-that fail `validate_problem` are skipped, counted and their ids logged. The hub is never reached in tests:
-they call the mapping functions on hand-built rows and the loaders on a stand-in for `load_dataset`.
+hold several questions) plus a loader in `SOURCES` that runs it over `datasets.load_dataset(...)`. Problems
+that fail `validate_problem` are skipped, counted and their ids logged. A loader's `limit` counts problems,
+not rows: rows are mapped in chunks until that many valid problems are in hand. With `hub_root` set, the
+data sets are read from `<hub_root>/<owner>/<name>` (a mirror or a pre-download) instead of the hub. The
+hub is never reached in tests: they read the stand-in that `ovlt.data.local_hub.write_hub` lays out.
 
 Column names, checked against the sources (2026-11):
 - ydeng9/sft_seed (split train): problem, answer, decoded_image (PIL), image (a path/URL string), source;
@@ -24,9 +26,11 @@ Column names, checked against the sources (2026-11):
 """
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import datasets
 
@@ -198,17 +202,27 @@ def map_mathv360k(record: dict, idx: int, split: str = "train", name: str = "mat
 # loaders
 
 
-def convert(rows: datasets.Dataset, mapper: Callable, split: str, where: str) -> tuple[datasets.Dataset, list[str]]:
-    """Map hub rows to problems, keeping the valid ones; returns (problems, ids of skipped problems)."""
+# the first pass maps this many rows (or `limit`, if smaller) to learn how many problems a row yields
+PROBE_ROWS = 64
+
+
+def convert(rows: datasets.Dataset, mapper: Callable, split: str, where: str,
+            limit: int | None = None) -> tuple[datasets.Dataset, list[str]]:
+    """Map hub rows to problems, keeping the valid ones; returns (problems, ids of skipped problems).
+
+    `limit` counts problems: rows are mapped in chunks, each sized from the problems per row seen so far,
+    until `limit` valid problems are in hand (a row may hold several questions, and some are invalid), and
+    exactly the first `limit` are returned; fewer only when the rows run out.
+    """
     skipped = []
 
-    def map_batch(batch: dict, indices: list[int]) -> dict:
+    def map_batch(batch: dict, indices: list[int], offset: int) -> dict:
         out = {key: [] for key in PROBLEM_FEATURES}
-        for offset, idx in enumerate(indices):
-            row = {key: values[offset] for key, values in batch.items()}
-            for problem in mapper(row, idx, split):
+        for position, idx in enumerate(indices):
+            row = {key: values[position] for key, values in batch.items()}
+            for problem in mapper(row, offset + idx, split):
                 try:
-                    validate_problem(problem, f"{where} row {idx}")
+                    validate_problem(problem, f"{where} row {offset + idx}")
                 except ValueError as error:
                     skipped.append(problem["id"])
                     log.debug("skipping %s", error)
@@ -217,23 +231,50 @@ def convert(rows: datasets.Dataset, mapper: Callable, split: str, where: str) ->
                     out[key].append(problem[key])
         return out
 
-    problems = rows.map(map_batch, batched=True, batch_size=64, with_indices=True, remove_columns=rows.column_names,
-                        features=PROBLEM_FEATURES, load_from_cache_file=False, desc=f"mapping {where}")
-    log.info("%s: %d problems kept, %d skipped as invalid", where, len(problems), len(skipped))
+    parts, kept, done = [], 0, 0
+    while done < len(rows) and (limit is None or kept < limit):
+        if limit is None:
+            take = len(rows)
+        elif not done:
+            take = min(limit, PROBE_ROWS)
+        else:  # rows for the problems still missing at the yield so far, 10% over so that a tail pass is rare
+            take = math.ceil((limit - kept) * done / max(kept, 1) * 1.1)
+        chunk = rows.select(range(done, min(done + take, len(rows))))
+        part = chunk.map(map_batch, batched=True, batch_size=64, with_indices=True, fn_kwargs={"offset": done},
+                         remove_columns=rows.column_names, features=PROBLEM_FEATURES, load_from_cache_file=False,
+                         desc=f"mapping {where}")
+        parts.append(part)
+        kept += len(part)
+        done += len(chunk)
+    problems = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_list([], features=PROBLEM_FEATURES)
+    if limit is not None and len(problems) > limit:
+        problems = problems.select(range(limit))
+    log.info("%s: %d problems kept from %d of %d rows, %d skipped as invalid", where, len(problems), done, len(rows),
+             len(skipped))
     if skipped:
         log.warning("%s: skipped ids (first 20): %s", where, skipped[:20])
     return problems, skipped
 
 
-def _loader(hub_id: str, mapper: Callable, config: str | None = None, hub_splits: dict | None = None):
-    """A loader(split, limit) for one hub data set; hub_splits maps our split names to the hub's."""
+def hub_path(hub_id: str, hub_root: str | Path | None) -> str:
+    """What `datasets.load_dataset` reads for a hub data set: its id, or `<hub_root>/<hub_id>` when a local
+    root holding hub repositories (a mirror or a pre-download) is configured."""
+    if hub_root is None:
+        return hub_id
+    path = (Path(hub_root) / hub_id).absolute()  # a relative root is relative to the working directory
+    if not path.is_dir():
+        raise FileNotFoundError(f"hub data set {hub_id!r}: no folder {path} (data.hub_root is {str(hub_root)!r}; "
+                                f"it must hold each hub repository as <hub_root>/<owner>/<name>)")
+    return str(path)
 
-    def load(split: str = "train", limit: int | None = None) -> datasets.Dataset:
+
+def _loader(hub_id: str, mapper: Callable, config: str | None = None, hub_splits: dict | None = None):
+    """A loader(split, limit, hub_root) for one hub data set; hub_splits maps our split names to the hub's."""
+
+    def load(split: str = "train", limit: int | None = None, hub_root: str | Path | None = None) -> datasets.Dataset:
         hub_split = (hub_splits or {}).get(split, split)
-        rows = datasets.load_dataset(hub_id, config, split=hub_split)
-        if limit is not None:
-            rows = rows.select(range(min(limit, len(rows))))
-        return convert(rows, mapper, split, f"{hub_id}{f'/{config}' if config else ''}[{hub_split}]")[0]
+        rows = datasets.load_dataset(hub_path(hub_id, hub_root), config, split=hub_split)
+        return convert(rows, mapper, split, f"{hub_id}{f'/{config}' if config else ''}[{hub_split}]", limit)[0]
 
     return load
 
@@ -263,8 +304,10 @@ SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
 }
 
 
-def load_source(name: str, split: str = "train", limit: int | None = None) -> datasets.Dataset:
-    """Problems of one hub source (see SOURCES) in the shared schema."""
+def load_source(name: str, split: str = "train", limit: int | None = None,
+                hub_root: str | Path | None = None) -> datasets.Dataset:
+    """The first `limit` problems (all if None) of one hub source (see SOURCES) in the shared schema, read
+    from the hub or, with `hub_root`, from `<hub_root>/<owner>/<name>`."""
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r}; known sources: {', '.join(sorted(SOURCES))}")
-    return SOURCES[name](split=split, limit=limit)
+    return SOURCES[name](split=split, limit=limit, hub_root=hub_root)

@@ -1,9 +1,9 @@
 """The study's first two stages: draw the training pool and the held-out set, then decontaminate the pool.
 
 The pool holds every iteration's fresh problems (SFT problems and GRPO candidates, see
-`ovlt.pipeline.pool_ranges`), drawn from the configured sources in proportion to their weights, plus a
-margin for what decontamination drops. The held-out synthetic benchmark is drawn from the test split,
-which never shares a scene with train.
+`ovlt.pipeline.pool_ranges`), drawn from the configured sources in proportion to their weights (what a
+source cannot supply is drawn from the others, with a warning), plus a margin for what decontamination
+drops. The held-out synthetic benchmark is drawn from the test split, which never shares a scene with train.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ SYNTHETIC = "synthetic/"
 DECONTAMINATION_MARGIN = 0.1  # extra problems drawn so that drops do not starve the schedule
 
 
-def _source_counts(cfg: StudyConfig, total: int) -> dict[str, int]:
-    """Split `total` over the sources by weight (largest remainders, so the counts add up exactly)."""
-    weights = {s.name: s.weight for s in cfg.data.sources}
+def _split_by_weight(weights: dict[str, float], total: int) -> dict[str, int]:
+    """Split `total` over the named weights (largest remainders, so the counts add up exactly)."""
     scale = total / sum(weights.values())
     counts = {name: int(w * scale) for name, w in weights.items()}
     by_remainder = sorted(weights, key=lambda name: weights[name] * scale - counts[name], reverse=True)
@@ -44,7 +43,46 @@ def _draw(cfg: StudyConfig, name: str, count: int, split: str) -> datasets.Datas
         level = cfg.data.procedural.difficulty.get(family)
         return generate(count, seed=cfg.seed, split=split, families=[family],
                         difficulty=None if level is None else {family: level}, image_size=cfg.data.procedural.image_size)
-    return load_source(name, split=split, limit=count)
+    return load_source(name, split=split, limit=count, hub_root=cfg.data.hub_root)
+
+
+def _draw_pool(cfg: StudyConfig, wanted: int) -> tuple[dict[str, datasets.Dataset], dict[str, dict[str, int]]]:
+    """`wanted` training problems split over the sources by weight: (problems per source, per source its
+    {"asked": share by weight, "supplied": what it gave of that share, "final": what the pool holds}).
+
+    A source that cannot supply what it is asked (GEOS has 498 problems, FigureQA 100,000) is logged as a
+    WARNING, and the shortfall goes to the sources that still have problems, in proportion to their weights,
+    until the pool is full or every source is exhausted.
+    """
+    weights = {s.name: s.weight for s in cfg.data.sources}
+    asked = _split_by_weight(weights, wanted)
+    target, drawn, supplied, exhausted = dict(asked), {}, {}, set()
+    while True:
+        fell_short = []
+        for name, count in target.items():
+            if count and name not in exhausted and len(drawn.get(name, ())) < count:
+                drawn[name] = _draw(cfg, name, count, "train")
+                supplied.setdefault(name, min(len(drawn[name]), asked[name]))
+                if len(drawn[name]) < count:
+                    fell_short.append((name, count, len(drawn[name])))
+                    exhausted.add(name)
+                    target[name] = len(drawn[name])
+        short = wanted - sum(len(part) for part in drawn.values())
+        open_sources = {name: weight for name, weight in weights.items() if name not in exhausted}
+        for name, count, gave in fell_short:
+            log.warning("data: source %r supplied %d of the %d problems it was asked for; %s", name, gave, count,
+                        f"the shortfall goes to {', '.join(open_sources)} in proportion to their weights"
+                        if open_sources else "no other source has problems left")
+        if short <= 0 or not open_sources:
+            break
+        for name, extra in _split_by_weight(open_sources, short).items():
+            target[name] += extra
+    if short > 0:
+        log.warning("data: every source is exhausted; the pool holds %d of the %d problems wanted", wanted - short,
+                    wanted)
+    by_source = {name: {"asked": asked[name], "supplied": supplied.get(name, 0), "final": len(drawn.get(name, ()))}
+                 for name in weights}
+    return drawn, by_source
 
 
 def synthetic_families(cfg: StudyConfig) -> list[str]:
@@ -58,11 +96,13 @@ def build_data(cfg: StudyConfig, run: Run) -> dict:
         return st.manifest
     st.begin()
     wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
-    parts = [_draw(cfg, name, count, "train") for name, count in _source_counts(cfg, wanted).items() if count]
-    train = datasets.concatenate_datasets(parts).shuffle(seed=cfg.seed).flatten_indices()
+    drawn, by_source = _draw_pool(cfg, wanted)
+    train = datasets.concatenate_datasets(list(drawn.values())).shuffle(seed=cfg.seed).flatten_indices()
     check_unique_ids(train["id"], f"{run.stage_dir('data')} (sources {', '.join(s.name for s in cfg.data.sources)})")
     save_dataset(train, st.dir / "train")
-    counts = {"train": len(train), "train_by_source": dict(Counter(train["source"]))}
+    counts = {"train": len(train), "train_by_source": dict(Counter(train["source"])), "by_source": by_source,
+              "shortfall_by_source": {name: c["asked"] - c["supplied"] for name, c in by_source.items()
+                                      if c["supplied"] < c["asked"]}}
     families = synthetic_families(cfg)
     if families:
         levels = {f: cfg.data.procedural.difficulty[f] for f in families if f in cfg.data.procedural.difficulty}
@@ -81,7 +121,7 @@ def benchmark_items(cfg: StudyConfig, run: Run, name: str) -> datasets.Dataset:
     from ovlt.evaluation import benchmark_problems
 
     ref = next((b for b in cfg.evaluation.benchmarks if b.name == name), None) or BenchmarkRef(name=name)
-    return benchmark_problems(ref, run)
+    return benchmark_problems(ref, run, cfg.data.hub_root)
 
 
 def decontaminate_pool(cfg: StudyConfig, run: Run) -> dict:
