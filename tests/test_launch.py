@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from test_training import log_rows, make_run, tiny_config
 
@@ -65,3 +68,45 @@ def test_sft_and_grpo_on_two_cpu_processes(tmp_path, tmp_path_factory):
     for stage in ("sft", "grpo"):
         model, processor = load(run.stage_dir(stage, 1) / "checkpoint", device="cpu")
         assert processor.tokenizer.padding_side == "left"
+
+
+@pytest.mark.slow
+def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tmp_path_factory):
+    """The chaos test on two processes: every process of the launch is SIGKILLed (a lost node) as soon as the
+    checkpoint of step 2 is complete; run again, the stage resumes from it in a fresh launch."""
+    from ovlt.models import build_tiny
+
+    base = build_tiny(tmp_path_factory.mktemp("models"), seed=0)
+    cfg = tiny_config(sft={"launch": {"num_processes": 2, "cpu": True}, "max_steps": 6, "save_steps": 2})
+    run = make_run(tmp_path / "run", base)
+    stage_dir = run.stage_dir("sft", 1)
+    state = stage_dir / "shards" / "trainer" / "checkpoint-2" / "trainer_state.json"
+    killed = []
+
+    def kill_when_saved():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                json.loads(state.read_text())  # whole: transformers writes this file last
+                break
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.01)
+        for process in psutil.Process().children(recursive=True):  # the launcher and its workers
+            process.kill()
+            killed.append(process.pid)
+
+    killer = threading.Thread(target=kill_when_saved, daemon=True)
+    killer.start()
+    with pytest.raises(LaunchError, match="status -9"):
+        sft(cfg, run, 1)
+    killer.join()
+    assert len(killed) >= 3  # accelerate's launcher and both workers
+    assert not (stage_dir / "manifest.json").exists()
+
+    manifest = sft(cfg, run, 1)
+    assert manifest["train"]["resumed_from_step"] == 2
+    assert manifest["counts"]["steps"] == 6 and manifest["counts"]["processes"] == 2
+    assert "resuming training from step 2" in (stage_dir / "launch.log").read_text()
+    assert [r["step"] for r in log_rows(stage_dir)] == [1, 2, 3, 4, 5, 6]
+    model, processor = load(stage_dir / "checkpoint", device="cpu")
+    assert not (stage_dir / "shards").exists()

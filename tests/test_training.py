@@ -4,6 +4,8 @@ logs, rewards, the zero-reward guard, determinism. The multi-process path is in 
 from __future__ import annotations
 
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,13 +14,24 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from trl import SFTTrainer
 
 from ovlt.artifacts import Run, Stage, save_dataset
 from ovlt.config import load_config
-from ovlt.models import build_tiny, load
+from ovlt.models import build_tiny, load, load_processor
 from ovlt.prompts import assistant_turn, student_chat
-from ovlt.training import ZeroRewardError, ZeroRewardGuard, grpo, grpo_args, reward_weights, sft, sft_args
+from ovlt.training import (
+    JsonlLogger,
+    ZeroRewardError,
+    ZeroRewardGuard,
+    grpo,
+    grpo_args,
+    reward_weights,
+    sft,
+    sft_args,
+)
 from ovlt.training.grpo import REWARD_FUNCS
+from ovlt.training.worker import resume_point
 
 REPO = Path(__file__).resolve().parents[1]
 COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
@@ -56,13 +69,37 @@ def make_run(root: Path, base: Path) -> Run:
     return run
 
 
-def tiny_config(sft=None, grpo=None):
+def tiny_config(sft=None, grpo=None, data=None):
     """configs/tiny.yaml with small, fast training sections."""
     sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, "heldout_examples": 0,
                    **(sft or {})}
     grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
                     "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
-    return load_config(REPO / "configs/tiny.yaml", overrides={"sft": sft_section, "grpo": grpo_section})
+    return load_config(REPO / "configs/tiny.yaml",
+                       overrides={"sft": sft_section, "grpo": grpo_section, "data": data or {}})
+
+
+class Crash(RuntimeError):
+    """The chaos tests' crash: training dies in the middle of a stage."""
+
+
+@contextmanager
+def crash_after_step(monkeypatch, step: int):
+    """Training dies at the end of optimizer step `step`, before that step is logged or saved."""
+    on_step_end = JsonlLogger.on_step_end
+
+    def crashing(self, args, state, control, **kwargs):
+        on_step_end(self, args, state, control, **kwargs)
+        if state.global_step == step:
+            raise Crash(f"killed after step {step}")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(JsonlLogger, "on_step_end", crashing)
+        yield
+
+
+def saved_pixel_bounds(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / "preprocessor_config.json").read_text())["size"]
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -106,6 +143,11 @@ def test_sft_args_carry_the_paper_config(paper_cfg, tmp_path):
     assert args.max_length == 2048 and args.completion_only_loss is True
     assert args.seed == 42 and args.data_seed == 42
     assert args.output_dir == str(tmp_path)
+    # The held-out loss before training comes from inside train() (ZeRO-3), and nothing is evaluated during it.
+    assert args.eval_on_start and args.eval_strategy == "no"
+    assert not sft_args(paper_cfg, tmp_path, resuming=True).eval_on_start  # the checkpoint's log history has it
+    assert (args.save_strategy, args.save_steps, args.save_total_limit) == ("steps", 200, 1)
+    assert not args.save_only_model  # optimizer, scheduler and RNG state too: the resumed run continues exactly
 
 
 def test_grpo_args_carry_the_paper_config(paper_cfg, tmp_path):
@@ -118,6 +160,8 @@ def test_grpo_args_carry_the_paper_config(paper_cfg, tmp_path):
     assert args.reward_weights == [1.0, 0.0]  # the paper: accuracy only; format logged, weighted 0
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (5, 4)
     assert args.seed == 42 and args.data_seed == 42 and args.bf16 and not args.use_cpu
+    assert (args.save_strategy, args.save_steps, args.save_total_limit) == ("steps", 20, 1)
+    assert not args.save_only_model
 
 
 def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
@@ -127,6 +171,7 @@ def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
     assert s.max_length is None  # truncation must never cut image tokens
     assert s.learning_rate == 1e-3 and s.max_steps == 1300 and s.per_device_train_batch_size == 16
     assert g.num_generations == 8 and g.beta == 0.04 and g.reward_weights == [1.0, 0.5] and not g.use_vllm
+    assert s.save_strategy == "no" and g.save_strategy == "no"  # save_steps 0: no periodic checkpoints
 
 
 # --- rewards and the zero-reward guard ----------------------------------------------------------------------
@@ -157,6 +202,18 @@ def test_zero_reward_guard_stops_a_run_that_never_scores():
         guard.on_log(None, SimpleNamespace(global_step=step), None, logs=zero)
     with pytest.raises(ZeroRewardError, match="was 0 at every logged step of the first 3 steps"):
         guard.on_log(None, SimpleNamespace(global_step=3), None, logs=zero)
+
+
+def test_zero_reward_guard_remembers_a_reward_from_before_a_resume():
+    # Resumed at step 30 of a run rewarded at step 4: a zero at step 31 is past `patience` but must not stop it.
+    guard = ZeroRewardGuard(patience=20)
+    history = [{"step": 4, "rewards/accuracy_reward/mean": 0.2}, {"step": 30, "rewards/accuracy_reward/mean": 0.0}]
+    guard.on_train_begin(None, SimpleNamespace(global_step=30, log_history=history), None)
+    guard.on_log(None, SimpleNamespace(global_step=31), None, logs={"rewards/accuracy_reward/mean": 0.0})
+    never = ZeroRewardGuard(patience=20)
+    never.on_train_begin(None, SimpleNamespace(global_step=10, log_history=history[1:]), None)
+    with pytest.raises(ZeroRewardError):
+        never.on_log(None, SimpleNamespace(global_step=20), None, logs={"rewards/accuracy_reward/mean": 0.0})
 
 
 def test_zero_reward_guard_is_quiet_once_rewarded_or_disabled():
@@ -192,13 +249,97 @@ def test_sft_trains_the_language_model_only_and_saves_a_loadable_checkpoint(trai
     assert sft(cfg, run, 1)["finished_at"] == manifest["finished_at"]  # done: not trained again
 
 
-def test_sft_measures_loss_on_held_out_chains_before_and_after(tiny_base, tmp_path):
+def test_sft_measures_loss_on_held_out_chains_before_and_after(tiny_base, tmp_path, monkeypatch):
+    # Pixel bounds that shrink the widest training images (112 x 56 -> at most 4,704 pixels).
+    bounds = {"image_min_pixels": 3136, "image_max_pixels": 4704}
     cfg = tiny_config(sft={"max_steps": 20, "per_device_train_batch_size": 8, "learning_rate": 3e-3,
-                           "warmup_ratio": 0.0, "heldout_examples": 4})
-    manifest = sft(cfg, make_run(tmp_path / "run", tiny_base), 1)
+                           "warmup_ratio": 0.0, "heldout_examples": 4}, data=bounds)
+    run = make_run(tmp_path / "run", tiny_base)
+    # The untrained model's loss on the chains the stage holds out (its split: seeded, 4 of the 16).
+    chains = datasets.load_from_disk(str(run.stage_dir("filter", 1) / "sft"))
+    heldout = chains.train_test_split(test_size=4, seed=cfg.seed)["test"]
+    processor = load_processor(tiny_base, min_pixels=3136, max_pixels=4704)
+    untrained = SFTTrainer(model=str(tiny_base), args=sft_args(cfg, tmp_path / "untrained"), train_dataset=heldout,
+                           eval_dataset=heldout, processing_class=processor).evaluate()["eval_loss"]
+
+    # DeepSpeed ZeRO-3's constraint, emulated: evaluate() before train() has built the training engine leaves an
+    # inference engine that training frees (backward then runs on nothing), so it is refused here.
+    started = set()
+    real_train, real_evaluate = SFTTrainer.train, SFTTrainer.evaluate
+
+    def noting_train(self, *args, **kwargs):
+        started.add(id(self))
+        return real_train(self, *args, **kwargs)
+
+    def evaluate_only_once_training(self, *args, **kwargs):
+        if id(self) not in started:
+            raise RuntimeError("evaluate() before train(): the ZeRO-3 crash")
+        return real_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SFTTrainer, "train", noting_train)
+    monkeypatch.setattr(SFTTrainer, "evaluate", evaluate_only_once_training)
+    manifest = sft(cfg, run, 1)
     train = manifest["train"]
     assert manifest["counts"]["examples"] == 12 and train["heldout_examples"] == 4  # 16 chains, 4 held out
+    assert train["heldout_loss_before"] == pytest.approx(untrained, rel=1e-5)
     assert train["heldout_loss_after"] < train["heldout_loss_before"] / 2
+    # Evaluated at the start and after training only (eval_on_start; eval strategy "no").
+    evaluated = [row["step"] for row in log_rows(run.stage_dir("sft", 1)) if "eval_loss" in row]
+    assert evaluated == [0, 20]
+    # The bounds resized the training images and travel with the checkpoint's processor.
+    checkpoint = run.stage_dir("sft", 1) / "checkpoint"
+    assert saved_pixel_bounds(checkpoint) == {"shortest_edge": 3136, "longest_edge": 4704}
+    assert load_processor(checkpoint).image_processor.size["longest_edge"] == 4704
+
+
+def test_resume_point_is_the_newest_complete_checkpoint(tmp_path):
+    assert resume_point(tmp_path / "nothing yet") == (None, None)
+    for step, state in ((2, '{"global_step": 2}'), (4, None), (6, '{"global_step": 6, "log_hi')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert resume_point(tmp_path) == (str(tmp_path / "checkpoint-2"), 2)
+
+
+@pytest.mark.slow
+def test_a_killed_sft_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_path, monkeypatch, caplog):
+    """The chaos test: the stage dies after step 3, with a checkpoint of step 2 written and one of step 4 cut short;
+    run again, it continues from step 2 and ends where an uninterrupted run ends."""
+    cfg = tiny_config(sft={"max_steps": 5, "save_steps": 2, "heldout_examples": 4, "learning_rate": 3e-3})
+    run = make_run(tmp_path / "run", tiny_base)
+    stage_dir = run.stage_dir("sft", 1)
+    with crash_after_step(monkeypatch, 3), pytest.raises(Crash):
+        sft(cfg, run, 1)
+    saved = stage_dir / "shards" / "trainer"
+    assert sorted(p.name for p in saved.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (stage_dir / "manifest.json").exists()
+    # A crash while saving step 4: weights written, trainer_state.json (written last) cut short.
+    partial = saved / "checkpoint-4"
+    partial.mkdir()
+    shutil.copy(saved / "checkpoint-2" / "model.safetensors", partial)
+    (partial / "trainer_state.json").write_text((saved / "checkpoint-2" / "trainer_state.json").read_text()[:40])
+
+    with caplog.at_level("INFO", logger="ovlt.training.worker"):
+        manifest = sft(cfg, run, 1)
+    train = manifest["train"]
+    assert "resuming training from step 2" in caplog.text
+    assert train["resumed_from_step"] == 2 and manifest["counts"]["steps"] == 5
+    assert (stage_dir / "checkpoint" / "model.safetensors").exists() and not (stage_dir / "shards").exists()
+    rows = log_rows(stage_dir)
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3, 4, 5]  # 1-2 from the checkpoint, 3-5 trained now
+    assert "step_seconds" not in rows[1] and all("step_seconds" in r for r in rows if r["step"] > 2 and "loss" in r)
+    assert train["train_loss"] == pytest.approx(sum(r["loss"] for r in rows if r["step"] > 2 and "loss" in r) / 3)
+
+    straight_run = make_run(tmp_path / "straight", tiny_base)
+    straight = sft(cfg, straight_run, 1)
+    assert straight["train"]["resumed_from_step"] is None
+    # Optimizer, scheduler, RNG and data position resumed exactly: the same model as without the crash.
+    resumed_weights = weights(stage_dir / "checkpoint")
+    straight_weights = weights(straight_run.stage_dir("sft", 1) / "checkpoint")
+    assert all(torch.equal(resumed_weights[k], straight_weights[k]) for k in straight_weights)
+    for key in ("heldout_loss_before", "heldout_loss_after"):
+        assert train[key] == pytest.approx(straight["train"][key], rel=1e-6), key
 
 
 def test_sft_refuses_to_hold_out_the_whole_set(tiny_base, tmp_path):
@@ -287,3 +428,34 @@ def test_grpo_stops_when_the_accuracy_reward_stays_zero(tiny_base, tmp_path):
     stage_dir = run.stage_dir("grpo", 1)
     assert [r["step"] for r in log_rows(stage_dir)] == [1, 2]
     assert not (stage_dir / "manifest.json").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_grpo_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_path, monkeypatch, caplog):
+    """The chaos test for GRPO: dies after step 2 with step 1 saved; run again, it continues from step 1 and ends
+    with the model, and the samples, of an uninterrupted run."""
+    cfg = tiny_config(sft={"max_steps": 1}, grpo={"max_steps": 3, "save_steps": 1, "zero_reward_patience": 0},
+                      data={"image_max_pixels": 4704})
+    run = make_run(tmp_path / "run", tiny_base)
+    sft(cfg, run, 1)
+    stage_dir = run.stage_dir("grpo", 1)
+    with crash_after_step(monkeypatch, 2), pytest.raises(Crash):
+        grpo(cfg, run, 1)
+    assert [p.name for p in (stage_dir / "shards" / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
+
+    with caplog.at_level("INFO", logger="ovlt.training.worker"):
+        manifest = grpo(cfg, run, 1)
+    assert "resuming training from step 1" in caplog.text
+    assert manifest["train"]["resumed_from_step"] == 1 and manifest["counts"]["steps"] == 3
+    assert not (stage_dir / "shards").exists()
+    rows = log_rows(stage_dir)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert saved_pixel_bounds(stage_dir / "checkpoint")["longest_edge"] == 4704
+    resumed = weights(stage_dir / "checkpoint")
+
+    (stage_dir / "manifest.json").unlink()  # so that the same stage trains again, uninterrupted
+    straight = grpo(cfg, run, 1)
+    assert straight["train"]["resumed_from_step"] is None
+    assert all(torch.equal(resumed[k], v) for k, v in weights(stage_dir / "checkpoint").items())
+    # The same completions were sampled after the resume (RNG state restored), not just the same weights reached.
+    assert [r["completions/mean_length"] for r in rows] == [r["completions/mean_length"] for r in log_rows(stage_dir)]

@@ -10,18 +10,32 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
+from ovlt.artifacts import atomic_write_text
+
 ACCURACY_KEY = "rewards/accuracy_reward/mean"
 
 
 class JsonlLogger(TrainerCallback):
     """Appends one JSON object per logging step to `path`: `step`, the metrics under TRL's own names
     (`loss`, `reward`, `rewards/accuracy_reward/mean`, `kl`, `completions/mean_length`, `clip_ratio/...`),
-    and `step_seconds`, the mean wall time of the steps since the previous line."""
+    and `step_seconds`, the mean wall time of the steps since the previous line.
+
+    A run resumed from a checkpoint starts the file again from the checkpoint's log history (the rerun stage has
+    deleted the old file, and lines logged after that checkpoint are logged again), without `step_seconds` there."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._step_started = None
         self._step_seconds: list[float] = []
+
+    @staticmethod
+    def _row(step: int, logs: dict) -> dict:
+        return {"step": step, **{k: v for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(v)}}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and state.global_step > 0:
+            text = "".join(json.dumps(self._row(logs["step"], logs)) + "\n" for logs in state.log_history)
+            atomic_write_text(self.path, text)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
@@ -34,8 +48,7 @@ class JsonlLogger(TrainerCallback):
         # The end-of-training summary (train_runtime, train_loss) goes to the stage manifest instead.
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
             return
-        row = {"step": state.global_step}
-        row.update({k: v for k, v in logs.items() if isinstance(v, int | float) and math.isfinite(v)})
+        row = self._row(state.global_step, logs)
         if self._step_seconds:
             row["step_seconds"] = sum(self._step_seconds) / len(self._step_seconds)
             self._step_seconds.clear()
@@ -67,6 +80,11 @@ class ZeroRewardGuard(TrainerCallback):
         self.patience = patience
         self.key = key
         self.rewarded = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A run resumed past `patience` steps was rewarded before its checkpoint (else it would have stopped):
+        # the checkpoint's log history says so, and a zero at a later step must not stop it.
+        self.rewarded = any(logs.get(self.key, 0) > 0 for logs in state.log_history)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.patience <= 0 or self.rewarded or not logs or self.key not in logs:

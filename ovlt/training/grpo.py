@@ -58,17 +58,21 @@ def grpo_args(cfg: StudyConfig, output_dir: str | Path) -> GRPOConfig:
 def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
     """The GRPO body every process runs (see `ovlt.training.worker`)."""
     from ovlt.models import load_processor
-    from ovlt.training.worker import finish, load_training_set
+    from ovlt.training.worker import finish, load_training_set, resume_point, train, trainer_dir
 
     dataset = load_training_set(run.stage_dir("select_hard", iteration) / "grpo", GRPO_COLUMNS)
     start = checkpoint_path(cfg, run, f"sft-{iteration}")
     # Left padding: TRL re-tokenises prompts, and right-padded Qwen2.5-VL batches crash get_rope_index (STACK.md).
-    processor = load_processor(start, trust_remote_code=cfg.models.student.trust_remote_code)
+    # The pixel bounds resize every training image and are saved with the checkpoint's processor.
+    processor = load_processor(start, trust_remote_code=cfg.models.student.trust_remote_code,
+                               min_pixels=cfg.data.image_min_pixels, max_pixels=cfg.data.image_max_pixels)
     checkpoint = stage_dir / "checkpoint"
+    output_dir = trainer_dir(stage_dir)
+    resume_from, resume_step = resume_point(output_dir)
     trainer = GRPOTrainer(
         model=start,
         reward_funcs=list(REWARD_FUNCS),
-        args=grpo_args(cfg, checkpoint),
+        args=grpo_args(cfg, output_dir),
         train_dataset=dataset,
         processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (STACK.md)
         callbacks=[
@@ -77,9 +81,9 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> d
             ZeroRewardGuard(cfg.grpo.zero_reward_patience),
         ],
     )
-    output = trainer.train()
+    output = train(trainer, resume_from, resume_step)
     trainer.save_model(str(checkpoint))
-    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset))
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), resumed_from_step=resume_step)
 
 
 def grpo(cfg: StudyConfig, run: Run, iteration: int) -> dict:

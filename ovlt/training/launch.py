@@ -73,9 +73,19 @@ def common_args(cfg: StudyConfig, section) -> dict:
         # attention that `ovlt.models.load` uses too (grouped key/value heads without copies).
         model_init_kwargs={"dtype": "float32", **attention_options(cpu)},
         trust_remote_code=cfg.models.student.trust_remote_code,
-        save_strategy="no",
         report_to="none",  # tensorboard is added as a callback writing into the stage folder
+        **save_args(section),
     )
+
+
+def save_args(section) -> dict:
+    """Periodic checkpoints (`save_steps` 0: none), from which a stage that died resumes. Optimizer, scheduler and
+    RNG state are saved too (not `save_only_model`), so the resumed run continues exactly where the saved one was;
+    only the newest `save_total_limit` are kept (a 7B ZeRO-3 checkpoint with optimizer state is ~100 GB)."""
+    if not section.save_steps:
+        return {"save_strategy": "no"}
+    return {"save_strategy": "steps", "save_steps": section.save_steps, "save_total_limit": section.save_total_limit,
+            "save_only_model": False}
 
 
 def is_distributed(launch: Launch) -> bool:

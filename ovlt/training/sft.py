@@ -25,14 +25,25 @@ log = logging.getLogger(__name__)
 SFT_COLUMNS = ("prompt", "completion", "images")
 
 
-def sft_args(cfg: StudyConfig, output_dir: str | Path) -> SFTConfig:
-    """The study config's `sft` section as TRL arguments (the mapping the tests check)."""
+def sft_args(cfg: StudyConfig, output_dir: str | Path, resuming: bool = False) -> SFTConfig:
+    """The study config's `sft` section as TRL arguments (the mapping the tests check).
+
+    The held-out loss before training is measured by `eval_on_start`, inside `train()`: a standalone `evaluate()`
+    before `train()` makes DeepSpeed build an inference engine that training then frees, and ZeRO-3's backward
+    runs on nothing. `eval_on_start` evaluates whatever the eval strategy; the strategy stays "no", so nothing is
+    evaluated during training. A resumed run finds that first loss in the checkpoint's log history instead."""
     return SFTConfig(
         output_dir=str(output_dir),
         max_length=cfg.sft.max_length,
         completion_only_loss=True,
+        eval_on_start=bool(cfg.sft.heldout_examples) and not resuming,
         **common_args(cfg, cfg.sft),
     )
+
+
+def heldout_loss_before(trainer) -> float:
+    """The loss `eval_on_start` measured at step 0, before any update (kept in every checkpoint's log history)."""
+    return next(row["eval_loss"] for row in trainer.state.log_history if row["step"] == 0 and "eval_loss" in row)
 
 
 def lora_config(cfg: StudyConfig):
@@ -60,7 +71,7 @@ def merge_lora(base: str, adapter_dir: Path, checkpoint: Path, cfg: StudyConfig)
 def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
     """The SFT body every process runs (see `ovlt.training.worker`)."""
     from ovlt.models import freeze_vision, load_processor
-    from ovlt.training.worker import finish, load_training_set
+    from ovlt.training.worker import finish, load_training_set, resume_point, train, trainer_dir
 
     dataset = load_training_set(run.stage_dir("filter", iteration) / "sft", SFT_COLUMNS)
     heldout = None
@@ -71,12 +82,16 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         split = dataset.train_test_split(test_size=cfg.sft.heldout_examples, seed=cfg.seed)
         dataset, heldout = split["train"], split["test"]
     base = checkpoint_path(cfg, run, "base")
-    processor = load_processor(base, trust_remote_code=cfg.models.student.trust_remote_code)  # pads left
+    # Pads left; the pixel bounds resize every training image and are saved with the checkpoint's processor.
+    processor = load_processor(base, trust_remote_code=cfg.models.student.trust_remote_code,
+                               min_pixels=cfg.data.image_min_pixels, max_pixels=cfg.data.image_max_pixels)
     checkpoint = stage_dir / "checkpoint"
     lora = cfg.sft.finetune == "lora"
+    output_dir = trainer_dir(stage_dir)
+    resume_from, resume_step = resume_point(output_dir)
     trainer = SFTTrainer(
         model=base,
-        args=sft_args(cfg, checkpoint),
+        args=sft_args(cfg, output_dir, resuming=resume_from is not None),
         train_dataset=dataset,
         eval_dataset=heldout,
         processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (STACK.md)
@@ -86,9 +101,10 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
     if not lora and cfg.sft.freeze_vision:
         # Before train() builds the optimizer, which then holds only the language model's parameters.
         freeze_vision(trainer.model)
-    # Loss on chains of problems the SFT never sees, from the base model and from the trained one.
-    loss_before = trainer.evaluate()["eval_loss"] if heldout is not None else None
-    output = trainer.train()
+    output = train(trainer, resume_from, resume_step)
+    # Loss on chains of problems the SFT never sees, from the base model (eval_on_start) and from the trained one;
+    # evaluate() is safe here, after train() has built the training engine.
+    loss_before = heldout_loss_before(trainer) if heldout is not None else None
     loss_after = trainer.evaluate()["eval_loss"] if heldout is not None else None
     if lora:
         adapter_dir = stage_dir / "adapter"
@@ -100,7 +116,8 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         trainer.save_model(str(checkpoint))
     heldout_loss = {} if heldout is None else {
         "heldout_examples": len(heldout), "heldout_loss_before": loss_before, "heldout_loss_after": loss_after}
-    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), **heldout_loss)
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), resumed_from_step=resume_step,
+                  **heldout_loss)
 
 
 def sft(cfg: StudyConfig, run: Run, iteration: int) -> dict:
