@@ -473,7 +473,8 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         return st.manifest
     st.begin()
     problems = iteration_problems(cfg, run, iteration, "grpo")
-    backend = backend_for(spec, checkpoint_path(cfg, run, f"sft-{iteration}"))
+    backend = backend_for(spec, checkpoint_path(cfg, run, f"sft-{iteration}"),
+                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
     params = sampling_from(sh.sampling, cfg.seed + 1000 * iteration)
 
     def work(batch: list[dict]) -> list[dict]:

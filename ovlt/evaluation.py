@@ -30,14 +30,15 @@ log = logging.getLogger(__name__)
 SHARD_SIZE = 256
 
 
-def benchmark_records(ref: BenchmarkRef, run: Run) -> list[dict]:
-    """A configured benchmark's records: the run's held-out set, the official local files, or the hub."""
+def benchmark_records(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> list[dict]:
+    """A configured benchmark's records: the run's held-out set, the official local files, or the hub (read from
+    `hub_root`, the config's data.hub_root, when set)."""
     if ref.name == "synthetic":
         records = bench.load_local("synthetic", run.stage_dir("data") / "heldout")
     elif ref.annotations:
         records = bench.load_local(ref.name, ref.annotations, ref.images)
     else:
-        records = bench.load_hub(ref.name)
+        records = bench.load_hub(ref.name, hub_root)
     return records[: ref.limit] if ref.limit else records
 
 
@@ -46,10 +47,10 @@ def _open_image(value) -> Image.Image:
     return image.convert("RGB")
 
 
-def benchmark_problems(ref: BenchmarkRef, run: Run) -> datasets.Dataset:
+def benchmark_problems(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> datasets.Dataset:
     """Benchmark items as problem-schema rows (id, image, question, choices), for decontamination."""
     rows = [{"id": r["id"], "image": _open_image(r["image"]), "question": r["question"], "choices": r["choices"],
-             "scene": ""} for r in benchmark_records(ref, run) if r["image"] is not None]
+             "scene": ""} for r in benchmark_records(ref, run, hub_root) if r["image"] is not None]
     features = datasets.Features({"id": datasets.Value("string"), "image": datasets.Image(),
                                   "question": datasets.Value("string"), "choices": datasets.Sequence(datasets.Value("string")),
                                   "scene": datasets.Value("string")})
@@ -82,13 +83,14 @@ def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
     backend = None
     counts, outputs = {}, []
     for ref in cfg.evaluation.benchmarks:
-        records = benchmark_records(ref, run)
+        records = benchmark_records(ref, run, cfg.data.hub_root)
         shards = st.shards(ref.name)
         done = shards.done_keys()
         todo = [r for r in records if r["id"] not in done]
         for start in range(0, len(todo), SHARD_SIZE):
             chunk = todo[start:start + SHARD_SIZE]
-            backend = backend or backend_for(cfg.models.student, path)
+            backend = backend or backend_for(cfg.models.student, path,
+                                             pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
             completions = backend.generate(*_prompts(ref, chunk), params)
             shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
                           for r, c in zip(chunk, completions, strict=True)])
@@ -120,7 +122,7 @@ def read_predictions(run: Run, checkpoint: str, benchmark: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def majority_baseline(ref: BenchmarkRef, run: Run) -> float:
+def majority_baseline(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> float:
     """Accuracy of always giving the most common answer (option position for multiple choice) per group.
 
     Groups: source and question kind for the synthetic set (ovlt.data.majority_baseline); answer type and
@@ -131,7 +133,7 @@ def majority_baseline(ref: BenchmarkRef, run: Run) -> float:
 
         return synthetic_baseline(load_dataset_dir(run.stage_dir("data") / "heldout"))["overall"]
     groups = defaultdict(Counter)
-    for r in benchmark_records(ref, run):
+    for r in benchmark_records(ref, run, hub_root):
         answer = r["answer"]
         if r["choices"] and answer in r["choices"]:
             answer = r["choices"].index(answer)
@@ -182,7 +184,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
         "teacher": {"captioner": cfg.models.captioner.model_dump(mode="json"),
                     "reasoner": cfg.models.reasoner.model_dump(mode="json"), "scripted": cfg.uses_scripted_teacher},
         "stages": stages,
-        "baselines": {ref.name: majority_baseline(ref, run) for ref in cfg.evaluation.benchmarks},
+        "baselines": {ref.name: majority_baseline(ref, run, cfg.data.hub_root) for ref in cfg.evaluation.benchmarks},
         "comparisons": comparisons,
         "stage_wall_seconds": stage_walls,
     }
@@ -201,11 +203,15 @@ def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temper
     ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None)
     if ref is None:
         raise KeyError(f"benchmark {benchmark!r} is not in the config's evaluation.benchmarks")
-    records = benchmark_records(ref, run)
-    backend = backend_for(cfg.models.student, checkpoint_path(cfg, run, checkpoint))
+    records = benchmark_records(ref, run, cfg.data.hub_root)
+    backend = backend_for(cfg.models.student, checkpoint_path(cfg, run, checkpoint),
+                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
     params = SamplingParams(n=n, temperature=temperature, top_p=1.0,
                             max_new_tokens=cfg.evaluation.sampling.max_new_tokens, seed=cfg.seed)
-    completions = backend.generate(*_prompts(ref, records), params)
+    try:
+        completions = backend.generate(*_prompts(ref, records), params)
+    finally:
+        backend.close()
     hits = Counter()
     for j in range(n):
         rows, _ = bench.score_responses(ref.name, records, {r["id"]: c[j].text for r, c in

@@ -2,13 +2,24 @@
 
 A prompt is a chat in the transformers conversational format; its images travel beside it, one PIL image per
 `{"type": "image"}` item, in order. Every backend renders prompts with the model's own chat template (plus the
-generation prompt) and returns `n` completions per prompt, in prompt order.
+generation prompt, `render_prompt`) and returns `n` completions per prompt, in prompt order.
+
+`backend_for` builds the backend a study model asks for: one engine in this process, or `data_parallel_size`
+engines in worker processes of their own (`DataParallelBackend`), each on its own GPUs.
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import logging
+import multiprocessing
+import os
+import threading
 import time
+import traceback
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +29,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ovlt import models
+from ovlt.pipeline import engine_count, gpus_per_engine
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,9 @@ class SamplingParams:
 class Completion:
     text: str
     num_tokens: int
+    # Cut at max_new_tokens before the model ended its turn (vLLM's finish_reason "length"): the text is unfinished,
+    # and an answer read from it would be read from the middle of the reasoning.
+    truncated: bool
 
 
 class Backend(Protocol):
@@ -82,6 +97,27 @@ def check_images(prompts: list[Chat], images: list[list[Image.Image]] | None) ->
     return images
 
 
+def render_prompt(processing_class, chat: Chat, index: int = 0) -> str:
+    """The chat as the model's prompt text: its own chat template, plus the generation prompt.
+
+    A text-only model's processing class is its tokenizer (`models.load_processing_class`), and text-only chat
+    templates (DeepSeek-R1-Distill's among them) join a message's content to its role marker as a string: list
+    content of text parts becomes that string here. `index` names the prompt in errors.
+    """
+    if not hasattr(processing_class, "image_processor"):
+        chat = [{**message, "content": _text_content(message["content"], index)} for message in chat]
+    return processing_class.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+
+
+def _text_content(content, index: int) -> str:
+    if isinstance(content, str):
+        return content
+    kinds = sorted({part.get("type", "?") for part in content} - {"text"})
+    if kinds:
+        raise ValueError(f"prompt {index} has {'/'.join(kinds)} content, but the model is text-only: it takes text")
+    return "".join(part["text"] for part in content)
+
+
 def decoded_per_prompt(params: SamplingParams) -> int:
     """Sequences decoded per prompt: n when sampling; greedy decoding gives n identical answers, so one."""
     return params.n if params.temperature > 0 else 1
@@ -106,11 +142,15 @@ class TransformersBackend:
         dtype: torch.dtype | None = None,
         show_progress: bool = True,
         trust_remote_code: bool = False,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
     ):
         if isinstance(model, tuple):
             self.model, processor = model
         else:
             self.model, processor = models.load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+        if hasattr(processor, "image_processor"):  # a text-only model's tokenizer sees no images
+            models.set_pixel_bounds(processor.image_processor, min_pixels, max_pixels)
         self.processor = models.left_pad(processor)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size
@@ -138,10 +178,7 @@ class TransformersBackend:
             raise ValueError(
                 f"{type(self.model).__name__} is a text-only model: its prompts cannot take images"
             )
-        texts = [
-            self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-            for chat in prompts
-        ]
+        texts = [render_prompt(self.processor, chat, index) for index, chat in enumerate(prompts)]
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
         order = sorted(range(len(prompts)), key=lambda i: -self.prompt_length(texts[i], images[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
@@ -204,13 +241,15 @@ class TransformersBackend:
 
     def _completion(self, tokens: list[int], params: SamplingParams) -> Completion:
         # Rows that finish early are padded to the batch's length: the first end-of-turn or pad token ends a row.
-        if not params.ignore_eos:
-            end = next((i + 1 for i, token in enumerate(tokens) if token in self.end_ids), len(tokens))
-            tokens = tokens[:end]
+        # A row without one ran to max_new_tokens (as every row does with ignore_eos).
+        end = None if params.ignore_eos else next(
+            (i + 1 for i, token in enumerate(tokens) if token in self.end_ids), None)
+        tokens = tokens[:end]
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         # The token that completes a stop string may run past it; the text ends with the stop string (as vLLM's).
         stops = [text.index(stop) + len(stop) for stop in params.stop if stop in text]
-        return Completion(text[: min(stops)] if stops else text, len(tokens))
+        truncated = end is None and not stops
+        return Completion(text[: min(stops)] if stops else text, len(tokens), truncated)
 
     def close(self) -> None:
         self.model = None
@@ -218,24 +257,43 @@ class TransformersBackend:
             torch.cuda.empty_cache()
 
 
+def vllm_arguments(
+    model_path: str | Path,
+    is_vision: bool,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int = 8192,
+    limit_mm_per_prompt: dict[str, int] | None = None,
+    dtype: str = "bfloat16",
+    seed: int = 0,
+    trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    **llm_options,
+) -> dict:
+    """The keyword arguments of `vllm.LLM` for one engine (no vLLM needed to build them).
+
+    A vision model gets an image limit per prompt and the pixel bounds as `mm_processor_kwargs`: `LLM` hands them
+    to EngineArgs, and vLLM's Qwen2-VL processing passes them to the HF image processor, so vLLM resizes (and counts
+    image tokens for max_model_len) exactly as `TransformersBackend` and the trainers do.
+    """
+    bounds = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    vision = {"limit_mm_per_prompt": limit_mm_per_prompt or {"image": 1},
+              **({"mm_processor_kwargs": bounds} if bounds else {})} if is_vision else {}
+    return {"model": str(model_path), "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len, "dtype": dtype,
+            "seed": seed, "trust_remote_code": trust_remote_code, **vision, **llm_options}
+
+
 class VLLMBackend:
     """The same interface over `vllm.LLM` (GPU only; vLLM is imported here, not at module import).
 
-    Prompts are rendered with the checkpoint's own processor (as in `TransformersBackend`), so both backends
-    see identical prompt text; images go in as `multi_modal_data`.
+    Prompts are rendered with the checkpoint's own processor (`render_prompt`, as in `TransformersBackend`), so both
+    backends see identical prompt text; images go in as `multi_modal_data`. Options: `vllm_arguments`.
     """
 
-    def __init__(
-        self,
-        model_path: str | Path,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int = 8192,
-        limit_mm_per_prompt: dict[str, int] | None = None,
-        dtype: str = "bfloat16",
-        seed: int = 0,
-        **llm_options,
-    ):
+    def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
+                 max_pixels: int | None = None, **options):
         try:
             import vllm
         except ImportError as error:
@@ -244,43 +302,38 @@ class VLLMBackend:
                 "use backend='transformers' here"
             ) from error
         self.vllm = vllm
-        self.processor = models.load_processing_class(model_path)
-        is_vision = hasattr(self.processor, "image_processor")
-        self.llm = vllm.LLM(
-            model=str(model_path),
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            dtype=dtype,
-            seed=seed,
-            **({"limit_mm_per_prompt": limit_mm_per_prompt or {"image": 1}} if is_vision else {}),
-            **llm_options,
-        )
+        self.processor = models.load_processing_class(model_path, trust_remote_code=trust_remote_code,
+                                                      min_pixels=min_pixels, max_pixels=max_pixels)
+        self.llm = vllm.LLM(**vllm_arguments(
+            model_path, hasattr(self.processor, "image_processor"), trust_remote_code=trust_remote_code,
+            min_pixels=min_pixels, max_pixels=max_pixels, **options))
 
     def generate(
         self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
     ) -> list[list[Completion]]:
         images = check_images(prompts, images)
         requests = []
-        for chat, prompt_images in zip(prompts, images, strict=True):
-            text = self.processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-            request = {"prompt": text}
+        for index, (chat, prompt_images) in enumerate(zip(prompts, images, strict=True)):
+            request = {"prompt": render_prompt(self.processor, chat, index)}
             if prompt_images:
                 request["multi_modal_data"] = {"image": prompt_images}
             requests.append(request)
-        sampling = self.vllm.SamplingParams(
+        # A seed per request: one seed for all would draw the same random numbers for every prompt of the call.
+        sampling = [self.vllm.SamplingParams(
             n=params.n,
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_new_tokens,
-            seed=params.seed,
+            seed=None if params.seed is None else params.seed + index,
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
             ignore_eos=params.ignore_eos,
-        )
+        ) for index in range(len(requests))]
         start = time.perf_counter()
         outputs = self.llm.generate(requests, sampling_params=sampling, use_tqdm=True)
-        results = [[Completion(o.text, len(o.token_ids)) for o in output.outputs] for output in outputs]
+        # finish_reason: "stop" at an end-of-turn token or stop string, "length" at max_tokens (or max_model_len).
+        results = [[Completion(o.text, len(o.token_ids), o.finish_reason == "length") for o in output.outputs]
+                   for output in outputs]
         total_tokens = sum(c.num_tokens for r in results for c in r)
         seconds = time.perf_counter() - start
         log.info(
@@ -298,25 +351,192 @@ BACKENDS = {"transformers": TransformersBackend, "vllm": VLLMBackend}
 
 
 def make_backend(model_path, backend: str = "transformers", **options) -> Backend:
-    """A backend by name; `options` go to its constructor (e.g. batch_size, or gpu_memory_utilization)."""
+    """A backend by name, in this process; `options` go to its constructor (e.g. batch_size, or
+    gpu_memory_utilization)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown generation backend {backend!r}; known: {sorted(BACKENDS)}")
     return BACKENDS[backend](model_path, **options)
 
 
-def backend_for(spec, model_path: str | Path | None = None) -> Backend:
-    """The backend for a model of the study config (`ovlt.config.ModelSpec`): its own name, or a checkpoint."""
-    path = model_path or spec.name
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (0..n-1 when it is unset)."""
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    names = [d.strip() for d in listed.split(",") if d.strip()] if listed is not None else []
+    return names[: torch.cuda.device_count()] or [str(i) for i in range(torch.cuda.device_count())]
+
+
+# Guards os.environ while a worker process is started with its own CUDA_VISIBLE_DEVICES.
+_SPAWN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _environment(**values: str):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _engine_main(conn, rank: int, backend: str, model_path: str, options: dict, threads: int | None,
+                 log_level: int) -> None:
+    """A worker process: one backend, generating what the caller sends until told to close (or the caller goes)."""
+    logging.basicConfig(level=log_level, format=f"[engine {rank}] %(levelname)s %(name)s: %(message)s")
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        engine = make_backend(model_path, backend, **options)
+    except BaseException:  # reported to the caller, who raises it with this engine's rank
+        conn.send(("error", traceback.format_exc()))
+        return
+    try:
+        conn.send(("ready", None))
+        while True:
+            try:
+                message = conn.recv()
+            except EOFError:  # the caller exited without closing
+                break
+            if message[0] == "close":
+                break
+            try:
+                conn.send(("ok", engine.generate(*message[1:])))
+            except Exception:
+                conn.send(("error", traceback.format_exc()))
+    finally:
+        engine.close()
+
+
+def _stop_workers(processes: list, connections: list, timeout: float = 120.0) -> None:
+    for conn in connections:
+        try:
+            conn.send(("close",))
+            conn.close()
+        except OSError:  # that worker is gone already
+            pass
+    for process in processes:
+        process.join(timeout)
+        if process.is_alive():
+            process.terminate()
+            process.join(10)
+
+
+class DataParallelBackend:
+    """`engines` copies of one backend side by side, each in a persistent worker process on its own GPUs.
+
+    Each worker is started (multiprocessing "spawn": a fresh interpreter, no CUDA state inherited) with
+    CUDA_VISIBLE_DEVICES naming only its `gpus_per_engine` GPUs, so CUDA and vLLM inside it see those alone; with no
+    GPU it runs on CPU with its share of the cores. `generate` splits the prompts into one contiguous share per
+    engine, runs the shares at once, and returns the results in the caller's order; greedy results equal one
+    engine's. A seeded sampling request gives engine r the seed + r x len(prompts), so the engines' batch seeds
+    (seed + batch index, `TransformersBackend`) never coincide.
+
+    Why separate engines rather than vLLM's own data parallelism: `vllm.LLM(data_parallel_size > 1)` refuses to run
+    in one process (vllm/entrypoints/llm.py: only with the external launcher, or on TPU), and its multi-process
+    offline example couples the ranks through a data-parallel master port and collective steps, so one rank that
+    runs out of work or fails can stall the others. Sampling a dense model needs no communication between
+    engines: independent `LLM`s, one per process, are the simplest thing that keeps every GPU busy, and the same
+    code runs transformers engines on CPU, where the tests check it.
+    Workers are not daemons (vLLM starts processes of its own in them); `close()` stops them, and so does garbage
+    collection or interpreter exit. As with every spawned process, a script that builds one must guard its entry
+    point (`if __name__ == "__main__":`); the CLI and notebook kernels do.
+    """
+
+    def __init__(self, model_path: str | Path, backend: str, engines: int, gpus_per_engine: int = 1, **options):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown generation backend {backend!r}; known: {sorted(BACKENDS)}")
+        gpus = visible_gpus()
+        if gpus and engines * gpus_per_engine > len(gpus):
+            raise ValueError(f"{engines} engines x {gpus_per_engine} GPU(s) need {engines * gpus_per_engine} GPUs; "
+                             f"{len(gpus)} visible ({','.join(gpus)})")
+        context = multiprocessing.get_context("spawn")
+        threads = None if gpus else max(1, torch.get_num_threads() // engines)  # CPU engines share the cores
+        self.engines, self.processes, self.connections = engines, [], []
+        self._finalizer = weakref.finalize(self, _stop_workers, self.processes, self.connections)
+        for rank in range(engines):
+            devices = ",".join(gpus[rank * gpus_per_engine:(rank + 1) * gpus_per_engine])
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=_engine_main, name=f"ovlt-engine-{rank}", daemon=False,
+                args=(theirs, rank, backend, str(model_path), options, threads, logging.getLogger().level))
+            # The child's CUDA_VISIBLE_DEVICES is fixed when it starts, before anything in it can touch CUDA.
+            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices):
+                process.start()
+            theirs.close()
+            self.processes.append(process)
+            self.connections.append(ours)
+        # At exit, multiprocessing joins non-daemon children, which wait for the caller: stop them first. atexit runs
+        # newest first, and multiprocessing registered its hook when the pipes above were made.
+        atexit.register(self._finalizer)
+        replies = [self._reply(rank) for rank in range(engines)]
+        failed = [(rank, payload) for rank, (status, payload) in enumerate(replies) if status == "error"]
+        if failed:
+            self.close()
+            raise RuntimeError(f"generation engine {failed[0][0]} failed:\n{failed[0][1]}")
+        log.info("%d %s engines ready (%s GPU(s) each): %s", engines, backend, gpus_per_engine if gpus else 0,
+                 model_path)
+
+    def _reply(self, rank: int) -> tuple[str, object]:
+        try:
+            return self.connections[rank].recv()
+        except EOFError:  # the worker is gone (killed, out of memory): the engines are no longer whole
+            self.close()
+            raise RuntimeError(f"generation engine {rank} died (exit code {self.processes[rank].exitcode})") from None
+
+    def generate(
+        self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
+    ) -> list[list[Completion]]:
+        images = check_images(prompts, images)
+        cuts = [len(prompts) * rank // self.engines for rank in range(self.engines + 1)]  # shares differ by <= 1
+        spans = [(start, end) for start, end in zip(cuts, cuts[1:], strict=False) if end > start]
+        for rank, (start, end) in enumerate(spans):
+            seed = None if params.seed is None else params.seed + rank * len(prompts)
+            self.connections[rank].send(("generate", prompts[start:end], images[start:end],
+                                         dataclasses.replace(params, seed=seed)))
+        # Every engine's reply is read before any error is raised, so none is left for the next call to misread.
+        replies = [self._reply(rank) for rank in range(len(spans))]
+        for rank, (status, payload) in enumerate(replies):
+            if status == "error":
+                raise RuntimeError(f"generation engine {rank} failed:\n{payload}")
+        return [completions for _, payload in replies for completions in payload]
+
+    def close(self) -> None:
+        self._finalizer()
+        atexit.unregister(self._finalizer)
+
+
+def backend_options(spec, pixels: tuple[int, int] | None = None) -> dict:
+    """Constructor options of one engine for a model of the study config (`ovlt.config.ModelSpec`)."""
+    bounds = {"min_pixels": pixels[0], "max_pixels": pixels[1]} if pixels else {}
     if spec.backend == "vllm":
-        options = {"tensor_parallel_size": spec.tensor_parallel_size,
-                   "gpu_memory_utilization": spec.gpu_memory_utilization,
-                   "trust_remote_code": spec.trust_remote_code,
-                   **({"max_model_len": spec.max_model_len} if spec.max_model_len else {})}
-    elif spec.backend == "transformers":
-        options = {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code}
-    else:
-        raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
-    return make_backend(path, backend=spec.backend, **options)
+        return {"tensor_parallel_size": spec.tensor_parallel_size,
+                "gpu_memory_utilization": spec.gpu_memory_utilization,
+                "trust_remote_code": spec.trust_remote_code,
+                **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds}
+    if spec.backend == "transformers":
+        return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code, **bounds}
+    raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
+
+
+def backend_for(spec, model_path: str | Path | None = None, pixels: tuple[int, int] | None = None) -> Backend:
+    """The backend for a model of the study config: its own name, or a checkpoint.
+
+    `pixels`: (min, max) pixels of every image it resizes; study stages pass (cfg.data.image_min_pixels,
+    cfg.data.image_max_pixels), None keeps the checkpoint's own bounds. `spec.data_parallel_size` engines (`pipeline.engine_count`; "auto" counts the visible
+    GPUs): one runs in this process, more run as a `DataParallelBackend`.
+    """
+    path = model_path or spec.name
+    options = backend_options(spec, pixels)
+    engines = engine_count(spec, len(visible_gpus()))
+    if engines == 1:
+        return make_backend(path, backend=spec.backend, **options)
+    return DataParallelBackend(path, spec.backend, engines, gpus_per_engine(spec), **options)
 
 
 def sampling_from(sampling, seed: int) -> SamplingParams:

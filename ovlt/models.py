@@ -4,6 +4,8 @@
 - `build_tiny(out_dir)` builds, saves and caches a randomly initialised Qwen2.5-VL with tiny dimensions and a
   byte-level BPE tokenizer trained here, on study-like text: the whole pipeline runs on it in minutes on a CPU.
 - `build_random(QWEN25_VL_7B_DIMS, ...)` builds a 7B-shaped model with random weights for speed checks.
+- `build_tiny_reasoner(out_dir)` builds a tiny text-only reasoner shaped like DeepSeek-R1-Distill-Qwen (its chat
+  template takes string content only and opens the reply with "<think>\n") for the distill path on CPU.
 
 Dimensions are one flat dict in transformers' own field names: text fields as in `Qwen2_5_VLTextConfig`
 (`rope_theta` and `mrope_section` go into `rope_parameters`), vision fields prefixed with `vision_` as in
@@ -36,9 +38,12 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     Qwen2Tokenizer,
     Qwen2VLImageProcessorPil,
 )
+from transformers.image_utils import SizeDict
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
@@ -260,10 +265,18 @@ def builtin_corpus(seed: int = 0, size: int = 3000) -> list[str]:
     return shipped + lines
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
-    """A byte-level BPE tokenizer trained on `corpus`, with Qwen2's pre-tokenizer and special tokens.
+def train_tokenizer(
+    corpus: Iterable[str],
+    vocab_size: int,
+    special_tokens: list[str] = SPECIAL_TOKENS,
+    eos_token: str = "<|im_end|>",
+    pad_token: str = "<|endoftext|>",
+    bos_token: str | None = None,
+) -> Qwen2Tokenizer:
+    """A byte-level BPE tokenizer trained on `corpus`, with Qwen2's pre-tokenizer and `special_tokens`.
 
-    Special tokens take ids 0..7 in `SPECIAL_TOKENS` order; digits are split one by one, as in Qwen.
+    Special tokens take ids 0.. in `special_tokens` order (Qwen2.5-VL's by default); digits are split one by one, as
+    in Qwen.
     """
     bpe = Tokenizer(BPE())
     bpe.normalizer = normalizers.NFC()
@@ -275,19 +288,21 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> Qwen2Tokenizer:
     )
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=special_tokens,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(corpus, trainer)
     trained = json.loads(bpe.to_str())["model"]
+    named = (eos_token, pad_token, bos_token)
     return Qwen2Tokenizer(
         vocab=trained["vocab"],
         merges=[tuple(merge) for merge in trained["merges"]],
         unk_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<|im_end|>", "<|endoftext|>")],
+        eos_token=eos_token,
+        pad_token=pad_token,
+        **({"bos_token": bos_token} if bos_token else {}),
+        extra_special_tokens=[t for t in special_tokens if t not in named],
         model_max_length=TINY_DIMS["max_position_embeddings"],
     )
 
@@ -331,17 +346,8 @@ def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None 
     model.generation_config = generation_config(token_ids)
     processor = OvltQwenVLProcessor(tiny_image_processor(), tokenizer, chat_template=QWEN25_VL_CHAT_TEMPLATE)
 
-    # Write into a temporary sibling and rename, so a folder that exists is always complete.
-    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
     # preprocessor_config.json as well, as in the hub repo: the stock processor's video processor falls back to it.
-    processor.image_processor.save_pretrained(staging)
-    try:
-        staging.rename(folder)
-    except OSError:  # another process finished the same build first
-        shutil.rmtree(staging)
+    _publish(folder, model, processor, processor.image_processor)
     log.info(
         "built tiny Qwen2.5-VL (%s parameters, vocab %d) in %.1fs: %s",
         f"{count_parameters(model):,}",
@@ -352,6 +358,74 @@ def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None 
     return folder
 
 
+def _publish(folder: Path, *parts) -> None:
+    """`save_pretrained` every part into a temporary sibling, then rename it to `folder`, so a folder that exists
+    is always complete."""
+    staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for part in parts:
+        part.save_pretrained(staging)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process finished the same build first
+        shutil.rmtree(staging)
+
+
+# --- a tiny text-only reasoner in the shape of DeepSeek-R1-Distill-Qwen ------------------------------------------
+# The study's reasoner is a Qwen2 causal LM whose chat template joins each message's content to its role marker as
+# a string (a list of content parts there is a TypeError) and opens the reply inside "<think>\n". The tiny one has
+# both behaviours, with its own role tokens and template (written here, not DeepSeek's), so the distill path runs
+# on CPU exactly as it will on the hub model.
+REASONER_BOS, REASONER_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+REASONER_USER, REASONER_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
+REASONER_SPECIAL_TOKENS = [REASONER_BOS, REASONER_EOS, REASONER_USER, REASONER_ASSISTANT]
+TINY_REASONER_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}"
+    "{% elif message['role'] == 'user' %}{{ '" + REASONER_USER + "' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '" + REASONER_ASSISTANT + "' + message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '" + REASONER_ASSISTANT + "<think>\n' }}{% endif %}"
+)
+TINY_REASONER_DIMS = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                      "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
+                      "rope_theta": 1e4, "tie_word_embeddings": True}
+TINY_REASONER_RECIPE_VERSION = 1
+
+
+def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
+    """Build (or find cached) a tiny random-init text reasoner (Qwen2ForCausalLM, R1-Distill-like chat template and
+    special tokens) under `out_dir`; returns its folder, loadable with `load` and the generation backends.
+
+    The tokenizer is trained on `builtin_corpus()` plus `corpus`, as `build_tiny`'s; the folder is named by a
+    fingerprint of the arguments, and a second call returns it without building.
+    """
+    texts = builtin_corpus(seed) + list(corpus or [])
+    corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+    key = _fingerprint({"recipe": TINY_REASONER_RECIPE_VERSION, "seed": seed, "dims": TINY_REASONER_DIMS,
+                        "template": TINY_REASONER_CHAT_TEMPLATE, "corpus": corpus_hash})
+    folder = Path(out_dir) / f"reasoner-tiny-{key}"
+    if (folder / "config.json").exists():
+        return folder
+    dims = dict(TINY_REASONER_DIMS)
+    tokenizer = train_tokenizer(texts, dims.pop("vocab_size"), REASONER_SPECIAL_TOKENS, eos_token=REASONER_EOS,
+                                pad_token=REASONER_EOS, bos_token=REASONER_BOS)
+    tokenizer.chat_template = TINY_REASONER_CHAT_TEMPLATE
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id}
+    config = Qwen2Config(vocab_size=len(tokenizer), rope_parameters={"rope_type": "default",
+                                                                     "rope_theta": dims.pop("rope_theta")},
+                         **dims, **ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(**ids)
+    _publish(folder, model, tokenizer)
+    log.info("built tiny reasoner (%s parameters, vocab %d): %s", f"{count_parameters(model):,}", len(tokenizer),
+             folder)
+    return folder
+
+
 def _has_processor(folder: Path) -> bool:
     if (folder / "preprocessor_config.json").exists():
         return True
@@ -359,9 +433,17 @@ def _has_processor(folder: Path) -> bool:
     return processor_config.exists() and "image_processor" in json.loads(processor_config.read_text())
 
 
-def load_processor(name_or_path: str | Path, trust_remote_code: bool = False) -> ProcessorMixin:
+def load_processor(
+    name_or_path: str | Path,
+    trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+) -> ProcessorMixin:
     """The Qwen2.5-VL processor of a local folder or hub id: the stock class where torchvision is importable,
-    `OvltQwenVLProcessor` otherwise. Its tokenizer pads on the left (see `load`)."""
+    `OvltQwenVLProcessor` otherwise. Its tokenizer pads on the left (see `load`).
+
+    `min_pixels`/`max_pixels` bound every image it resizes (`set_pixel_bounds`); None keeps the saved bound.
+    """
     folder = Path(name_or_path)
     if folder.is_dir():
         if not _has_processor(folder):
@@ -376,8 +458,30 @@ def load_processor(name_or_path: str | Path, trust_remote_code: bool = False) ->
     # from_pretrained can quietly hand back something else (e.g. just a tokenizer); check what came back.
     if not isinstance(processor, Qwen2_5_VLProcessor) or getattr(processor, "image_processor", None) is None:
         raise TypeError(f"{name_or_path}: expected a Qwen2.5-VL processor, got {type(processor).__name__}")
+    set_pixel_bounds(processor.image_processor, min_pixels, max_pixels)
     left_pad(processor)
     return processor
+
+
+def set_pixel_bounds(image_processor, min_pixels: int | None = None, max_pixels: int | None = None):
+    """Resize every image to between `min_pixels` and `max_pixels` pixels (None keeps that bound as it is).
+
+    An image of max_pixels pixels is about max_pixels / 784 visual tokens (one per 28x28 merged patch): a 12 MP
+    phone photo under the checkpoint's own bound is thousands, longer than TRL's and vLLM's sequence limits.
+    The bounds go into a fresh instance-level `size` (what resizing, token counting and `save_pretrained` read):
+    the image processor's own min_pixels/max_pixels route writes into the class-level default `size` dict in
+    transformers 5.17. The instance's min_pixels/max_pixels get the same values, because `preprocess` lets them
+    override `size` and vLLM's Qwen2-VL token counting reads them.
+    """
+    if min_pixels is None and max_pixels is None:
+        return image_processor
+    low = min_pixels if min_pixels is not None else image_processor.size["shortest_edge"]
+    high = max_pixels if max_pixels is not None else image_processor.size["longest_edge"]
+    if not 0 < low <= high:
+        raise ValueError(f"image pixel bounds must satisfy 0 < min_pixels <= max_pixels, got {low} and {high}")
+    image_processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+    image_processor.min_pixels, image_processor.max_pixels = low, high
+    return image_processor
 
 
 def left_pad(processor):
@@ -391,12 +495,19 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_processing_class(name_or_path: str | Path, trust_remote_code: bool = False):
-    """What turns chats into model inputs: the processor of a vision-language model (`load_processor`), or the
-    tokenizer of a text-only one (e.g. a text reasoner), which then plays the processor's part. Pads left."""
+def load_processing_class(
+    name_or_path: str | Path,
+    trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+):
+    """What turns chats into model inputs: the processor of a vision-language model (`load_processor`, with the
+    image pixel bounds), or the tokenizer of a text-only one (e.g. a text reasoner), which then plays the
+    processor's part and sees no images, so the bounds do not apply. Pads left."""
     config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     if getattr(config, "vision_config", None) is not None:
-        return load_processor(name_or_path, trust_remote_code=trust_remote_code)
+        return load_processor(name_or_path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
+                              max_pixels=max_pixels)
     return left_pad(AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code))
 
 
@@ -436,15 +547,19 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """The one loader: `(model, processor)` for a local checkpoint or a hub id, in eval mode.
 
     A text-only model comes with its tokenizer in the processor's place (`load_processing_class`).
+    `min_pixels`/`max_pixels` bound the images its processor resizes (`set_pixel_bounds`).
     Default dtype: bf16 on CUDA, fp32 on CPU. On CPU, attention is `sdpa_grouped_attention`.
     """
     device = torch.device(device or default_device())
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    processor = load_processing_class(name_or_path, trust_remote_code=trust_remote_code)
+    processor = load_processing_class(name_or_path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
+                                      max_pixels=max_pixels)
     model_class = (
         AutoModelForImageTextToText if isinstance(processor, ProcessorMixin) else AutoModelForCausalLM
     )

@@ -162,6 +162,36 @@ AUTHORS_GRPO = {"gpus": 4, "hours": 19.0, "steps": 80, "completions_per_step": 5
 GPU_STAGES = ("caption", "distill", "self_generate", "sft", "select_hard", "grpo", "evaluate")
 
 
+# --- generation engines: how many, on how many GPUs (ovlt.generation.backend_for builds them) ------------------
+
+
+def gpus_per_engine(spec) -> int:
+    """GPUs one generation engine of a study model (`ovlt.config.ModelSpec`) holds: vLLM shards the model over
+    tensor_parallel_size; transformers runs it on one device."""
+    return spec.tensor_parallel_size if spec.backend == "vllm" else 1
+
+
+def engine_count(spec, gpus: int) -> int:
+    """Generation engines a study model runs side by side on a machine with `gpus` GPUs: its data_parallel_size,
+    where "auto" fills the GPUs with vLLM engines and is one engine for the other backends (transformers' generate
+    is for CPU runs and small checks)."""
+    if spec.data_parallel_size != "auto":
+        return spec.data_parallel_size
+    if spec.backend == "vllm":
+        return max(1, gpus // gpus_per_engine(spec))
+    return 1
+
+
+def study_gpus(cfg: StudyConfig) -> int:
+    """The GPUs of the machine the plan assumes: the one the trainers are launched on (launch.num_processes)."""
+    return max(cfg.sft.launch.num_processes, cfg.grpo.launch.num_processes)
+
+
+def generation_gpus(spec, gpus: int) -> int:
+    """GPUs a study model's sampling holds on a machine with `gpus` GPUs: engines x GPUs per engine."""
+    return engine_count(spec, gpus) * gpus_per_engine(spec)
+
+
 def throughput(model_name: str) -> Throughput | None:
     """The throughput figures for a model, by the size in its name; None for scripted, tiny or unsized models."""
     sizes = re.findall(r"(\d+(?:\.\d+)?)B\b", model_name)
@@ -220,6 +250,13 @@ class PlannedStage:
     outputs: str
     volumes: dict = field(default_factory=dict)
     gpu_hours: float | None = None  # estimate from THROUGHPUT; None: a CPU stage or no figures
+    gpus: int | None = None  # GPUs the stage holds at once (GPU stages)
+    engines: int | None = None  # generation stages: engines side by side, gpus // engines GPUs each
+
+    @property
+    def wall_hours(self) -> float | None:
+        """Hours on the clock: the GPU-hours spread over the stage's GPUs (the figures are per GPU)."""
+        return None if self.gpu_hours is None or not self.gpus else self.gpu_hours / self.gpus
 
 
 def _train_steps(examples: int, per_device: int, accumulation: int, processes: int, epochs: float, max_steps: int) -> int:
@@ -234,6 +271,10 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
     ranges = pool_ranges(cfg)
     n_eval = len(cfg.evaluation.benchmarks)
     student = throughput(cfg.models.student.name)
+    machine = study_gpus(cfg)
+    specs = {role: getattr(cfg.models, role) for role in ("captioner", "reasoner", "student")}
+    sampling = {role: (generation_gpus(spec, machine), engine_count(spec, machine))  # (GPUs, engines)
+                for role, spec in specs.items()}
     planned = []
     for ref in stage_order(cfg):
         i = ref.iteration
@@ -252,7 +293,7 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             p = PlannedStage(ref, f"pool rows {ranges[(i, 'sft')]}", "captions",
                              {"problems": n_sft, "samples": n_sft, "max_tokens": n_sft * s.max_new_tokens},
                              _generation_hours(n_sft, s.max_new_tokens, EXPECTED_FRACTION["caption"],
-                                               throughput(cfg.models.captioner.name)))
+                                               throughput(cfg.models.captioner.name)), *sampling["captioner"])
         elif ref.name in ("distill", "self_generate"):
             s = cfg.distill.sampling if ref.name == "distill" else cfg.self_generate.sampling
             who = cfg.models.reasoner.name if ref.name == "distill" else f"grpo-{i - 1}"
@@ -260,7 +301,8 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
                                if ref.name == "distill" else (student, EXPECTED_FRACTION["student"]))
             p = PlannedStage(ref, f"{n_sft} problems, model {who}", "chains",
                              {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens},
-                             _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed))
+                             _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed),
+                             *sampling["reasoner" if ref.name == "distill" else "student"])
         elif ref.name == "select":
             p = PlannedStage(ref, "chains", "one verified chain per problem", {"problems": n_sft})
         elif ref.name == "filter":
@@ -271,13 +313,14 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
                                  t.launch.num_processes, t.num_train_epochs, t.max_steps)
             p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", f"iter{i}/sft/checkpoint",
                              {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes},
-                             sft_gpu_hours(cfg, n_sft))
+                             sft_gpu_hours(cfg, n_sft), t.launch.num_processes)
         elif ref.name == "select_hard":
             s = cfg.select_hard.sampling
             n = sched.grpo_candidates
             p = PlannedStage(ref, f"{n} candidates, model sft-{i}", f"{sched.grpo_problems} GRPO problems",
                              {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens},
-                             _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student))
+                             _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student),
+                             *sampling["student"])
         elif ref.name == "grpo":
             g = cfg.grpo
             completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * g.launch.num_processes
@@ -287,13 +330,14 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", f"iter{i}/grpo/checkpoint",
                              {"steps": steps, "samples": steps * completions_per_step,
                               "max_tokens": steps * completions_per_step * g.max_completion_length},
-                             None if step_gpu_s is None else steps * step_gpu_s / 3600)
+                             None if step_gpu_s is None else steps * step_gpu_s / 3600, g.launch.num_processes)
         elif ref.name == "evaluate":
             items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
             p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", f"eval/{ref.checkpoint}",
                              {"benchmarks": n_eval, "max_tokens_per_item": max_new},
                              None if items is None else
-                             _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student))
+                             _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student),
+                             *sampling["student"])
         else:  # pragma: no cover - stage_order and plan are written together
             raise AssertionError(ref.name)
         planned.append(p)
@@ -320,12 +364,18 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
         return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them"]
     lines = ["GPU-hours on H100 80GB (ovlt.pipeline.THROUGHPUT): training from a throughput measured on an H100 with"
              " benchmarks/gpu_check.sh, times an assumed ZeRO-3 factor; generation ASSUMED from public vLLM reports,"
-             " not measured here:"]
+             f" not measured here. Wall-clock hours on a {study_gpus(cfg)}-GPU machine (launch.num_processes):"
+             " generation on engines x tensor_parallel_size GPUs (models.*.data_parallel_size), training on"
+             " launch.num_processes:"]
     for p in stages:
-        lines.append(f"  {p.ref.label:<24} " + ("n/a (no throughput figure)" if p.gpu_hours is None
-                                                 else f"{p.gpu_hours:8.1f} GPU-h"))
-    known = [p.gpu_hours for p in stages if p.gpu_hours is not None]
-    lines.append(f"  {'total':<24} {sum(known):8.1f} GPU-h" + ("" if len(known) == len(stages) else " (known stages)"))
+        layout = f"{p.engines} engine(s) x {p.gpus // p.engines}" if p.engines else "training processes"
+        lines.append(f"  {p.ref.label:<24} " + ("n/a (no throughput figure)" if p.gpu_hours is None else
+                                                 f"{p.gpu_hours:8.1f} GPU-h on {p.gpus:2d} GPU(s) ({layout}):"
+                                                 f" {p.wall_hours:6.2f} h wall-clock"))
+    known = [p for p in stages if p.gpu_hours is not None]
+    lines.append(f"  {'total':<24} {sum(p.gpu_hours for p in known):8.1f} GPU-h"
+                 + ("" if len(known) == len(stages) else " (known stages)"))
+    lines.append(f"  {'total wall-clock':<24} {sum(p.wall_hours for p in known):8.1f} h (stages run one after another)")
     sft, grpo = AUTHORS_SFT, AUTHORS_GRPO
     ours_sft = sft_gpu_hours(cfg, sft["examples"])
     step_s = grpo_step_gpu_seconds(cfg, grpo["completions_per_step"])

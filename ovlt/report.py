@@ -565,7 +565,7 @@ def _benchmark_records(run: Run, benchmark: str, ids: list[str]) -> dict[str, di
     if ref is None:
         raise ArtifactError(f"the run's config does not name benchmark {benchmark!r}")
     wanted = set(ids)
-    return {r["id"]: r for r in benchmark_records(ref, run) if r["id"] in wanted}
+    return {r["id"]: r for r in benchmark_records(ref, run, cfg.data.hub_root) if r["id"] in wanted}
 
 
 def trace_table(run: Run, n: int = 4) -> HTML:

@@ -9,7 +9,9 @@ Each stage reads and writes `datasets` folders through the run artifacts, writes
 (a killed stage resumes after the last complete shard) and records counts in its manifest in one shape:
 `{"in", "out", "dropped": {reason: n}, "by_source": {source: {...same...}}}` with in = out + sum(dropped).
 An unreadable image, an empty response or a problem without a gold answer is counted, logged with its id and
-skipped.
+skipped. Distill and self-generate also count, in total and per source, the chains kept, the responses that were
+empty or held no answer (`empty_responses`) and those cut at max_new_tokens (`truncated`): an unfinished chain is
+dropped unread, since an answer taken from it would come from the middle of its reasoning.
 
 Backends: `transformers` and `vllm` go through `ovlt.generation`; `scripted` teachers work on the procedural
 data only (they read the problem's `scene`). They are imperfect the way the paper's are: the captioner
@@ -40,7 +42,7 @@ from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.config import AnswerWith, ModelSpec, StudyConfig
 from ovlt.data.procedural import COLORS, SHAPES, solve
 from ovlt.data.schema import option_letter
-from ovlt.generation import backend_for, sampling_from
+from ovlt.generation import Completion, backend_for, sampling_from
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import student_chat, student_text
 
@@ -596,11 +598,12 @@ def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
     st.begin()
     problems = iteration_problems(cfg, run, iteration, "sft")
     rows = list(problem_rows(problems))
+    backend = None
     if spec.backend == "scripted":
         captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
         describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
     else:
-        backend = backend_for(spec)
+        backend = backend_for(spec, pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
         params = sampling_from(cfg.caption.sampling, cfg.seed)
         chat = student_chat(cfg.caption.prompt)
         describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
@@ -616,7 +619,7 @@ def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
                         "caption": text})
         return out
 
-    done = run_sharded(st, rows, shard_size(spec), work, "caption")
+    done = _run_and_close(st, rows, spec, work, "caption", backend)
     tally = Tally()
     tally.extend(done)
     kept = [r for r in done if r["status"] == "out"]
@@ -635,16 +638,36 @@ def distill_prompt(problem: dict, caption_text: str) -> list[dict]:
     return student_chat(text, with_image=False)
 
 
-def _chains_rows(batch: list[dict], responses: list[list[str]], convert: bool) -> list[dict]:
+def _chains_rows(batch: list[dict], responses: list[list[str]], convert: bool, truncated: list[int]) -> list[dict]:
+    """One row per problem from its finished responses and its count of responses cut at max_new_tokens (dropped
+    unread: an answer taken from an unfinished chain comes from the middle of its reasoning). "empty" counts the
+    finished responses that were empty or held no answer."""
     out = []
-    for row, texts in zip(batch, responses, strict=True):
+    for row, texts, cut in zip(batch, responses, truncated, strict=True):
         chains = [to_think_answer(t, row["choices"]) if convert else (t or "").strip() for t in texts]
         chains = [c for c in chains if c]
         if not chains:
-            log.warning("problem %s: every response was empty or held no answer: skipped", row["id"])
-        out.append({"id": row["id"], "source": row["source"], "chains": chains,
-                    "status": "out" if chains else "empty_response", "empty": len(texts) - len(chains)})
+            log.warning("problem %s: no usable response (%d of %d cut at max_new_tokens, the rest empty or without an "
+                        "answer): skipped", row["id"], cut, cut + len(texts))
+        status = "out" if chains else "truncated" if cut and not texts else "empty_response"
+        out.append({"id": row["id"], "source": row["source"], "chains": chains, "status": status,
+                    "empty": len(texts) - len(chains), "truncated": cut})
     return out
+
+
+def _generated_rows(batch: list[dict], generated: list[list[Completion]], convert: bool) -> list[dict]:
+    """`_chains_rows` of a backend's completions: the finished ones are read, the truncated ones counted."""
+    return _chains_rows(batch, [[c.text for c in cs if not c.truncated] for cs in generated], convert,
+                        [sum(c.truncated for c in cs) for cs in generated])
+
+
+def _run_and_close(st: Stage, rows: list[dict], spec: ModelSpec, work, desc: str, backend) -> list[dict]:
+    """`run_sharded`, then the backend's engines (and their GPUs) are released, whether or not it finished."""
+    try:
+        return run_sharded(st, rows, shard_size(spec), work, desc)
+    finally:
+        if backend is not None:
+            backend.close()
 
 
 def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
@@ -652,12 +675,17 @@ def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
     tally.extend(done)
     kept = [r for r in done if r["status"] == "out"]
     save_dataset(rows_to_dataset(kept, CHAINS_FEATURES), st.dir / "chains")
-    chains, empty = Counter(), Counter()
+    chains, empty, truncated = Counter(), Counter(), Counter()
     for r in done:
         chains[r["source"]] += len(r["chains"])
         empty[r["source"]] += r["empty"]
+        truncated[r["source"]] += r["truncated"]
     skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
-    counts = tally.as_dict(chains=dict(chains), empty_responses=dict(empty))
+    counts = tally.as_dict(chains=dict(chains), empty_responses=dict(empty), truncated=dict(truncated))
+    if counts["truncated"]:
+        responses = counts["chains"] + counts["empty_responses"] + counts["truncated"]
+        log.warning("%s: %d of %d responses cut at max_new_tokens (%d) and dropped; by source: %s", st.label,
+                    counts["truncated"], responses, extra["max_new_tokens"], dict(sorted(truncated.items())))
     return st.finish(counts=counts, outputs=["chains"], extra={**extra, "skipped": skipped})
 
 
@@ -672,18 +700,20 @@ def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
     captions = {r["id"]: r["caption"] for r in load_dataset_dir(run.stage_dir("caption", iteration) / "captions")}
     problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
     rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
+    backend = None
     if spec.backend == "scripted":
         reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
                                     stepwise=spec.stepwise, answer_with=spec.answer_with)
         work = lambda batch: _chains_rows(  # noqa: E731
-            batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], convert=True)
+            batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], True, [0] * len(batch))
     else:
-        backend = backend_for(spec)
+        backend = backend_for(spec, pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
         params = sampling_from(sampling, cfg.seed)
-        work = lambda batch: _chains_rows(batch, [[c.text for c in cs] for cs in backend.generate(  # noqa: E731
-            [distill_prompt(r, r["caption"]) for r in batch], None, params)], convert=True)
-    done = run_sharded(st, rows, shard_size(spec), work, "distill")
-    return _finish_chains(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n})
+        work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
+            [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
+    done = _run_and_close(st, rows, spec, work, "distill", backend)
+    return _finish_chains(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
+                                     "max_new_tokens": sampling.max_new_tokens})
 
 
 def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
@@ -699,16 +729,17 @@ def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         return st.manifest
     st.begin()
     rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
-    backend = backend_for(spec, checkpoint_path(cfg, run, model))
+    backend = backend_for(spec, checkpoint_path(cfg, run, model),
+                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
     params = sampling_from(sampling, cfg.seed + iteration)
 
     def work(batch: list[dict]) -> list[dict]:
-        usable, images, out = usable_rows(batch, chains=[], empty=0)
+        usable, images, out = usable_rows(batch, chains=[], empty=0, truncated=0)
         if usable:
             generated = backend.generate([student_chat(student_text(r)) for r in usable],
                                          [[image] for image in images], params)
-            out += _chains_rows(usable, [[c.text for c in cs] for cs in generated], convert=False)
+            out += _generated_rows(usable, generated, convert=False)
         return out
 
-    done = run_sharded(st, rows, shard_size(spec), work, "self_generate")
-    return _finish_chains(st, done, {"model": model, "k": sampling.n})
+    done = _run_and_close(st, rows, spec, work, "self_generate", backend)
+    return _finish_chains(st, done, {"model": model, "k": sampling.n, "max_new_tokens": sampling.max_new_tokens})

@@ -1,4 +1,5 @@
 import importlib.util
+import shutil
 
 import pytest
 import torch
@@ -6,13 +7,20 @@ from PIL import Image, ImageDraw
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ovlt import models
+from ovlt.config import ModelSpec, load_config
 from ovlt.generation import (
     Completion,
+    DataParallelBackend,
     SamplingParams,
     TransformersBackend,
     VLLMBackend,
+    backend_for,
+    backend_options,
     make_backend,
+    render_prompt,
+    vllm_arguments,
 )
+from ovlt.teachers import distill_prompt
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -207,3 +215,153 @@ def test_vllm_backend_matches_transformers_greedy(tiny, loaded):
         runner.close()
     assert [len(r) for r in results] == [2] * len(PROMPTS)
     assert all(1 <= c.num_tokens <= 8 for r in results for c in r)
+
+
+# --- a text-only reasoner whose chat template takes string content only, as DeepSeek-R1-Distill's ---------------
+
+
+@pytest.fixture(scope="module")
+def reasoner(tmp_path_factory):
+    return models.build_tiny_reasoner(tmp_path_factory.mktemp("reasoner"))
+
+
+PROBLEM = {"question": "Which bar is the tallest?", "choices": ["red", "blue"], "answer": "blue"}
+
+
+def test_text_only_reasoner_gets_list_content_as_a_string(reasoner):
+    runner = make_backend(reasoner, batch_size=2, show_progress=False)
+    chats = [distill_prompt(PROBLEM, "A bar chart: red 3, blue 5."), [{"role": "user", "content": "Hi"}]]
+    assert isinstance(chats[0][0]["content"], list)  # the student's chat format: a list of content parts
+    with pytest.raises(TypeError, match="concatenate"):  # the template itself, as R1-Distill's, takes strings only
+        runner.processor.apply_chat_template(chats[0], add_generation_prompt=True, tokenize=False)
+    text = chats[0][0]["content"][0]["text"]
+    assert render_prompt(runner.processor, chats[0]) == (
+        f"{models.REASONER_BOS}{models.REASONER_USER}{text}{models.REASONER_ASSISTANT}<think>\n")
+    results = runner.generate(chats, None, SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=0))
+    assert [[c.num_tokens for c in r] for r in results] == [[6, 6], [6, 6]]
+    with pytest.raises(ValueError, match="prompt 1 has image content, but the model is text-only"):
+        render_prompt(runner.processor, image_chat("Which bar?"), index=1)
+
+
+# --- the finish flag: was a completion cut at max_new_tokens? ---------------------------------------------------
+
+
+def test_completions_say_whether_they_were_cut_at_max_new_tokens(reasoner):
+    model, tokenizer = models.load(reasoner)
+    chat = [[{"role": "user", "content": "Which bar is the tallest?"}]]
+    cut = TransformersBackend((model, tokenizer), show_progress=False).generate(
+        chat, None, SamplingParams(max_new_tokens=5))[0][0]
+    assert cut.num_tokens == 5 and cut.truncated  # a random model never reaches its end token in 5 tokens
+    # Make the token it writes third its end of turn: generation stops there, finished.
+    third = tokenizer(cut.text, add_special_tokens=False).input_ids[2]
+    model.generation_config.eos_token_id = [third]
+    ended = TransformersBackend((model, tokenizer), show_progress=False).generate(
+        chat, None, SamplingParams(max_new_tokens=5))[0][0]
+    assert not ended.truncated and ended.num_tokens <= 3 and cut.text.startswith(ended.text)
+    stop = cut.text[:2]
+    stopped = TransformersBackend((models.load(reasoner)[0], tokenizer), show_progress=False).generate(
+        chat, None, SamplingParams(max_new_tokens=5, stop=(stop,)))[0][0]
+    assert stopped.text == stop and not stopped.truncated  # a stop string ends the turn (vLLM: finish "stop")
+    forced = TransformersBackend((model, tokenizer), show_progress=False).generate(
+        chat, None, SamplingParams(max_new_tokens=5, ignore_eos=True))[0][0]
+    assert forced.num_tokens == 5 and forced.truncated
+
+
+# --- image pixel bounds ----------------------------------------------------------------------------------------
+
+PHOTO = Image.new("RGB", (4000, 3000), (90, 140, 200))  # a 12 MP phone photo, as VizWiz's
+
+
+def test_backend_bounds_an_oversized_image(tiny):
+    max_pixels = 128 * 28 * 28
+    spec = ModelSpec(name=str(tiny), backend="transformers", batch_size=2)
+    runner = backend_for(spec, pixels=(3136, max_pixels))
+    text_only = runner.prompt_length(render_prompt(runner.processor, image_chat("Which bar?")), [])
+    tokens = runner.prompt_length(render_prompt(runner.processor, image_chat("Which bar?")), [PHOTO]) - text_only
+    # The tiny checkpoint's own bound is 64 tokens: the config's bound is the one that applies.
+    assert models.TINY_MAX_PIXELS // 784 < tokens <= max_pixels // 784
+    inputs = runner.processor(text=[render_prompt(runner.processor, image_chat("x"))], images=[PHOTO])
+    assert int(inputs["image_grid_thw"][0].prod()) // 4 == tokens  # what the model gets is what was counted
+    result = runner.generate([image_chat("Which bar?")], [[PHOTO]], SamplingParams(max_new_tokens=2))
+    assert result[0][0].num_tokens == 2
+
+
+def test_vllm_options_for_the_paper_config_carry_the_pixel_bounds(repo):
+    cfg = load_config(repo / "configs" / "openvlthinker-7b.yaml")
+    pixels = (cfg.data.image_min_pixels, cfg.data.image_max_pixels)
+    student = vllm_arguments(cfg.models.student.name, True, **backend_options(cfg.models.student, pixels))
+    assert student["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 262144}
+    assert student["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and student["limit_mm_per_prompt"] == {"image": 1}
+    assert student["max_model_len"] == 8192 and student["trust_remote_code"] is False
+    reasoner = vllm_arguments(cfg.models.reasoner.name, False, **backend_options(cfg.models.reasoner, pixels))
+    assert "mm_processor_kwargs" not in reasoner and "limit_mm_per_prompt" not in reasoner  # text only
+    assert reasoner["tensor_parallel_size"] == 2
+    assert "mm_processor_kwargs" not in vllm_arguments("some/vl-model", True)  # no bounds asked: the checkpoint's
+
+
+# --- data parallelism: engines in worker processes ----------------------------------------------------------
+
+
+def test_two_engines_give_one_engines_greedy_results_in_order(tiny, loaded):
+    params = SamplingParams(n=2, max_new_tokens=6)
+    one = backend(loaded, batch_size=2).generate(PROMPTS, IMAGES, params)
+    spec = ModelSpec(name=str(tiny), backend="transformers", batch_size=2, data_parallel_size=2)
+    runner = backend_for(spec, pixels=(models.TINY_MIN_PIXELS, models.TINY_MAX_PIXELS))
+    try:
+        assert isinstance(runner, DataParallelBackend) and runner.engines == 2
+        assert all(p.is_alive() for p in runner.processes) and len({p.pid for p in runner.processes}) == 2
+        assert runner.generate(PROMPTS, IMAGES, params) == one
+        assert runner.generate(PROMPTS[:1], IMAGES[:1], params) == one[:1]  # fewer prompts than engines
+        # An engine's error is raised with its rank, and the engines stay in step for the next request.
+        with pytest.raises(RuntimeError, match="generation engine 1 failed"):
+            runner.generate(PROMPTS[:2], [IMAGES[0], ["not an image"]], params)
+        assert runner.generate(PROMPTS, IMAGES, params) == one
+    finally:
+        runner.close()
+    assert not any(p.is_alive() for p in runner.processes)
+    runner.close()  # closing twice is harmless
+
+
+def test_an_engine_that_fails_is_named_with_its_error(tmp_path):
+    with pytest.raises(RuntimeError, match=r"generation engine 0 failed:(.|\n)*" + str(tmp_path / "missing")):
+        DataParallelBackend(tmp_path / "missing", "transformers", engines=1, show_progress=False)
+
+
+GPU_VLLM = pytest.mark.skipif(
+    not HAS_VLLM or not torch.cuda.is_available(),
+    reason="vLLM is a CUDA-only package, not installed on CPU machines (pip install 'ovlt[gpu]' on a GPU)",
+)
+
+
+@GPU_VLLM
+def test_vllm_applies_the_pixel_bounds(tiny, tmp_path):
+    # A checkpoint whose own bound lets a 12 MP photo through whole (~15k image tokens, more than max_model_len):
+    # only the configured bound, sent as mm_processor_kwargs, makes the prompt fit.
+    shutil.copytree(tiny, tmp_path / "wide", dirs_exist_ok=True)
+    wide = models.load_processor(tiny, max_pixels=28 * 28 * 16384)
+    wide.save_pretrained(tmp_path / "wide")
+    wide.image_processor.save_pretrained(tmp_path / "wide")  # preprocessor_config.json too, as build_tiny writes
+    spec = ModelSpec(name=str(tmp_path / "wide"), backend="vllm", max_model_len=1024, gpu_memory_utilization=0.3)
+    runner = backend_for(spec, pixels=(3136, 128 * 28 * 28))
+    try:
+        result = runner.generate([image_chat("Which bar?")], [[PHOTO]], SamplingParams(max_new_tokens=4))
+    finally:
+        runner.close()
+    assert 1 <= result[0][0].num_tokens <= 4
+
+
+@pytest.mark.skipif(
+    not HAS_VLLM or torch.cuda.device_count() < 2,
+    reason="two vLLM engines need vLLM (CUDA-only) and at least 2 GPUs",
+)
+def test_two_vllm_engines_give_one_engines_greedy_results_in_order(tiny):
+    spec = {"name": str(tiny), "backend": "vllm", "max_model_len": 2048, "gpu_memory_utilization": 0.3}
+    params = SamplingParams(max_new_tokens=8)
+    results = []
+    for engines in (1, 2):
+        runner = backend_for(ModelSpec(**spec, data_parallel_size=engines))
+        try:
+            results.append(runner.generate(PROMPTS[:3] + PROMPTS[4:], IMAGES[:3] + IMAGES[4:], params))
+        finally:
+            runner.close()
+    assert results[0] == results[1]

@@ -182,3 +182,50 @@ def test_bad_dims_are_named():
         models.qwen_config({**models.TINY_DIMS, "hidden_sise": 3}, models.QWEN_TOKEN_IDS)
     with pytest.raises(ValueError, match="mrope_section"):
         models.qwen_config({**models.TINY_DIMS, "mrope_section": [8, 8, 8]}, models.QWEN_TOKEN_IDS)
+
+
+def test_pixel_bounds_limit_image_tokens_and_survive_save_and_reload(tiny, tmp_path):
+    class_default_size = dict(Qwen2VLImageProcessorPil.size)
+    # A phone photo: 12 MP. Under max_pixels = 128 tokens x 784 pixels it is at most 128 visual tokens; the tiny
+    # checkpoint's own bound (64 tokens) must not be what limits it, so the bound read here is the one asked for.
+    max_pixels = 128 * 28 * 28
+    processor = models.load_processor(tiny, min_pixels=3136, max_pixels=max_pixels)
+    assert Qwen2VLImageProcessorPil.size == class_default_size  # set on the instance, not the class
+    rendered = processor.apply_chat_template(image_chat("Which bar?"), add_generation_prompt=True, tokenize=False)
+    photo = Image.new("RGB", (4000, 3000), (90, 140, 200))
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+    def image_tokens(proc) -> int:
+        return int((proc(text=[rendered], images=[photo], return_tensors="pt")["input_ids"] == image_pad).sum())
+
+    bounded = image_tokens(processor)
+    assert models.TINY_MAX_PIXELS // 784 < bounded <= max_pixels // 784
+    assert image_tokens(models.load_processor(tiny)) <= models.TINY_MAX_PIXELS // 784  # unchanged without bounds
+    # What a trainer does at the end: save the processor beside the weights; the bounds come back with it.
+    model, _ = models.load(tiny)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    reloaded = models.load_processor(tmp_path)
+    assert reloaded.image_processor.size["longest_edge"] == max_pixels
+    assert image_tokens(reloaded) == bounded
+    _, via_load = models.load(tiny, min_pixels=3136, max_pixels=max_pixels)
+    assert image_tokens(via_load) == bounded
+    assert image_tokens(models.load_processing_class(tiny, min_pixels=3136, max_pixels=max_pixels)) == bounded
+    with pytest.raises(ValueError, match="min_pixels <= max_pixels"):
+        models.load_processor(tiny, min_pixels=10_000, max_pixels=5_000)
+
+
+def test_tiny_reasoner_is_a_cached_text_only_causal_lm(tmp_path):
+    first = models.build_tiny_reasoner(tmp_path)
+    assert models.build_tiny_reasoner(tmp_path) == first  # cached by its arguments
+    assert models.build_tiny_reasoner(tmp_path, seed=1) != first
+    model, tokenizer = models.load(first)
+    assert type(model).__name__ == "Qwen2ForCausalLM" and not hasattr(tokenizer, "image_processor")
+    assert tokenizer.padding_side == "left"
+    assert model.generation_config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids(
+        models.REASONER_EOS)
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True,
+                                             tokenize=False)
+    assert rendered == f"{models.REASONER_BOS}{models.REASONER_USER}Q{models.REASONER_ASSISTANT}<think>\n"
+    # A text-only model sees no images: the bounds every study model gets do not apply to it.
+    assert not hasattr(models.load_processing_class(first, min_pixels=3136, max_pixels=262144), "image_processor")

@@ -106,3 +106,41 @@ def test_tiny_config_prints_no_gpu_hours():
     assert all(p.gpu_hours is None for p in plan(cfg))
     text = format_plan(cfg)
     assert "GPU-hours: none estimated" in text and "GPU-h" not in text.replace("GPU-hours", "")
+
+
+def test_generation_spreads_over_every_gpu_and_the_plan_prints_wall_clock_hours():
+    from ovlt.pipeline import engine_count, generation_gpus, study_gpus
+
+    cfg = load_config(PAPER)
+    assert study_gpus(cfg) == 8  # the launch sections' num_processes
+    models = cfg.models
+    assert [engine_count(m, 8) for m in (models.captioner, models.reasoner, models.student)] == [8, 4, 8]
+    assert [generation_gpus(m, 8) for m in (models.captioner, models.reasoner, models.student)] == [8, 8, 8]
+    by_label = {p.ref.label: p for p in plan(cfg)}
+    distill = by_label["iter1/distill"]
+    assert (distill.gpus, distill.engines) == (8, 4)
+    assert distill.wall_hours == pytest.approx(distill.gpu_hours / 8)
+    assert by_label["iter1/sft"].gpus == cfg.sft.launch.num_processes
+    text = format_plan(cfg)
+    line = next(line for line in text.splitlines() if line.startswith("  iter1/distill") and "GPU-h" in line)
+    assert f"{distill.gpu_hours:.1f} GPU-h on  8 GPU(s) (4 engine(s) x 2): {distill.wall_hours:6.2f} h" in line
+    walls = float(re.search(r"^  total wall-clock +([\d.]+) h", text, re.MULTILINE).group(1))
+    assert walls == pytest.approx(sum(p.wall_hours for p in plan(cfg) if p.wall_hours is not None), abs=0.05)
+
+    # One engine each, as before data parallelism: the reasoner holds 2 of the 8 GPUs, 4x the wall-clock hours.
+    single = load_config(PAPER, {"models": {role: {"data_parallel_size": 1}
+                                            for role in ("captioner", "reasoner", "student")}})
+    alone = {p.ref.label: p for p in plan(single)}["iter1/distill"]
+    assert (alone.gpus, alone.engines) == (2, 1) and alone.gpu_hours == pytest.approx(distill.gpu_hours)
+    assert alone.wall_hours == pytest.approx(4 * distill.wall_hours)
+
+
+def test_engine_count_rules():
+    from ovlt.config import ModelSpec
+    from ovlt.pipeline import engine_count
+
+    assert engine_count(ModelSpec(name="m", backend="vllm", data_parallel_size="auto"), 8) == 8
+    assert engine_count(ModelSpec(name="m", backend="vllm", tensor_parallel_size=2, data_parallel_size="auto"), 7) == 3
+    assert engine_count(ModelSpec(name="m", backend="vllm", data_parallel_size="auto"), 0) == 1
+    assert engine_count(ModelSpec(name="m", backend="transformers", data_parallel_size="auto"), 8) == 1
+    assert engine_count(ModelSpec(name="m", backend="transformers", data_parallel_size=2), 0) == 2

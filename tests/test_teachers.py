@@ -280,8 +280,76 @@ def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_ch
         teachers.self_generate(cfg, run, 2)  # grpo-1 has not finished
     add_checkpoint(run, "grpo", 1, tiny_checkpoint)
     manifest = teachers.self_generate(cfg, run, 2)
-    assert manifest["counts"]["in"] == 8 and manifest["model"] == "grpo-1"
+    counts = manifest["counts"]
+    assert counts["in"] == 8 and manifest["model"] == "grpo-1"
+    # An untrained student rarely ends its turn within 12 tokens: those responses are cut, dropped and counted.
+    assert counts["chains"] + counts["empty_responses"] + counts["truncated"] == 8 * 2 and counts["truncated"] > 0
     selected = curation.select(cfg, run, 2)
     print("self-generation pass@k of the untrained tiny student:", selected["pass_at_k"]["all"])
     assert selected["verified"] and selected["pass_at_k"]["all"]["problems"] == manifest["counts"]["out"]
     assert selected["counts"]["in"] == selected["counts"]["out"] + sum(selected["counts"]["dropped"].values())
+
+
+def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend(tmp_path, repo, tiny_checkpoint):
+    from ovlt.models import build_tiny_reasoner
+
+    reasoner = build_tiny_reasoner(tmp_path / "models")
+    cfg = tiny_config(repo, n_sft=6, models={"captioner": {"batch_size": 2}, "student": {"batch_size": 4},
+                                             "reasoner": {"name": str(reasoner), "backend": "transformers",
+                                                          "batch_size": 4}},
+                      distill={"sampling": {"n": 2, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8}})
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    teachers.caption(cfg, run, 1)
+    counts = teachers.distill(cfg, run, 1)["counts"]
+    assert counts["in"] == 6 and counts["in"] == counts["out"] + sum(counts["dropped"].values())
+    # Every response is accounted for: kept as a chain, empty or without an answer, or cut at max_new_tokens.
+    assert counts["chains"] + counts["empty_responses"] + counts["truncated"] == 6 * 2
+    # A random model does not end its turn within 8 tokens: every response is cut, none is read.
+    assert counts["truncated"] == 12 and counts["dropped"] == {"truncated": 6}
+    assert sum(source["truncated"] for source in counts["by_source"].values()) == 12
+
+
+class CannedBackend:
+    """A generation backend that returns, for every prompt, the completions it was made with."""
+
+    def __init__(self, completions):
+        self.completions, self.closed = completions, False
+
+    def generate(self, prompts, images, params):
+        return [list(self.completions) for _ in prompts]
+
+    def close(self):
+        self.closed = True
+
+
+def test_chains_cut_at_max_new_tokens_are_dropped_and_counted_per_source(tmp_path, repo, tiny_checkpoint,
+                                                                         monkeypatch):
+    from ovlt.generation import Completion
+
+    # An R1 chain cut mid-thought: no </think>; the converter would still read "8" from its middle as the answer.
+    cut = "<think>\nThe red bar is 3 and the blue bar is 5, so together 8. Wait, the question asks for the tallest"
+    assert teachers.to_think_answer(cut) is not None
+    whole = "<think>\nThe blue bar is 5, the red bar 3.\n</think>\n\nThe answer is \\boxed{5}."
+    backend = CannedBackend([Completion(cut, 4096, truncated=True), Completion(whole, 30, truncated=False)])
+    monkeypatch.setattr(teachers, "backend_for", lambda spec, model_path=None, pixels=None: backend)
+    cfg = tiny_config(repo, n_sft=8, models={"captioner": {"batch_size": 2}, "student": {"batch_size": 4},
+                                             "reasoner": {"name": "some/reasoner", "backend": "transformers",
+                                                          "batch_size": 2}},
+                      distill={"sampling": {"n": 2}})
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    teachers.caption(cfg, run, 1)
+    counts = teachers.distill(cfg, run, 1)["counts"]
+    chains = load_dataset_dir(run.stage_dir("distill", 1) / "chains")
+    assert all(c == ["<think>The blue bar is 5, the red bar 3.</think>\n<answer>5</answer>"] for c in chains["chains"])
+    assert counts["out"] == 8 and counts["chains"] == 8 and counts["truncated"] == 8
+    assert {s: v["truncated"] for s, v in counts["by_source"].items()} == \
+        {s: v["in"] for s, v in counts["by_source"].items()}
+    assert backend.closed  # the stage releases its engines
+
+    # Every response cut: the problem is dropped as truncated, not as empty.
+    backend.completions = [Completion(cut, 4096, truncated=True)] * 2
+    cfg2 = tiny_config(repo, n_sft=4, models=cfg.models.model_dump(), distill={"sampling": {"n": 2}})
+    run2 = make_run(tmp_path / "run2", cfg2, tiny_checkpoint)
+    teachers.caption(cfg2, run2, 1)
+    counts = teachers.distill(cfg2, run2, 1)["counts"]
+    assert counts["dropped"] == {"truncated": 4} and counts["truncated"] == 8 and counts["out"] == 0
