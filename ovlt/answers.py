@@ -52,6 +52,7 @@ import logging
 import math
 import multiprocessing
 import re
+import signal
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -429,7 +430,10 @@ class _MathVerifyPool:
 
     def _start(self):
         # spawn, not fork: the caller may hold threads (torch, tokenizers) that a fork would copy half-locked.
-        self._pool = multiprocessing.get_context("spawn").Pool(1)
+        # The worker ignores interrupts: its owner stops it, and Jupyter interrupting the kernel's process group at
+        # shutdown would otherwise print a KeyboardInterrupt traceback from an idle worker into a clean run.
+        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=signal.signal,
+                                                               initargs=(signal.SIGINT, signal.SIG_IGN))
         self._pool.apply(_math_verify_worker, ("1", "1", 6))  # pay the import once, outside the time limit
 
     def close(self):

@@ -165,17 +165,28 @@ def cap_shares(ids_by_source: dict[str, list[str]], max_share: dict[str, float],
     """The largest subset in which no source named in `max_share` exceeds its share of the whole.
 
     Sources not named are uncapped and kept whole, as is any source below its cap: a rare source never cuts the
-    others down to its size. Which ids a capped source keeps is a seeded draw, returned in input order.
+    others down to its size. When the sources that have chains are all capped and their caps add up to less than
+    one, no set meets them; they are scaled to add up to one (and a warning says so). Which ids a capped source keeps is a seeded draw, returned in input order.
     """
     sizes = {s: len(ids) for s, ids in ids_by_source.items() if ids}
+    caps = {s: share for s, share in max_share.items() if s in sizes}
+    if sizes and len(caps) == len(sizes) and sum(caps.values()) < 1:  # no set can meet them: keep their proportions
+        log.warning("cap_shares: the caps of the sources with chains (%s) add up to %.2f < 1; scaled to add up to one",
+                    ", ".join(sorted(caps)), sum(caps.values()))
+        caps = {s: share / sum(caps.values()) for s, share in caps.items()}
 
     def kept(total: int) -> dict[str, int]:
-        return {s: min(n, int(max_share[s] * total + 1e-9)) if s in max_share else n for s, n in sizes.items()}
+        return {s: min(n, int(caps[s] * total + 1e-9)) if s in caps else n for s, n in sizes.items()}
 
     # The largest total whose capped counts add up to at least that total: searched from the top down.
     total = next((t for t in range(sum(sizes.values()), 0, -1) if sum(kept(t).values()) >= t), 0)
+    takes = kept(total)
+    if sum(takes.values()) < 0.75 * sum(sizes.values()):
+        log.warning("cap_shares: the caps keep %d of %d chains (%s); the sources without caps are too few to fill "
+                    "the rest", sum(takes.values()), sum(sizes.values()),
+                    ", ".join(f"{s} {takes[s]}/{n}" for s, n in sorted(sizes.items())))
     out = {}
-    for source, take in kept(total).items():
+    for source, take in takes.items():
         ids = ids_by_source[source]
         if take < len(ids):
             chosen = set(random.Random(f"balance-{seed}-{source}").sample(ids, take))

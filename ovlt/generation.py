@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -388,6 +389,9 @@ def _environment(**values: str):
 def _engine_main(conn, rank: int, backend: str, model_path: str, options: dict, threads: int | None,
                  log_level: int) -> None:
     """A worker process: one backend, generating what the caller sends until told to close (or the caller goes)."""
+    # An interrupt (Ctrl-C, or Jupyter interrupting the kernel's process group) is the caller's to handle: it closes
+    # the engines. Here it would only print a traceback from an idle worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=f"[engine {rank}] %(levelname)s %(name)s: %(message)s")
     if threads:
         torch.set_num_threads(threads)

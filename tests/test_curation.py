@@ -113,6 +113,10 @@ def test_cap_shares_caps_common_sources_and_keeps_rare_ones_whole():
     # A source without a cap is kept whole; no caps at all keep everything.
     assert {s: len(v) for s, v in curation.cap_shares(ids, {"a": 0.5}, seed=0).items()} == {"a": 310, "b": 10, "c": 300}
     assert curation.cap_shares(ids, {}, seed=0) == ids
+    # Caps of the sources present that cannot fill a whole (0.35 + 0.35 < 1) keep their proportions, with a warning.
+    two = {"x": ids["a"][:40], "y": ids["c"][:10]}
+    assert {s: len(v) for s, v in curation.cap_shares(two, {"x": 0.35, "y": 0.35, "z": 0.35}, seed=0).items()} == \
+        {"x": 10, "y": 10}
     # Caps that add up to one equalise, as the embedded default's two families at 0.5 each do.
     assert {s: len(v) for s, v in curation.cap_shares({"x": ids["a"], "y": ids["c"]}, {"x": 0.5, "y": 0.5},
                                                           seed=0).items()} == {"x": 300, "y": 300}
