@@ -1,11 +1,12 @@
 # ovlt: the study's commands. `make reproduce` runs the study, `make test` checks the project.
 #
-# One environment runs everything (the notebooks' kernel and `accelerate launch` use its Python): the active conda
-# environment when there is one (paper scale: `conda activate ovlt`, see README), else the project's own .venv,
-# built here for the CPU. `make ... ENV=/path/to/env` names another.
+# One environment runs everything (the notebooks' kernel and `accelerate launch` use its Python): the active
+# virtualenv or conda environment (paper scale: `conda activate ovlt`, see README), else the project's own .venv,
+# built here for the CPU. `make ... OVLT_ENV=/path/to/env` names another.
 PYTHON ?= python3
-ENV ?= $(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX),.venv)
-PY := $(ENV)/bin/python
+ACTIVE_ENV := $(or $(VIRTUAL_ENV),$(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX)))
+OVLT_ENV ?= $(if $(filter-out $(CURDIR)/.venv,$(ACTIVE_ENV)),$(ACTIVE_ENV),.venv)
+PY := $(OVLT_ENV)/bin/python
 CONFIG ?= configs/tiny.yaml
 RUN ?= $(basename $(notdir $(CONFIG)))
 KERNEL := ovlt
@@ -13,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 
 .PHONY: setup test reproduce rehearse report plan lab lint clean
 
-ifeq ($(ENV),.venv)
+ifeq ($(OVLT_ENV),.venv)
 # The venv is rebuilt only when pyproject.toml changes. torch 2.13.0 goes in first and explicitly: on CPU
 # machines that takes the CPU wheel, where an open range would pull a CUDA build of several GB.
 setup: .venv/.installed
@@ -28,8 +29,8 @@ else
 # An environment of the user's (environment.yml installs ovlt[gpu,dev] into it): checked, never rebuilt.
 setup:
 	@$(PY) -c "import ovlt, trl, papermill" 2>/dev/null || { echo "error: $(PY) cannot import ovlt:" \
-	  "pip install -e '.[gpu,dev]' there (environment.yml does), or pass ENV=.venv for the CPU venv" >&2; exit 2; }
-	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt ($(ENV))" >/dev/null
+	  "pip install -e '.[gpu,dev]' there (environment.yml does), or pass OVLT_ENV=.venv for the CPU venv" >&2; exit 2; }
+	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt ($(OVLT_ENV))" >/dev/null
 endif
 
 # Tests never reach the hub; a study reaches it only when its config needs it (ovlt.config.StudyConfig.needs_hub).
@@ -41,8 +42,10 @@ reproduce: setup
 
 # The paper config's own code path on this machine, offline, in minutes: tiny stand-ins of its models and hub data
 # sets in .rehearsal/, then configs/rehearsal.yaml (the paper config with only what a CPU cannot hold swapped).
+# A rebuilt stand-in keeps its models' names, which stage fingerprints cover, so the previous rehearsal run goes first.
 rehearse: setup
 	$(PY) -m ovlt.rehearsal .rehearsal
+	rm -rf runs/rehearsal reports/rehearsal
 	$(PY) -m ovlt.cli reproduce --config configs/rehearsal.yaml --run rehearsal
 
 report: setup

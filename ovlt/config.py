@@ -67,7 +67,9 @@ class ModelSpec(Section):
     tensor_parallel_size: int = Field(1, ge=1)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     max_model_len: int | None = Field(None, gt=0)
-    batch_size: int = Field(16, ge=1)  # sequences decoded together (transformers); vLLM schedules its own
+    # Sequences decoded together (transformers); vLLM schedules its own, and there it sizes the shards a stage writes:
+    # batch_size x 4 problems per engine (ovlt.teachers.shard_size).
+    batch_size: int = Field(16, ge=1)
     # Engines that sample side by side, each on tensor_parallel_size GPUs of its own; "auto": every visible GPU
     # (vllm backend), one engine otherwise.
     data_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
@@ -124,6 +126,10 @@ class Data(Section):
     # A local folder holding hub data set repositories as <hub_root>/<owner>/<name> (a mirror or a pre-download);
     # None: the Hugging Face hub.
     hub_root: str | None = None
+
+    @property
+    def pixel_bounds(self) -> tuple[int, int]:
+        return self.image_min_pixels, self.image_max_pixels
 
     @model_validator(mode="after")
     def _pixel_bounds_ordered(self) -> Data:
@@ -328,6 +334,9 @@ class IterationPlan(Section):
         return self
 
 
+OPERATIONAL = ("data.hub_root", "sft.save_steps", "sft.save_total_limit", "grpo.save_steps", "grpo.save_total_limit")
+
+
 class StudyConfig(Section):
     name: str
     seed: int = 0
@@ -358,8 +367,18 @@ class StudyConfig(Section):
         return self
 
     def section(self, *paths: str) -> dict:
-        """The JSON-able values of the named sections (dotted paths): what a stage's fingerprint covers."""
+        """The JSON-able values of the named sections (dotted paths): what a stage's fingerprint covers.
+
+        Settings that change where things are read from or how often a checkpoint is kept, not what a stage
+        computes (OPERATIONAL), are left out: moving to a hub mirror or saving more often mid-study redoes nothing.
+        """
         dumped = self.model_dump(mode="json")
+        for path in OPERATIONAL:
+            *parents, leaf = path.split(".")
+            node = dumped
+            for key in parents:
+                node = node[key]
+            node.pop(leaf)
         out = {}
         for path in paths:
             node = dumped

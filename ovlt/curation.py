@@ -29,7 +29,7 @@ from ovlt.answers import extract, match, score, well_formed
 from ovlt.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save_dataset
 from ovlt.config import StudyConfig
 from ovlt.data.procedural import COLORS
-from ovlt.generation import backend_for, sampling_from
+from ovlt.generation import sampling_from, study_backend
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import assistant_turn, student_chat, student_text
 from ovlt.teachers import (
@@ -484,8 +484,7 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         return st.manifest
     st.begin()
     problems = iteration_problems(cfg, run, iteration, "grpo")
-    backend = backend_for(spec, checkpoint_path(cfg, run, f"sft-{iteration}"),
-                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+    backend = study_backend(cfg, spec, checkpoint_path(cfg, run, f"sft-{iteration}"))
     params = sampling_from(sh.sampling, cfg.seed + 1000 * iteration)
 
     def work(batch: list[dict]) -> list[dict]:
@@ -499,7 +498,10 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
                             "above_chance": above_chance(rate, r)})
         return out
 
-    done = run_sharded(st, list(problem_rows(problems)), shard_size(spec), work, "select_hard")
+    try:
+        done = run_sharded(st, list(problem_rows(problems)), shard_size(spec, backend), work, "select_hard")
+    finally:
+        backend.close()  # its engines hold the GPUs the next stage trains on
     band_on = "above_chance" if sh.correct_for_guessing else "pass_rate"
     rates = {r["id"]: r[band_on] for r in done if r["status"] == "out"}
     chosen = set(select_by_band(rates, sh.bands, plan.grpo_problems, cfg.seed, sh.include_never_solved))

@@ -21,7 +21,7 @@ from PIL import Image
 from ovlt import benchmarks as bench
 from ovlt.artifacts import Run, Stage, atomic_write_json, atomic_write_text, load_dataset_dir
 from ovlt.config import BenchmarkRef, StudyConfig
-from ovlt.generation import SamplingParams, backend_for
+from ovlt.generation import SamplingParams, study_backend
 from ovlt.pipeline import checkpoint_names, checkpoint_path
 from ovlt.prompts import student_chat
 
@@ -87,10 +87,11 @@ def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
         shards = st.shards(ref.name)
         done = shards.done_keys()
         todo = [r for r in records if r["id"] not in done]
-        for start in range(0, len(todo), SHARD_SIZE):
-            chunk = todo[start:start + SHARD_SIZE]
-            backend = backend or backend_for(cfg.models.student, path,
-                                             pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+        if todo and backend is None:
+            backend = study_backend(cfg, cfg.models.student, path)
+        size = SHARD_SIZE * (backend.engines if backend is not None else 1)  # SHARD_SIZE items per engine
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
             completions = backend.generate(*_prompts(ref, chunk), params)
             shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
                           for r, c in zip(chunk, completions, strict=True)])
@@ -204,8 +205,7 @@ def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temper
     if ref is None:
         raise KeyError(f"benchmark {benchmark!r} is not in the config's evaluation.benchmarks")
     records = benchmark_records(ref, run, cfg.data.hub_root)
-    backend = backend_for(cfg.models.student, checkpoint_path(cfg, run, checkpoint),
-                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+    backend = study_backend(cfg, cfg.models.student, checkpoint_path(cfg, run, checkpoint))
     params = SamplingParams(n=n, temperature=temperature, top_p=1.0,
                             max_new_tokens=cfg.evaluation.sampling.max_new_tokens, seed=cfg.seed)
     try:

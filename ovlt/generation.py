@@ -68,6 +68,8 @@ class Completion:
 
 
 class Backend(Protocol):
+    engines: int  # engines sampling side by side (`DataParallelBackend`), 1 otherwise
+
     def generate(
         self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
     ) -> list[list[Completion]]: ...
@@ -103,11 +105,19 @@ def render_prompt(processing_class, chat: Chat, index: int = 0) -> str:
 
     A text-only model's processing class is its tokenizer (`models.load_processing_class`), and text-only chat
     templates (DeepSeek-R1-Distill's among them) join a message's content to its role marker as a string: list
-    content of text parts becomes that string here. `index` names the prompt in errors.
+    content of text parts becomes that string here. `index` names the prompt in errors. The text never starts
+    with a BOS that tokenizing it adds again.
     """
     if not hasattr(processing_class, "image_processor"):
         chat = [{**message, "content": _text_content(message["content"], index)} for message in chat]
-    return processing_class.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    text = processing_class.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    # Both backends tokenize this text with special tokens added. A tokenizer that adds BOS itself (R1-Distill's)
+    # under a template that writes one too would give every prompt two; the tokenizer's is kept.
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    bos = tokenizer.bos_token
+    if bos and text.startswith(bos) and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
+        text = text[len(bos):]
+    return text
 
 
 def _text_content(content, index: int) -> str:
@@ -134,6 +144,8 @@ class TransformersBackend:
     seed, sampling is reproducible for the same prompts and batch size: each batch draws from its own seeded
     stream.
     """
+
+    engines = 1  # sequences run in this process
 
     def __init__(
         self,
@@ -293,6 +305,8 @@ class VLLMBackend:
     backends see identical prompt text; images go in as `multi_modal_data`. Options: `vllm_arguments`.
     """
 
+    engines = 1
+
     def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
                  max_pixels: int | None = None, **options):
         try:
@@ -319,13 +333,14 @@ class VLLMBackend:
             if prompt_images:
                 request["multi_modal_data"] = {"image": prompt_images}
             requests.append(request)
-        # A seed per request: one seed for all would draw the same random numbers for every prompt of the call.
+        # A seed per request: one seed for all would draw the same random numbers for every prompt of the call. vLLM
+        # seeds the j-th of a request's n samples with seed + j, so requests are n seeds apart.
         sampling = [self.vllm.SamplingParams(
             n=params.n,
             temperature=params.temperature,
             top_p=params.top_p,
             max_tokens=params.max_new_tokens,
-            seed=None if params.seed is None else params.seed + index,
+            seed=None if params.seed is None else params.seed + index * params.n,
             stop=list(params.stop) or None,
             include_stop_str_in_output=True,
             ignore_eos=params.ignore_eos,
@@ -438,8 +453,8 @@ class DataParallelBackend:
     CUDA_VISIBLE_DEVICES naming only its `gpus_per_engine` GPUs, so CUDA and vLLM inside it see those alone; with no
     GPU it runs on CPU with its share of the cores. `generate` splits the prompts into one contiguous share per
     engine, runs the shares at once, and returns the results in the caller's order; greedy results equal one
-    engine's. A seeded sampling request gives engine r the seed + r x len(prompts), so the engines' batch seeds
-    (seed + batch index, `TransformersBackend`) never coincide.
+    engine's. A seeded sampling request gives the engine whose share starts at prompt i the seed + i x n: vLLM's
+    per-request seeds are then those of one engine, and transformers' batch seeds (seed + batch index) never coincide.
 
     Why separate engines rather than vLLM's own data parallelism: `vllm.LLM(data_parallel_size > 1)` refuses to run
     in one process (vllm/entrypoints/llm.py: only with the external launcher, or on TPU), and its multi-process
@@ -452,10 +467,11 @@ class DataParallelBackend:
     point (`if __name__ == "__main__":`); the CLI and notebook kernels do.
     """
 
-    def __init__(self, model_path: str | Path, backend: str, engines: int, gpus_per_engine: int = 1, **options):
+    def __init__(self, model_path: str | Path, backend: str, engines: int, gpus_per_engine: int = 1,
+                 gpus: list[str] | None = None, **options):
         if backend not in BACKENDS:
             raise ValueError(f"unknown generation backend {backend!r}; known: {sorted(BACKENDS)}")
-        gpus = visible_gpus()
+        gpus = visible_gpus() if gpus is None else gpus  # [] keeps the engines on the CPU
         if gpus and engines * gpus_per_engine > len(gpus):
             raise ValueError(f"{engines} engines x {gpus_per_engine} GPU(s) need {engines * gpus_per_engine} GPUs; "
                              f"{len(gpus)} visible ({','.join(gpus)})")
@@ -500,7 +516,9 @@ class DataParallelBackend:
         cuts = [len(prompts) * rank // self.engines for rank in range(self.engines + 1)]  # shares differ by <= 1
         spans = [(start, end) for start, end in zip(cuts, cuts[1:], strict=False) if end > start]
         for rank, (start, end) in enumerate(spans):
-            seed = None if params.seed is None else params.seed + rank * len(prompts)
+            # The seeds one engine would give these prompts (vLLM: seed + index x n), so vLLM samples do not depend
+            # on the number of engines; transformers' per-batch seeds stay apart (fewer batches than prompts).
+            seed = None if params.seed is None else params.seed + start * params.n
             self.connections[rank].send(("generate", prompts[start:end], images[start:end],
                                          dataclasses.replace(params, seed=seed)))
         # Every engine's reply is read before any error is raised, so none is left for the next call to misread.
@@ -515,7 +533,7 @@ class DataParallelBackend:
         atexit.unregister(self._finalizer)
 
 
-def backend_options(spec, pixels: tuple[int, int] | None = None) -> dict:
+def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "auto") -> dict:
     """Constructor options of one engine for a model of the study config (`ovlt.config.ModelSpec`)."""
     bounds = {"min_pixels": pixels[0], "max_pixels": pixels[1]} if pixels else {}
     if spec.backend == "vllm":
@@ -524,23 +542,31 @@ def backend_options(spec, pixels: tuple[int, int] | None = None) -> dict:
                 "trust_remote_code": spec.trust_remote_code,
                 **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds}
     if spec.backend == "transformers":
-        return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code, **bounds}
+        return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code,
+                "device": None if device == "auto" else device, **bounds}
     raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
 
 
-def backend_for(spec, model_path: str | Path | None = None, pixels: tuple[int, int] | None = None) -> Backend:
+def backend_for(spec, model_path: str | Path | None = None, pixels: tuple[int, int] | None = None,
+                device: str = "auto") -> Backend:
     """The backend for a model of the study config: its own name, or a checkpoint.
 
-    `pixels`: (min, max) pixels of every image it resizes; study stages pass (cfg.data.image_min_pixels,
-    cfg.data.image_max_pixels), None keeps the checkpoint's own bounds. `spec.data_parallel_size` engines (`pipeline.engine_count`; "auto" counts the visible
-    GPUs): one runs in this process, more run as a `DataParallelBackend`.
+    `pixels`: (min, max) pixels of every image it resizes (None keeps the checkpoint's own bounds); `device`: the
+    study's (`cpu` keeps every engine off the GPUs). `spec.data_parallel_size` engines (`pipeline.engine_count`;
+    "auto" counts the GPUs in use): one runs in this process, more run as a `DataParallelBackend`.
     """
     path = model_path or spec.name
-    options = backend_options(spec, pixels)
-    engines = engine_count(spec, len(visible_gpus()))
+    options = backend_options(spec, pixels, device)
+    gpus = [] if device == "cpu" else visible_gpus()
+    engines = engine_count(spec, len(gpus))
     if engines == 1:
         return make_backend(path, backend=spec.backend, **options)
-    return DataParallelBackend(path, spec.backend, engines, gpus_per_engine(spec), **options)
+    return DataParallelBackend(path, spec.backend, engines, gpus_per_engine(spec), gpus=gpus, **options)
+
+
+def study_backend(cfg, spec, model_path: str | Path | None = None) -> Backend:
+    """The backend a study stage samples with: `backend_for` with the study config's pixel bounds and device."""
+    return backend_for(spec, model_path, pixels=cfg.data.pixel_bounds, device=cfg.device)
 
 
 def sampling_from(sampling, seed: int) -> SamplingParams:

@@ -390,7 +390,7 @@ TINY_REASONER_CHAT_TEMPLATE = (
 TINY_REASONER_DIMS = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                       "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
                       "rope_theta": 1e4, "tie_word_embeddings": True}
-TINY_REASONER_RECIPE_VERSION = 1
+TINY_REASONER_RECIPE_VERSION = 2
 
 
 def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
@@ -411,6 +411,8 @@ def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str
     tokenizer = train_tokenizer(texts, dims.pop("vocab_size"), REASONER_SPECIAL_TOKENS, eos_token=REASONER_EOS,
                                 pad_token=REASONER_EOS, bos_token=REASONER_BOS)
     tokenizer.chat_template = TINY_REASONER_CHAT_TEMPLATE
+    # As R1-Distill's tokenizer does, it adds BOS when it encodes, while the template writes one too.
+    tokenizer.add_bos_token = True
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
     config = Qwen2Config(vocab_size=len(tokenizer), rope_parameters={"rope_type": "default",

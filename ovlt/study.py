@@ -99,13 +99,13 @@ def _runs_this_python(spec_dir: str) -> bool:
     return os.path.abspath(argv[0]) == os.path.abspath(sys.executable)
 
 
-def kernel_for_this_python() -> str:
+def kernel_for_this_python(prefix: str = sys.prefix) -> str:
     """The kernelspec papermill runs the notebooks with: one whose Python is this process's own.
 
     The notebooks must import the same packages as `ovlt reproduce` (the active conda env or the project's
     .venv), and `accelerate launch` inside them starts that Python again. A spec named `ovlt` that belongs to
     another environment (e.g. the .venv while the conda env is active) is left alone; this environment gets
-    a spec of its own under a name that says which.
+    a spec of its own under a name that says which, installed under `prefix` (this environment's).
     """
     from ipykernel.kernelspec import install
     from jupyter_client.kernelspec import KernelSpecManager
@@ -116,7 +116,7 @@ def kernel_for_this_python() -> str:
         if name in specs and _runs_this_python(specs[name]):
             return name
     name = own if KERNEL in specs else KERNEL
-    install(kernel_name=name, prefix=sys.prefix, display_name=f"ovlt ({sys.prefix})")
+    install(kernel_name=name, prefix=prefix, display_name=f"ovlt ({sys.prefix})")
     log.info("registered kernel %s for %s", name, sys.executable)
     return name
 

@@ -42,7 +42,7 @@ from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.config import AnswerWith, ModelSpec, StudyConfig
 from ovlt.data.procedural import COLORS, SHAPES, solve
 from ovlt.data.schema import option_letter
-from ovlt.generation import Completion, backend_for, sampling_from
+from ovlt.generation import Completion, sampling_from, study_backend
 from ovlt.pipeline import checkpoint_path, iteration_problems
 from ovlt.prompts import student_chat, student_text
 
@@ -573,9 +573,13 @@ def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> l
 # stages
 
 
-def shard_size(spec: ModelSpec) -> int:
-    """Problems per shard for a model: a killed stage loses at most this much work."""
-    return spec.batch_size * SHARD_BATCHES
+def shard_size(spec: ModelSpec, backend=None) -> int:
+    """Problems per shard for a model: a killed stage loses at most this much work.
+
+    Every engine gets SHARD_BATCHES of its batches per shard: the engines wait for each other at the end of a shard
+    (for its longest sequence), so a shard must hold many batches' worth of work for each of them.
+    """
+    return spec.batch_size * SHARD_BATCHES * (backend.engines if backend is not None else 1)
 
 
 def _scripted_note(spec: ModelSpec, role: str) -> dict:
@@ -603,7 +607,7 @@ def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
         captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
         describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
     else:
-        backend = backend_for(spec, pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+        backend = study_backend(cfg, spec)
         params = sampling_from(cfg.caption.sampling, cfg.seed)
         chat = student_chat(cfg.caption.prompt)
         describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
@@ -664,7 +668,7 @@ def _generated_rows(batch: list[dict], generated: list[list[Completion]], conver
 def _run_and_close(st: Stage, rows: list[dict], spec: ModelSpec, work, desc: str, backend) -> list[dict]:
     """`run_sharded`, then the backend's engines (and their GPUs) are released, whether or not it finished."""
     try:
-        return run_sharded(st, rows, shard_size(spec), work, desc)
+        return run_sharded(st, rows, shard_size(spec, backend), work, desc)
     finally:
         if backend is not None:
             backend.close()
@@ -707,7 +711,7 @@ def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
         work = lambda batch: _chains_rows(  # noqa: E731
             batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], True, [0] * len(batch))
     else:
-        backend = backend_for(spec, pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+        backend = study_backend(cfg, spec)
         params = sampling_from(sampling, cfg.seed)
         work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
             [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
@@ -723,14 +727,13 @@ def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
         raise ValueError(f"self_generate runs from iteration 2 on (it needs grpo-{iteration - 1}); got {iteration}")
     spec, sampling = cfg.models.student, cfg.self_generate.sampling
     model = f"grpo-{iteration - 1}"
-    st = Stage(run, "self_generate", iteration, params=cfg.section("self_generate", "models.student", "seed"),
+    st = Stage(run, "self_generate", iteration, params=cfg.section("self_generate.sampling", "models.student", "seed"),
                inputs=[run.manifest("decontaminate"), run.manifest("grpo", iteration - 1)])
     if st.done:
         return st.manifest
     st.begin()
     rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
-    backend = backend_for(spec, checkpoint_path(cfg, run, model),
-                          pixels=(cfg.data.image_min_pixels, cfg.data.image_max_pixels))
+    backend = study_backend(cfg, spec, checkpoint_path(cfg, run, model))
     params = sampling_from(sampling, cfg.seed + iteration)
 
     def work(batch: list[dict]) -> list[dict]:

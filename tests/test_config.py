@@ -100,3 +100,15 @@ def test_overrides_are_validated_too(tmp_path):
     assert cfg.sft.max_steps == 7
     with pytest.raises(ConfigError, match="sft.max_stepz"):
         load_config(REPO / "configs/tiny.yaml", overrides={"sft": {"max_stepz": 7}})
+
+
+def test_operational_settings_do_not_redo_stages(repo):
+    """A hub mirror or another checkpoint interval mid-study changes no stage's fingerprint; a result setting does."""
+    from ovlt.config import load_config
+
+    path = repo / "configs" / "openvlthinker-7b.yaml"
+    base = load_config(path)
+    moved = load_config(path, {"data": {"hub_root": "/mirror"}, "sft": {"save_steps": 50}, "grpo": {"save_total_limit": 3}})
+    for sections in (("seed", "data", "schedule"), ("sft", "models.student"), ("grpo", "models.student")):
+        assert moved.section(*sections) == base.section(*sections)
+    assert load_config(path, {"sft": {"learning_rate": 1e-5}}).section("sft") != base.section("sft")

@@ -235,8 +235,11 @@ def test_text_only_reasoner_gets_list_content_as_a_string(reasoner):
     with pytest.raises(TypeError, match="concatenate"):  # the template itself, as R1-Distill's, takes strings only
         runner.processor.apply_chat_template(chats[0], add_generation_prompt=True, tokenize=False)
     text = chats[0][0]["content"][0]["text"]
-    assert render_prompt(runner.processor, chats[0]) == (
-        f"{models.REASONER_BOS}{models.REASONER_USER}{text}{models.REASONER_ASSISTANT}<think>\n")
+    rendered = render_prompt(runner.processor, chats[0])
+    # The template writes BOS and the tokenizer adds it too, as R1-Distill's do: the prompt carries it once.
+    assert rendered == f"{models.REASONER_USER}{text}{models.REASONER_ASSISTANT}<think>\n"
+    bos = runner.tokenizer.bos_token_id
+    assert runner.tokenizer(rendered).input_ids.count(bos) == 1 and runner.tokenizer(rendered).input_ids[0] == bos
     results = runner.generate(chats, None, SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=0))
     assert [[c.num_tokens for c in r] for r in results] == [[6, 6], [6, 6]]
     with pytest.raises(ValueError, match="prompt 1 has image content, but the model is text-only"):
@@ -365,3 +368,28 @@ def test_two_vllm_engines_give_one_engines_greedy_results_in_order(tiny):
         finally:
             runner.close()
     assert results[0] == results[1]
+
+
+def test_a_cpu_study_keeps_every_engine_off_the_gpus(monkeypatch):
+    """`device: cpu` (the rehearsal) on a GPU machine: engines get no GPU, transformers loads on the CPU."""
+    from ovlt import generation
+
+    started = []
+    monkeypatch.setattr(generation, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(generation, "DataParallelBackend",
+                        lambda path, backend, engines, per_engine, gpus, **options: started.append((gpus, options)))
+    spec = ModelSpec(name="some/model", backend="transformers", data_parallel_size=2)
+    generation.backend_for(spec, device="cpu")
+    generation.backend_for(spec, device="auto")
+    assert [gpus for gpus, _ in started] == [[], ["0", "1"]]
+    assert [options["device"] for _, options in started] == ["cpu", None]
+
+
+def test_shards_hold_a_share_for_every_engine():
+    from types import SimpleNamespace
+
+    from ovlt.teachers import shard_size
+
+    spec = ModelSpec(name="m", batch_size=256)
+    assert shard_size(spec) == 256 * 4
+    assert shard_size(spec, SimpleNamespace(engines=8)) == 256 * 4 * 8

@@ -312,6 +312,8 @@ def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend
 class CannedBackend:
     """A generation backend that returns, for every prompt, the completions it was made with."""
 
+    engines = 1
+
     def __init__(self, completions):
         self.completions, self.closed = completions, False
 
@@ -331,7 +333,7 @@ def test_chains_cut_at_max_new_tokens_are_dropped_and_counted_per_source(tmp_pat
     assert teachers.to_think_answer(cut) is not None
     whole = "<think>\nThe blue bar is 5, the red bar 3.\n</think>\n\nThe answer is \\boxed{5}."
     backend = CannedBackend([Completion(cut, 4096, truncated=True), Completion(whole, 30, truncated=False)])
-    monkeypatch.setattr(teachers, "backend_for", lambda spec, model_path=None, pixels=None: backend)
+    monkeypatch.setattr(teachers, "study_backend", lambda cfg, spec, model_path=None: backend)
     cfg = tiny_config(repo, n_sft=8, models={"captioner": {"batch_size": 2}, "student": {"batch_size": 4},
                                              "reasoner": {"name": "some/reasoner", "backend": "transformers",
                                                           "batch_size": 2}},
