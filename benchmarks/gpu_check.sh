@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check: one script, ~7 minutes (11 at its limits), on a GPU machine with no network.
+# The prepared GPU check: one script, ~10 minutes (18 at its limits), on a GPU machine with no network.
 #   bash benchmarks/gpu_check.sh            # from the repository root
 # Python packages the machine lacks install from wheels carried along in ./wheels (or $OVLT_WHEELS), never from
 # the network, into a scratch folder put on PYTHONPATH (the machine's own torch and transformers stay): make them
@@ -9,7 +9,9 @@
 #      model of Qwen2.5-VL-7B's real shape;
 #   2. generation throughput of the transformers backend on the tiny model at batch 1 vs batched (vLLM too where
 #      it is installed);
-#   3. the test-sized tiny study on CUDA, every stage kind through papermill, with the wall time of each stage.
+#   3. the test-sized tiny study on CUDA, every stage kind through papermill, with the wall time of each stage;
+#   4. the paper config's rehearsal (one iteration) with DeepSpeed ZeRO-3 through accelerate, and a GRPO stage killed
+#      after a checkpoint and resumed (benchmarks/gpu_rehearsal.py).
 # Record the figures in benchmarks/RESULTS.md with the device name.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +56,9 @@ print("config:", write_test_config(pathlib.Path(sys.argv[1]), device="auto", sft
 PY
 # ~20 s of kernel start and imports per notebook on an H100 machine: 234 s in all (benchmarks/RESULTS.md)
 check "the test-sized tiny study on CUDA" 330 $PY benchmarks/study.py --config "$tmp/test-study.yaml"
+$PY -c "import deepspeed" 2>/dev/null || echo "DeepSpeed is not installed here: the rehearsal check will fail at its first SFT"
+check "the paper config's rehearsal on CUDA with ZeRO-3, and a GRPO killed and resumed" 420 \
+  $PY benchmarks/gpu_rehearsal.py --iterations 1
 
 if ((${#failed[@]})); then
   printf '\nfailed: %s\n' "${failed[@]}"

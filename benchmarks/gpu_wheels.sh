@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wheels for benchmarks/gpu_check.sh on a GPU machine without network: each package of this project's venv that
-# the GPU machine lacks, at this venv's version, built for the GPU machine's Python (x86-64 Linux). The GPU
-# image's own torch, transformers, numpy ... stay; only what is missing travels.
+# the GPU machine lacks, at this venv's version, built for the GPU machine's Python (x86-64 Linux), and DeepSpeed.
+# The GPU image's own torch, transformers, numpy ... stay; only what is missing travels.
 #   bash benchmarks/gpu_wheels.sh PRESENT.txt [PYTHON_VERSION=3.12] [DEST=wheels]
 # PRESENT.txt: the package names installed on the GPU machine, one per line (there: `python3 -m pip list
 # --format=freeze | cut -d= -f1`). Packages only JupyterLab, linting or tests use are left out. LIST_ONLY=1 prints
@@ -16,8 +16,13 @@ normalise() { tr 'A-Z_.' 'a-z--' | sort -u; }
 not_needed='^(ovlt|jupyterlab|jupyterlab-server|jupyter-server|jupyter-server-terminals|jupyter-lsp|jupyter-events|jupyter-builder|notebook-shim|argon2-cffi|argon2-cffi-bindings|cffi|pycparser|arrow|fqdn|isoduration|jsonpointer|rfc3339-validator|rfc3986-validator|rfc3987-syntax|lark|uri-template|webcolors|send2trash|terminado|websocket-client|babel|json5|async-lru|python-json-logger|overrides|ruff|pytest|pytest-timeout|hypothesis|iniconfig|pluggy|tzdata)$'
 mapfile -t wanted < <(join -v1 <($PY -m pip freeze --exclude-editable | sed 's/==/ /' | awk '{print $1}' | normalise) \
   <(normalise < "$present") | grep -Ev "$not_needed")
+# DeepSpeed (the paper config's ZeRO-3) is published as source only: built below into a pure-Python wheel (its CUDA
+# ops compile on first use on the GPU machine), with those of its requirements the GPU machine lacks.
+deepspeed=${DEEPSPEED:-0.19.8}
+mapfile -t ds_deps < <(join -v1 <(printf '%s\n' einops hjson msgpack ninja py-cpuinfo psutil | normalise) \
+  <(normalise < "$present"))
 if [[ ${LIST_ONLY:-0} == 1 ]]; then
-  printf '%s\n' "${wanted[@]}"
+  printf '%s\n' "${wanted[@]}" "deepspeed==$deepspeed" "${ds_deps[@]}"
   exit 0
 fi
 platforms=()
@@ -30,4 +35,10 @@ for name in "${wanted[@]}"; do
   $PY -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" --implementation cp \
     "${platforms[@]}" -d "$dest" "$name==$version"
 done
+DS_BUILD_OPS=0 $PY -m pip wheel -q --no-deps --no-build-isolation -w "$dest" "deepspeed==$deepspeed"
+for name in "${ds_deps[@]}"; do
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version "$python_version" --implementation cp \
+    "${platforms[@]}" -d "$dest" "$name"
+done
+wanted+=("deepspeed==$deepspeed" "${ds_deps[@]}")
 echo "${#wanted[@]} wheels in $dest ($(du -sh "$dest" | cut -f1)): ${wanted[*]}"

@@ -110,3 +110,13 @@ def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tm
     assert [r["step"] for r in log_rows(stage_dir)] == [1, 2, 3, 4, 5, 6]
     model, processor = load(stage_dir / "checkpoint", device="cpu")
     assert not (stage_dir / "shards").exists()
+
+
+def test_an_accelerate_config_goes_through_the_launcher_even_on_one_process():
+    """ZeRO-3 on one GPU needs `accelerate launch`: in-process training would quietly run without DeepSpeed."""
+    from ovlt.config import Launch
+    from ovlt.training.launch import is_launched
+
+    assert is_launched(Launch(num_processes=1, accelerate_config="configs/accelerate/zero3.yaml"))
+    assert is_launched(Launch(num_processes=2))
+    assert not is_launched(Launch())

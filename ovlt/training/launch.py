@@ -88,8 +88,10 @@ def save_args(section) -> dict:
             "save_only_model": False}
 
 
-def is_distributed(launch: Launch) -> bool:
-    return launch.num_processes > 1 or launch.num_machines > 1
+def is_launched(launch: Launch) -> bool:
+    """Whether the job goes through `accelerate launch`: several processes or machines, or an accelerate config
+    (DeepSpeed or FSDP need the launcher even on one GPU)."""
+    return launch.num_processes > 1 or launch.num_machines > 1 or launch.accelerate_config is not None
 
 
 def resolve_accelerate_config(path: str) -> Path:
@@ -149,7 +151,7 @@ def run_job(cfg: StudyConfig, run: Run, stage: str, iteration: int, stage_dir: P
 
     job = {"stage": stage, "iteration": iteration, "run": str(run.root), "stage_dir": str(stage_dir),
            "config": cfg.model_dump(mode="json")}
-    if is_distributed(launch):
+    if is_launched(launch):
         job_path = stage_dir / JOB_FILE
         atomic_write_json(job_path, job)
         stream(accelerate_command(launch, job_path, "bf16" if bf16 else "no"), stage_dir / LAUNCH_LOG)
