@@ -57,7 +57,11 @@ def test_the_rehearsal_reaches_the_summary_and_the_report(rehearsal):
         for bench in cfg.evaluation.benchmarks:
             predictions = run / "eval" / checkpoint / bench.name / "predictions.jsonl"
             assert len(predictions.read_text().splitlines()) == bench.limit, predictions
-    assert (rehearsal["root"] / "reports" / "rehearsal" / "index.html").stat().st_size > 10_000
+    from bs4 import BeautifulSoup
+
+    report = BeautifulSoup((rehearsal["root"] / "reports" / "rehearsal" / "index.html").read_text(), "html.parser")
+    assert len(report.find_all("img")) >= 3  # the report's figures were drawn
+    assert not report.select('[data-mime-type="application/vnd.jupyter.stderr"]'), "a report cell wrote to stderr"
 
 
 def test_pool_mix_shortfalls_are_named_and_made_up(rehearsal):
