@@ -63,9 +63,11 @@ def kill_and_resume_grpo(config: Path, run: Run) -> dict:
                 break
             except (FileNotFoundError, json.JSONDecodeError):
                 time.sleep(0.05)
-        for process in psutil.Process().children(recursive=True):
-            process.kill()
-            killed.append(process.pid)
+        for launcher in psutil.Process().children():  # the launch only: not the scorer's math-verify worker
+            if "accelerate.commands.launch" in " ".join(launcher.cmdline()):
+                for process in [launcher, *launcher.children(recursive=True)]:
+                    process.kill()
+                    killed.append(process.pid)
 
     killer = threading.Thread(target=kill_when_saved, daemon=True)
     killer.start()

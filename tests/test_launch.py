@@ -91,9 +91,13 @@ def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tm
                 break
             except (FileNotFoundError, json.JSONDecodeError):
                 time.sleep(0.01)
-        for process in psutil.Process().children(recursive=True):  # the launcher and its workers
-            process.kill()
-            killed.append(process.pid)
+        # The launcher and its workers, and nothing else: the test process's other children (the scorer's
+        # math-verify worker) must live on; a pool worker killed holding its queue's lock hangs the interpreter's exit.
+        for launcher in psutil.Process().children():
+            if "accelerate.commands.launch" in " ".join(launcher.cmdline()):
+                for process in [launcher, *launcher.children(recursive=True)]:
+                    process.kill()
+                    killed.append(process.pid)
 
     killer = threading.Thread(target=kill_when_saved, daemon=True)
     killer.start()

@@ -171,9 +171,7 @@ def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
     assert s.max_length is None  # truncation must never cut image tokens
     assert s.learning_rate == 1e-3 and s.max_steps == 1300 and s.per_device_train_batch_size == 16
     assert g.num_generations == 8 and g.beta == 0.04 and g.reward_weights == [1.0, 0.5] and not g.use_vllm
-    assert (s.save_strategy, s.save_steps, g.save_strategy, g.save_steps) == ("steps", 250, "steps", 30)
-    no_saves = load_config(REPO / "configs/tiny.yaml", {"sft": {"save_steps": 0}})
-    assert sft_args(no_saves, tmp_path).save_strategy == "no"  # save_steps 0: no periodic checkpoints
+    assert s.save_strategy == "no" and g.save_strategy == "no"  # save_steps 0: no periodic checkpoints
 
 
 # --- rewards and the zero-reward guard ----------------------------------------------------------------------
