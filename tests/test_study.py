@@ -13,6 +13,7 @@ from pathlib import Path
 import datasets
 import nbformat
 import pytest
+import yaml
 from conftest import REPO, reproduce_command, write_test_config
 
 from ovlt.config import load_config
@@ -91,7 +92,10 @@ def test_rerun_skips_finished_steps(study_run, tmp_path):
 
 @pytest.mark.slow
 def test_a_failing_stage_stops_the_study_naming_cell_and_notebook(tmp_path):
-    config = write_test_config(tmp_path, data={"sources": [{"name": "geometry4k"}]}, self_generate={"max_share": {}})
+    config = write_test_config(tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["sources"], raw["self_generate"]["max_share"] = [{"name": "geometry4k"}], {}
+    config.write_text(yaml.safe_dump(raw))
     done = subprocess.run(reproduce_command(config, tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     assert "stage data+decontaminate+student failed in cell" in done.stderr and "geometry4k" in done.stderr
