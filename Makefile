@@ -33,7 +33,7 @@ setup:
 	@$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt ($(OVLT_ENV))" >/dev/null
 endif
 
-# Tests never reach the hub; a study reaches it only when its config needs it (ovlt.config.StudyConfig.needs_hub).
+# Tests never reach the hub; a study reaches it only when its config needs it (ovlt.ground.config.StudyConfig.needs_hub).
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 

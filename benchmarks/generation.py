@@ -19,8 +19,8 @@ import time
 
 from PIL import Image, ImageDraw
 
-from ovlt import models
-from ovlt.generation import SamplingParams, TransformersBackend
+from ovlt.engines import models
+from ovlt.engines.generation import SamplingParams, TransformersBackend
 
 QUESTIONS = [
     "Which bar is the tallest?",
@@ -103,7 +103,7 @@ def main():
     best = max(rows[1:], key=lambda row: row[1])
     print(f"\nbest batch size {best[0]}: {best[1] / rows[0][1]:.1f}x the tokens/s of batch 1 (goal >= 10x)")
     if args.vllm:
-        from ovlt.generation import VLLMBackend
+        from ovlt.engines.generation import VLLMBackend
 
         backend = VLLMBackend(path, gpu_memory_utilization=0.5)
         backend.generate(prompts[:8], images[:8], params)

@@ -29,9 +29,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ovlt.artifacts import Run  # noqa: E402
-from ovlt.config import load_config  # noqa: E402
-from ovlt.training import LaunchError, grpo  # noqa: E402
+from ovlt.ground.artifacts import Run  # noqa: E402
+from ovlt.ground.config import load_config  # noqa: E402
+from ovlt.stages.train import grpo  # noqa: E402
+from ovlt.stages.training.launch import LaunchError  # noqa: E402
 
 
 def rehearsal_on_cuda(root: Path, iterations: int, gpus: int) -> Path:

@@ -1,5 +1,5 @@
 """Speed of Qwen2.5-VL-7B's real shape on a GPU, with random weights (speed needs the architecture, not the
-weights; `ovlt.models.QWEN25_VL_7B_DIMS` holds the published dimensions, so nothing is downloaded).
+weights; `ovlt.engines.models.QWEN25_VL_7B_DIMS` holds the published dimensions, so nothing is downloaded).
 
     python benchmarks/gpu_speed.py [--seq 2048] [--batch 1] [--new-tokens 128]
 
@@ -9,7 +9,7 @@ Prints:
   utilisation = 6 x parameters x tokens/s / the GPU's dense bf16 peak;
 - decoding: tokens/s at batch 1 against the memory-bandwidth roofline (weights bytes / HBM bandwidth per token),
   and at --decode-batch sequences decoded together (transformers' generate: a lower bound for vLLM's batched
-  throughput, which `ovlt.pipeline.THROUGHPUT` needs).
+  throughput, which `ovlt.study.plan.THROUGHPUT` needs).
 """
 
 import argparse
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ovlt.models import QWEN25_VL_7B_DIMS, build_random, count_parameters
+from ovlt.engines.models import QWEN25_VL_7B_DIMS, build_random, count_parameters
 
 # Dense bf16 peak FLOP/s and HBM bandwidth (bytes/s) from the vendors' data sheets (SXM parts).
 DEVICES = {"H100": (989e12, 3.35e12), "H200": (989e12, 4.8e12), "A100": (312e12, 2.0e12)}

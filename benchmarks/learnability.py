@@ -5,7 +5,7 @@ then accuracy per question kind against that kind's majority-answer baseline, an
     python benchmarks/learnability.py --set sft.max_steps=2000 --set models.reasoner.stepwise=true --run runs/l2
 
 Per question kind it prints: n, the majority baseline, accuracy, the share of chains whose stated facts are all
-true of the picture (`ovlt.curation.stated_facts_right`), and accuracy among those chains. Facts right but the
+true of the picture (`ovlt.stages.curation.stated_facts_right`), and accuracy among those chains. Facts right but the
 answer wrong means the student reads the image and fails the reasoning step; facts wrong means it cannot read it.
 Stages are the study's own functions; a rerun with the same settings reuses what is finished.
 """
@@ -29,12 +29,12 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from ovlt import curation, evaluation, teachers, training
-    from ovlt.artifacts import Run, load_dataset_dir
-    from ovlt.config import load_config, overrides_from
-    from ovlt.data import pool
-    from ovlt.data.procedural import kind_key, majority_baseline
-    from ovlt.models import build_student
+    from ovlt.ground.artifacts import Run, load_dataset_dir
+    from ovlt.ground.config import load_config, overrides_from
+    from ovlt.ground.procedural import kind_key, majority_baseline
+    from ovlt.stages import curation, evaluation, teachers, training
+    from ovlt.stages import data as pool
+    from ovlt.stages.student import build_student
 
     overrides = overrides_from(args.set)
     cfg = load_config(args.config, overrides=overrides)

@@ -1,4 +1,4 @@
-"""Scoring speed: ovlt.answers.score on the 3,000 MathVista fixture responses, beside a baseline that sends every
+"""Scoring speed: ovlt.scoring.answers.score on the 3,000 MathVista fixture responses, beside a baseline that sends every
 response through math-verify parse/verify. Goal: >= 2,000 responses/s and >= 20x the baseline on one core.
 
     python benchmarks/scoring.py [--baseline-items 300]
@@ -19,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ovlt import answers  # noqa: E402
+from ovlt.scoring import answers  # noqa: E402
 
 MODELS = ("gpt4_2shot_solution", "claude_2shot_solution", "llava_llama_2_13b")
 

@@ -18,7 +18,7 @@ the run's seed.
 Prints per seed: held-out accuracy, its change over the stage's starting point (majority baseline for SFT, SFT-i
 for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of the run; then mean and standard
 deviation over all seeds, the run's own included. `--sampled N` (GRPO) adds held-out accuracy under sampling, N
-samples per problem at temperature 1 (`ovlt.evaluation.sampled_accuracy`), for SFT-i and every GRPO-i, with the
+samples per problem at temperature 1 (`ovlt.stages.evaluation.sampled_accuracy`), for SFT-i and every GRPO-i, with the
 paired bootstrap interval of each change: what GRPO's accuracy reward estimates, where greedy accuracy may not move.
 """
 
@@ -56,7 +56,7 @@ def reward_quarters(stage_dir: Path) -> tuple[float, float]:
 def measure(cfg, run, stage: str, iteration: int, selection_cfg=None) -> dict:
     """Train and evaluate `stage` of `iteration`; for GRPO, first redo the problem selection if `selection_cfg`
     changes it (with the run's own seed, so that every trainer seed sees the same problems)."""
-    from ovlt import curation, evaluation, training
+    from ovlt.stages import curation, evaluation, training
 
     if stage == "grpo" and selection_cfg is not None:
         curation.select_hard(selection_cfg, run, iteration)  # finished (the run's own) unless overrides change it
@@ -84,9 +84,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from ovlt import evaluation
-    from ovlt.artifacts import Run
-    from ovlt.config import load_config, overrides_from
+    from ovlt.ground.artifacts import Run
+    from ovlt.ground.config import load_config, overrides_from
+    from ovlt.stages import evaluation
 
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
@@ -128,9 +128,9 @@ def main() -> None:
 
 def print_sampled(cfg, origin, rows: list[dict], n: int, iteration: int) -> None:
     """Held-out accuracy under sampling of SFT-i and each row's GRPO-i, with the paired change."""
-    from ovlt.artifacts import Run
-    from ovlt.benchmarks import paired_bootstrap
-    from ovlt.evaluation import sampled_accuracy
+    from ovlt.ground.artifacts import Run
+    from ovlt.scoring.statistics import paired_bootstrap
+    from ovlt.stages.evaluation import sampled_accuracy
 
     start = sampled_accuracy(cfg, origin, f"sft-{iteration}", n)
     ids = list(start)

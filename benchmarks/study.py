@@ -50,9 +50,9 @@ def print_table(run: Path) -> None:
 
 def stage_call(label: str):
     """The stage function and its arguments for a label like `iter1/sft`, `data` or `eval/base`."""
-    from ovlt import curation, evaluation, teachers, training
-    from ovlt.data import pool
-    from ovlt.models import build_student
+    from ovlt.stages import curation, evaluation, teachers, training
+    from ovlt.stages import data as pool
+    from ovlt.stages.student import build_student
 
     if label.startswith("eval/"):
         return evaluation.evaluate, (label.split("/", 1)[1],)
@@ -66,8 +66,8 @@ def stage_call(label: str):
 
 
 def profile(run: Path, label: str, config: Path, top: int = 25) -> None:
-    from ovlt.artifacts import Run
-    from ovlt.config import load_config
+    from ovlt.ground.artifacts import Run
+    from ovlt.ground.config import load_config
 
     work = Path(tempfile.mkdtemp(prefix="ovlt-profile-")) / run.name
     shutil.copytree(run, work, ignore=shutil.ignore_patterns("notebooks"))

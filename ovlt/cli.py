@@ -7,11 +7,11 @@ import logging
 import sys
 from pathlib import Path
 
-from ovlt.config import ConfigError, load_config
+from ovlt.ground.config import ConfigError, load_config
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from ovlt.pipeline import format_plan
+    from ovlt.study.plan import format_plan
 
     print(format_plan(load_config(args.config)))
     return 0
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_report)
     sub.add_parser("score", help="score benchmark responses (see `ovlt score --help`)")
     args = parser.parse_args(argv)
-    from ovlt.artifacts import ArtifactError
+    from ovlt.ground.artifacts import ArtifactError
     from ovlt.study import StudyError
 
     try:

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ovlt import benchmarks
+from ovlt.scoring import benchmarks
 
 
 def read_responses(path: Path, known_ids: set[str]) -> dict[str, str]:

@@ -49,7 +49,7 @@ def write_test_config(folder: Path, **overrides) -> Path:
     """configs/tiny.yaml with TEST_STUDY (and `overrides`) merged in, validated, written to `folder`."""
     import yaml
 
-    from ovlt.config import _merge, load_config
+    from ovlt.ground.config import _merge, load_config
 
     raw = _merge(yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()), _merge(TEST_STUDY, overrides))
     path = Path(folder) / "test-study.yaml"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovlt import answers
-from ovlt.answers import extract, match, score
+from ovlt.scoring import answers
+from ovlt.scoring.answers import extract, match, score
 
 YES_NO = ["Yes", "No"]
 

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from ovlt.artifacts import ArtifactError, Run, Stage, atomic_dir, fingerprint, safe_name
+from ovlt.ground.artifacts import ArtifactError, Run, Stage, atomic_dir, fingerprint, safe_name
 
 
 def _chain(run: Run, params: dict, calls: list[str]) -> None:
@@ -62,7 +62,7 @@ def test_manifest_records_provenance(tmp_path):
 KILLED_STAGE = textwrap.dedent(
     """
     import os, signal, sys
-    from ovlt.artifacts import Run, Stage
+    from ovlt.ground.artifacts import Run, Stage
     st = Stage(Run(sys.argv[1]), "slow", params={"x": 1})
     st.begin()
     shards = st.shards()

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from ovlt import benchmarks
 from ovlt.score_cli import score_main
+from ovlt.scoring import benchmarks, statistics
 
 MATHVISTA = {
     "1": {"pid": "1", "question": "Is it big?", "choices": ["Yes", "No"], "unit": None, "precision": None,
@@ -124,15 +124,15 @@ def test_synthetic_set_from_disk(tmp_path):
 
 
 def test_statistics():
-    ci = benchmarks.accuracy_ci([True] * 30 + [False] * 70, n_boot=500)
+    ci = statistics.accuracy_ci([True] * 30 + [False] * 70, n_boot=500)
     assert ci["low"] < 0.3 < ci["high"] and ci["accuracy"] == 0.3
     a, b = [False] * 100, [True] * 40 + [False] * 60
-    paired = benchmarks.paired_bootstrap(a, b, n_boot=2000)
+    paired = statistics.paired_bootstrap(a, b, n_boot=2000)
     assert paired["diff"] == pytest.approx(0.4) and paired["ci95"][0] > 0.25 and paired["p_value"] < 0.01
-    assert benchmarks.paired_bootstrap(a, a, n_boot=200)["p_value"] == 1.0
-    assert benchmarks.mcnemar(a, b)["p_value"] < 1e-6 and benchmarks.mcnemar(b, b)["p_value"] == 1.0
+    assert statistics.paired_bootstrap(a, a, n_boot=200)["p_value"] == 1.0
+    assert statistics.mcnemar(a, b)["p_value"] < 1e-6 and statistics.mcnemar(b, b)["p_value"] == 1.0
     with pytest.raises(ValueError):
-        benchmarks.mcnemar([True], [True, False])
+        statistics.mcnemar([True], [True, False])
 
 
 # --- the CLI ---------------------------------------------------------------------------------------------------
@@ -202,9 +202,9 @@ def hub_cache(tmp_path, monkeypatch):
 
 
 def test_load_hub_reads_a_local_copy_and_evaluation_passes_the_root(hub_cache):
-    from ovlt.artifacts import Run
-    from ovlt.config import BenchmarkRef
-    from ovlt.evaluation import benchmark_records
+    from ovlt.ground.artifacts import Run
+    from ovlt.ground.config import BenchmarkRef
+    from ovlt.stages.evaluation import benchmark_records
 
     root = _mathvista_repo(hub_cache / "hub")
     records = {r["id"]: r for r in benchmarks.load_hub("mathvista", hub_root=root)}

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ovlt.config import ConfigError, load_config
+from ovlt.ground.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -104,7 +104,7 @@ def test_overrides_are_validated_too(tmp_path):
 
 def test_operational_settings_do_not_redo_stages(repo):
     """A hub mirror or another checkpoint interval mid-study changes no stage's fingerprint; a result setting does."""
-    from ovlt.config import load_config
+    from ovlt.ground.config import load_config
 
     path = repo / "configs" / "openvlthinker-7b.yaml"
     base = load_config(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ovlt.answers import match, score
+from ovlt.scoring.answers import match, score
 
 FIXTURES = Path(os.environ.get("OVLT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 MATHVISTA = FIXTURES / "mathvista"

@@ -8,10 +8,10 @@ import tempfile
 import pytest
 from test_teachers import add_checkpoint, make_run, tiny_checkpoint, tiny_config  # noqa: F401 (fixture)
 
-from ovlt import curation, teachers
-from ovlt.artifacts import load_dataset_dir
-from ovlt.config import DEFAULT_REFLECTION_MARKERS
-from ovlt.data import generate
+from ovlt.ground.artifacts import load_dataset_dir
+from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS
+from ovlt.ground.procedural import generate
+from ovlt.stages import curation, teachers
 
 MARKERS = DEFAULT_REFLECTION_MARKERS
 
@@ -239,7 +239,7 @@ def test_max_words_rule_drops_long_chains(teacher_run):
 def test_sft_trainer_accepts_the_set(teacher_run):
     from trl import SFTConfig, SFTTrainer
 
-    from ovlt.models import load
+    from ovlt.engines.models import load
 
     cfg, run, _ = teacher_run
     sft = load_dataset_dir(run.stage_dir("filter", 1) / "sft")

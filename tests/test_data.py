@@ -12,25 +12,23 @@ from conftest import write_test_config
 from PIL import Image
 from scipy import ndimage
 
-from ovlt.artifacts import Run
-from ovlt.config import load_config
-from ovlt.data import (
+from ovlt.ground import hub
+from ovlt.ground.artifacts import Run
+from ovlt.ground.config import load_config
+from ovlt.ground.layout import pool_size
+from ovlt.ground.preview import show_problems
+from ovlt.ground.procedural import (
+    COLORS,
     FAMILIES,
-    PROBLEM_FEATURES,
     QUESTION_KINDS,
-    format_question,
     generate,
-    hub,
     majority_baseline,
-    option_letter,
     scene_key,
-    show_problems,
     solve,
-    validate_problem,
+    split_of,
 )
-from ovlt.data.pool import DECONTAMINATION_MARGIN, build_data
-from ovlt.data.procedural import COLORS, split_of
-from ovlt.pipeline import pool_size
+from ovlt.ground.schema import PROBLEM_FEATURES, format_question, option_letter, validate_problem
+from ovlt.stages.data import DECONTAMINATION_MARGIN, build_data
 
 
 def fingerprint(dataset: datasets.Dataset) -> str:
@@ -390,7 +388,7 @@ def test_loader_maps_valid_rows_and_skips_invalid_ones(hub_cache, caplog):
         {"problem": "<image>How many?", "answer": "", "images": [IMAGE]},  # no answer: skipped
         {"problem": "<image>Pick.\nChoices:\nA. 1\nB. 2", "answer": "C", "images": [IMAGE]},  # no option C
     ]})
-    with caplog.at_level("INFO", logger="ovlt.data.hub"):
+    with caplog.at_level("INFO", logger="ovlt.ground.hub"):
         problems = hub.load_source("grpo_medium", hub_root=hub_cache)
     assert problems["id"] == ["grpo_medium-0000000"] and problems.features == PROBLEM_FEATURES
     assert "1 problems kept from 3 of 3 rows, 2 skipped" in caplog.text and "grpo_medium-0000001" in caplog.text
@@ -459,7 +457,7 @@ def test_the_pool_tops_up_a_source_that_runs_short_and_says_so(hub_cache, caplog
         {"name": "synthetic/chart", "weight": 2}, {"name": "synthetic/counting", "weight": 2},
         {"name": "figureqa", "weight": 1}, {"name": "geos", "weight": 3}]}))
     wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
-    with caplog.at_level("WARNING", logger="ovlt.data.pool"):
+    with caplog.at_level("WARNING", logger="ovlt.stages.data"):
         counts = build_data(cfg, Run(hub_cache / "run"))["counts"]
     by_source = counts["by_source"]
     asked = by_source["geos"]["asked"]

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ovlt.data import PROBLEM_FEATURES, decontaminate, generate
-from ovlt.data.decontaminate import word_ngrams
+from ovlt.ground.decontaminate import decontaminate, word_ngrams
+from ovlt.ground.procedural import generate
+from ovlt.ground.schema import PROBLEM_FEATURES
 
 WORDS = ("apple river stone cloud seven purple circle market window garden silver train bottle ladder mirror "
          "forest candle rocket pepper island basket violin marble tunnel feather orange button saddle harbor "

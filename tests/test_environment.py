@@ -7,8 +7,8 @@ import stat
 import subprocess
 import sys
 
-from ovlt import study
-from ovlt.config import load_config
+from ovlt.ground.config import load_config
+from ovlt.study import notebooks as study
 
 
 def _fake_env(tmp_path):

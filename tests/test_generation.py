@@ -6,9 +6,8 @@ import torch
 from PIL import Image, ImageDraw
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from ovlt import models
-from ovlt.config import ModelSpec, load_config
-from ovlt.generation import (
+from ovlt.engines import models
+from ovlt.engines.generation import (
     Completion,
     DataParallelBackend,
     SamplingParams,
@@ -20,7 +19,8 @@ from ovlt.generation import (
     render_prompt,
     vllm_arguments,
 )
-from ovlt.teachers import distill_prompt
+from ovlt.ground.config import ModelSpec, load_config
+from ovlt.stages.teachers import distill_prompt
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -372,7 +372,7 @@ def test_two_vllm_engines_give_one_engines_greedy_results_in_order(tiny):
 
 def test_a_cpu_study_keeps_every_engine_off_the_gpus(monkeypatch):
     """`device: cpu` (the rehearsal) on a GPU machine: engines get no GPU, transformers loads on the CPU."""
-    from ovlt import generation
+    from ovlt.engines import generation
 
     started = []
     monkeypatch.setattr(generation, "visible_gpus", lambda: ["0", "1"])
@@ -388,7 +388,7 @@ def test_a_cpu_study_keeps_every_engine_off_the_gpus(monkeypatch):
 def test_shards_hold_a_share_for_every_engine():
     from types import SimpleNamespace
 
-    from ovlt.teachers import shard_size
+    from ovlt.stages.rows import shard_size
 
     spec = ModelSpec(name="m", batch_size=256)
     assert shard_size(spec) == 256 * 4

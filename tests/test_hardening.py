@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ovlt import answers, benchmarks
-from ovlt.artifacts import ArtifactError, Run, Stage
-from ovlt.config import ConfigError, load_config
-from ovlt.data.schema import check_unique_ids, validate_problem
-from ovlt.teachers import open_image, usable_rows
+from ovlt.ground.artifacts import ArtifactError, Run, Stage
+from ovlt.ground.config import ConfigError, load_config
+from ovlt.ground.schema import check_unique_ids, validate_problem
+from ovlt.scoring import answers, benchmarks
+from ovlt.stages.rows import open_image, usable_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_non_rgb_images_become_rgb(mode):
 
 
 def test_huge_image_is_bounded_by_the_processor(tmp_path):
-    from ovlt.models import TINY_MAX_PIXELS, build_tiny, load_processor
+    from ovlt.engines.models import TINY_MAX_PIXELS, build_tiny, load_processor
 
     processor = load_processor(build_tiny(tmp_path, vocab_size=600, hidden_size=64, intermediate_size=128,
                                           mrope_section=[2, 3, 3]))
@@ -102,7 +102,7 @@ def test_duplicate_ids_in_a_benchmark_file(tmp_path):
 
 
 def test_unknown_benchmark_and_source_list_the_known_ones():
-    from ovlt.data.hub import load_source
+    from ovlt.ground.hub import load_source
 
     with pytest.raises(KeyError, match="mathvista_testmini"):
         benchmarks.get_benchmark("mathvistaa")
@@ -127,7 +127,7 @@ def test_non_utf8_config_is_named(tmp_path):
 
 
 def test_checkpoint_without_processor(tmp_path):
-    from ovlt.models import build_tiny, load
+    from ovlt.engines.models import build_tiny, load
 
     folder = build_tiny(tmp_path, vocab_size=600, hidden_size=64, intermediate_size=128, mrope_section=[2, 3, 3])
     for name in ("preprocessor_config.json", "processor_config.json"):
@@ -203,7 +203,7 @@ def test_notebook_parameter_of_wrong_type(name, value):
 
 
 def test_notebook_parameter_error_surfaces_through_papermill(tmp_path):
-    from ovlt.study import NOTEBOOK_DIR, StudyError, execute
+    from ovlt.study.notebooks import NOTEBOOK_DIR, StudyError, execute
 
     output = tmp_path / "07.ipynb"
     with pytest.raises(StudyError) as info:
@@ -217,8 +217,8 @@ def test_notebook_parameter_error_surfaces_through_papermill(tmp_path):
 
 
 def test_remote_code_only_when_the_config_says_so(monkeypatch):
-    from ovlt import generation
-    from ovlt.config import ModelSpec
+    from ovlt.engines import generation
+    from ovlt.ground.config import ModelSpec
 
     seen = []
     monkeypatch.setattr(generation.models, "load", lambda path, **kw: seen.append(kw) or (_raise()))
@@ -239,7 +239,7 @@ def _raise():
 def test_loaders_default_to_no_remote_code():
     import inspect
 
-    from ovlt import models
+    from ovlt.engines import models
 
     for function in (models.load, models.load_processor, models.load_processing_class):
         assert inspect.signature(function).parameters["trust_remote_code"].default is False

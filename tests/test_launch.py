@@ -1,4 +1,4 @@
-"""The multi-process path: `accelerate launch` of `python -m ovlt.training.worker`, on CPU with gloo."""
+"""The multi-process path: `accelerate launch` of `python -m ovlt.stages.training.worker`, on CPU with gloo."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import psutil
 import pytest
 from test_training import log_rows, make_run, tiny_config
 
-from ovlt.config import Launch
-from ovlt.models import load
-from ovlt.training import LaunchError, accelerate_command, grpo, sft
-from ovlt.training.launch import JOB_FILE, stream
+from ovlt.engines.models import load
+from ovlt.ground.config import Launch
+from ovlt.stages.train import grpo, sft
+from ovlt.stages.training.launch import JOB_FILE, LaunchError, accelerate_command, stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def test_accelerate_command_for_cpu_processes():
     assert "--multi_gpu" in cmd and "--cpu" not in cmd
     assert cmd[cmd.index("--num_processes") + 1] == "2" and cmd[cmd.index("--num_machines") + 1] == "1"
     assert int(cmd[cmd.index("--main_process_port") + 1]) > 0
-    assert cmd[-3:] == ["-m", "ovlt.training.worker", "/tmp/job.json"]
+    assert cmd[-3:] == ["-m", "ovlt.stages.training.worker", "/tmp/job.json"]
 
 
 def test_accelerate_command_uses_the_shipped_engine_configs():
@@ -50,7 +50,7 @@ def test_a_failing_subprocess_raises_with_the_tail_of_its_output(tmp_path):
 
 @pytest.mark.slow
 def test_sft_and_grpo_on_two_cpu_processes(tmp_path, tmp_path_factory):
-    from ovlt.models import build_tiny
+    from ovlt.engines.models import build_tiny
 
     base = build_tiny(tmp_path_factory.mktemp("models"), seed=0)
     two = {"launch": {"num_processes": 2, "cpu": True}}
@@ -74,7 +74,7 @@ def test_sft_and_grpo_on_two_cpu_processes(tmp_path, tmp_path_factory):
 def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tmp_path_factory):
     """The chaos test on two processes: every process of the launch is SIGKILLed (a lost node) as soon as the
     checkpoint of step 2 is complete; run again, the stage resumes from it in a fresh launch."""
-    from ovlt.models import build_tiny
+    from ovlt.engines.models import build_tiny
 
     base = build_tiny(tmp_path_factory.mktemp("models"), seed=0)
     cfg = tiny_config(sft={"launch": {"num_processes": 2, "cpu": True}, "max_steps": 6, "save_steps": 2})
@@ -118,8 +118,8 @@ def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tm
 
 def test_an_accelerate_config_goes_through_the_launcher_even_on_one_process():
     """ZeRO-3 on one GPU needs `accelerate launch`: in-process training would quietly run without DeepSpeed."""
-    from ovlt.config import Launch
-    from ovlt.training.launch import is_launched
+    from ovlt.ground.config import Launch
+    from ovlt.stages.training.launch import is_launched
 
     assert is_launched(Launch(num_processes=1, accelerate_config="configs/accelerate/zero3.yaml"))
     assert is_launched(Launch(num_processes=2))

@@ -1,4 +1,4 @@
-"""The local stand-in of the hub data sets (ovlt.data.local_hub), read by the real loaders through
+"""The local stand-in of the hub data sets (ovlt.rehearsal.local_hub), read by the real loaders through
 datasets.load_dataset exactly as a mirror of the hub would be (data.hub_root)."""
 
 import re
@@ -10,12 +10,14 @@ import pytest
 import yaml
 from conftest import write_test_config
 
-from ovlt import benchmarks
-from ovlt.artifacts import Run
-from ovlt.config import load_config
-from ovlt.data import hub, local_hub, validate_problem
-from ovlt.data.pool import DECONTAMINATION_MARGIN, benchmark_items, build_data
-from ovlt.pipeline import pool_size
+from ovlt.ground import hub
+from ovlt.ground.artifacts import Run
+from ovlt.ground.config import load_config
+from ovlt.ground.layout import pool_size
+from ovlt.ground.schema import validate_problem
+from ovlt.rehearsal import local_hub
+from ovlt.scoring import benchmarks
+from ovlt.stages.data import DECONTAMINATION_MARGIN, benchmark_items, build_data
 
 # our source or benchmark name -> (repository, config, split) in the stand-in's counts
 SOURCES = {
@@ -171,7 +173,7 @@ def test_a_rehearsal_pool_over_the_six_sources_tops_up_geos(stand_in, tmp_path, 
     root, _ = stand_in
     cfg = _config(tmp_path, hub_root=str(root), sources=[{"name": name} for name in SOURCES])
     run = Run(tmp_path / "run")
-    with caplog.at_level("WARNING", logger="ovlt.data.pool"):
+    with caplog.at_level("WARNING", logger="ovlt.stages.data"):
         counts = build_data(cfg, run)["counts"]
     wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
     assert counts["train"] == wanted and counts["by_source"]["geos"]["final"] == 5

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from transformers import Qwen2VLImageProcessorPil
 
-from ovlt import models
+from ovlt.engines import models
 
 
 @pytest.fixture(scope="module")

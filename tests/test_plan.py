@@ -8,18 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ovlt.config import load_config
-from ovlt.pipeline import (
-    AUTHORS_SFT,
-    GPU_STAGES,
-    THROUGHPUT,
-    checkpoint_names,
-    format_plan,
-    plan,
-    pool_ranges,
-    stage_order,
-    throughput,
-)
+from ovlt.ground.config import load_config
+from ovlt.ground.layout import checkpoint_names, pool_ranges
+from ovlt.study.order import stage_order
+from ovlt.study.plan import AUTHORS_SFT, GPU_STAGES, THROUGHPUT, format_plan, plan, throughput
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +101,8 @@ def test_tiny_config_prints_no_gpu_hours():
 
 
 def test_generation_spreads_over_every_gpu_and_the_plan_prints_wall_clock_hours():
-    from ovlt.pipeline import engine_count, generation_gpus, study_gpus
+    from ovlt.engines.placement import engine_count
+    from ovlt.study.plan import generation_gpus, study_gpus
 
     cfg = load_config(PAPER)
     assert study_gpus(cfg) == 8  # the launch sections' num_processes
@@ -136,8 +129,8 @@ def test_generation_spreads_over_every_gpu_and_the_plan_prints_wall_clock_hours(
 
 
 def test_engine_count_rules():
-    from ovlt.config import ModelSpec
-    from ovlt.pipeline import engine_count
+    from ovlt.engines.placement import engine_count
+    from ovlt.ground.config import ModelSpec
 
     assert engine_count(ModelSpec(name="m", backend="vllm", data_parallel_size="auto"), 8) == 8
     assert engine_count(ModelSpec(name="m", backend="vllm", tensor_parallel_size=2, data_parallel_size="auto"), 7) == 3

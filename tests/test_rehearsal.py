@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ovlt.config import load_config
-from ovlt.pipeline import checkpoint_names
+from ovlt.ground.config import load_config
+from ovlt.ground.layout import checkpoint_names
 
 pytestmark = pytest.mark.slow
 

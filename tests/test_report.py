@@ -132,8 +132,8 @@ def test_kind_table_matches_summary_and_chance(soup, summary, study_run):
     accuracy computed independently here from the held-out answers."""
     from collections import Counter, defaultdict
 
-    from ovlt.artifacts import load_dataset_dir
-    from ovlt.data.procedural import kind_key
+    from ovlt.ground.artifacts import load_dataset_dir
+    from ovlt.ground.procedural import kind_key
 
     heldout = load_dataset_dir(study_run / "data" / "heldout").remove_columns("image")
     answers = defaultdict(Counter)
@@ -176,7 +176,7 @@ def copy_run(study_run: Path, to: Path) -> Path:
 
 @pytest.mark.slow
 def test_model_text_is_escaped(study_run, tmp_path):
-    from ovlt import report
+    from ovlt.stages import report
 
     run = report.load(copy_run(study_run, tmp_path / "run"))
     evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -192,7 +192,7 @@ def test_model_text_is_escaped(study_run, tmp_path):
 def test_missing_stages_become_notes(study_run, tmp_path):
     from IPython.display import HTML
 
-    from ovlt import report
+    from ovlt.stages import report
 
     run = report.load(copy_run(study_run, tmp_path / "run"))
     shutil.rmtree(run.root / "iter1" / "grpo")
@@ -209,8 +209,8 @@ def test_missing_stages_become_notes(study_run, tmp_path):
 
 
 def test_load_names_the_missing_summary(tmp_path):
-    from ovlt import report
-    from ovlt.artifacts import ArtifactError
+    from ovlt.ground.artifacts import ArtifactError
+    from ovlt.stages import report
 
     with pytest.raises(ArtifactError, match=re.escape(str(tmp_path / "summary.json"))):
         report.load(tmp_path)
@@ -219,7 +219,7 @@ def test_load_names_the_missing_summary(tmp_path):
 
 
 def test_paper_values_follow_benchmark_families():
-    from ovlt import report
+    from ovlt.stages import report
 
     assert report.paper_values("mathvista") == report.paper_values("mathvista_testmini")
     assert report.paper_values("mathvista")["base"] < report.paper_values("mathvista")["grpo-3"]

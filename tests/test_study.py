@@ -16,9 +16,10 @@ import pytest
 import yaml
 from conftest import REPO, reproduce_command, write_test_config
 
-from ovlt.config import load_config
-from ovlt.pipeline import checkpoint_names
-from ovlt.study import Step, remaining_seconds, remaining_text, steps
+from ovlt.ground.config import load_config
+from ovlt.ground.layout import checkpoint_names
+from ovlt.study.notebooks import remaining_seconds, remaining_text
+from ovlt.study.order import Step, steps
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -52,8 +53,8 @@ def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
 
 @pytest.mark.slow
 def test_sampled_accuracy_asks_and_scores_as_the_evaluation_does(study_run):
-    from ovlt.artifacts import Run
-    from ovlt.evaluation import read_predictions, sampled_accuracy
+    from ovlt.ground.artifacts import Run
+    from ovlt.stages.evaluation import read_predictions, sampled_accuracy
 
     cfg, run = load_config(study_run / "config.yaml"), Run(study_run)
     greedy = {p["id"]: p["correct"] for p in read_predictions(run, "sft-1", "synthetic")}

@@ -8,13 +8,14 @@ import shutil
 import datasets
 import pytest
 
-from ovlt import teachers
-from ovlt.answers import score, well_formed
-from ovlt.artifacts import Run, Stage, load_dataset_dir, save_dataset
-from ovlt.config import DEFAULT_REFLECTION_MARKERS, load_config
-from ovlt.curation import is_consistent, stated_facts_right
-from ovlt.data import generate
-from ovlt.data.schema import option_letter
+from ovlt.engines import scripted
+from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
+from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS, load_config
+from ovlt.ground.procedural import generate
+from ovlt.ground.schema import option_letter
+from ovlt.scoring.answers import score, well_formed
+from ovlt.stages import student, teachers
+from ovlt.stages.curation import is_consistent, stated_facts_right
 
 PROBLEM_COLUMNS = ["id", "question", "choices", "answer", "answer_type", "precision", "source", "scene"]
 
@@ -28,7 +29,7 @@ def tiny_config(repo, n_sft=24, n_sft2=8, candidates=4, **overrides):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    from ovlt.models import build_tiny
+    from ovlt.engines.models import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny"))
 
@@ -72,30 +73,30 @@ def teacher_pass_rate(problems, captioner, reasoner, k=1):
 
 
 def test_faithful_caption_states_every_fact_and_the_reasoner_solves_everything(problems):
-    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    captioner = scripted.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
     chart = next(r for r in problems if r["source"] == "synthetic/chart")
     text = captioner.describe(chart)
     for bar in json.loads(chart["scene"])["bars"]:
         assert f"The {bar['label']} bar is {bar['value']}." in text
     assert "about" not in text
-    assert teacher_pass_rate(problems, captioner, teachers.ScriptedReasoner(verbosity=1)) == 1.0
+    assert teacher_pass_rate(problems, captioner, scripted.ScriptedReasoner(verbosity=1)) == 1.0
 
 
 def test_fidelity_and_omissions_lower_teacher_accuracy_and_k_samples_recover_some(problems):
-    reasoner = teachers.ScriptedReasoner(reflection_rate=0.0, verbosity=1)
-    lossy = teachers.ScriptedCaptioner(fidelity=0.6, omit_rate=0.15)
+    reasoner = scripted.ScriptedReasoner(reflection_rate=0.0, verbosity=1)
+    lossy = scripted.ScriptedCaptioner(fidelity=0.6, omit_rate=0.15)
     single, at_4 = teacher_pass_rate(problems, lossy, reasoner, 1), teacher_pass_rate(problems, lossy, reasoner, 4)
     assert single < 0.85
     assert at_4 > single  # vague and missing facts are read differently per chain
-    blind = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=1.0)
+    blind = scripted.ScriptedCaptioner(fidelity=1.0, omit_rate=1.0)
     assert " bar is " not in blind.describe(next(r for r in problems if r["source"] == "synthetic/chart"))
 
 
 def test_chain_is_dense_well_formed_and_verbosity_adds_words(problems):
     chart = next(r for r in problems if r["source"] == "synthetic/chart")
-    caption = teachers.ScriptedCaptioner().describe(chart)
-    terse = teachers.ScriptedReasoner(verbosity=0).chain(chart, caption, 0)
-    chatty = teachers.ScriptedReasoner(verbosity=3).chain(chart, caption, 0)
+    caption = scripted.ScriptedCaptioner().describe(chart)
+    terse = scripted.ScriptedReasoner(verbosity=0).chain(chart, caption, 0)
+    chatty = scripted.ScriptedReasoner(verbosity=3).chain(chart, caption, 0)
     assert well_formed(terse) and well_formed(chatty)
     first = terse.removeprefix("<think>").split(". ")[0]
     bars = json.loads(chart["scene"])["bars"]
@@ -105,8 +106,8 @@ def test_chain_is_dense_well_formed_and_verbosity_adds_words(problems):
 
 
 def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
-    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
-    stepwise = teachers.ScriptedReasoner(verbosity=1, stepwise=True)
+    captioner = scripted.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    stepwise = scripted.ScriptedReasoner(verbosity=1, stepwise=True)
     assert teacher_pass_rate(problems, captioner, stepwise) == 1.0  # new words, same answers
     extremes = [r for r in problems if json.loads(r["scene"])["query"]["kind"] in ("tallest", "shortest")]
     assert extremes
@@ -122,7 +123,7 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
             word = "top" if better is max else "low"
             assert (f"{bar['label']} ({option_letter(i)}) is {bar['value']}, {word} {best['label']} "
                     f"({option_letter(scene['bars'].index(best))}) {best['value']}.") in chain
-    plain = teachers.ScriptedReasoner(verbosity=1)
+    plain = scripted.ScriptedReasoner(verbosity=1)
     kinds = {}
     for row in problems:
         kinds.setdefault(json.loads(row["scene"])["query"]["kind"], row)
@@ -155,9 +156,9 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
 
 
 def test_answer_with_option_puts_the_option_text_in_the_answer_tag(problems):
-    captioner = teachers.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
-    by_letter = teachers.ScriptedReasoner(verbosity=1, stepwise=True)
-    by_option = teachers.ScriptedReasoner(verbosity=1, stepwise=True, answer_with="option")
+    captioner = scripted.ScriptedCaptioner(fidelity=1.0, omit_rate=0.0)
+    by_letter = scripted.ScriptedReasoner(verbosity=1, stepwise=True)
+    by_option = scripted.ScriptedReasoner(verbosity=1, stepwise=True, answer_with="option")
     assert teacher_pass_rate(problems, captioner, by_option) == 1.0  # the scorer reads an option's text too
     multiple_choice = [r for r in problems if r["choices"]]
     assert multiple_choice
@@ -170,12 +171,12 @@ def test_answer_with_option_puts_the_option_text_in_the_answer_tag(problems):
         assert chain.endswith(f"<answer>{expected}</answer>")
         assert is_consistent(chain, row)
     with pytest.raises(ValueError, match="answer_with"):
-        teachers.ScriptedReasoner(answer_with="number")
+        scripted.ScriptedReasoner(answer_with="number")
 
 def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(problems):
-    captioner = teachers.ScriptedCaptioner()
-    slipping = teachers.ScriptedReasoner(fidelity=0.0, reflection_rate=0.0)
-    reflecting = teachers.ScriptedReasoner(fidelity=0.0, reflection_rate=1.0)
+    captioner = scripted.ScriptedCaptioner()
+    slipping = scripted.ScriptedReasoner(fidelity=0.0, reflection_rate=0.0)
+    reflecting = scripted.ScriptedReasoner(fidelity=0.0, reflection_rate=1.0)
     rows = problems.select(range(40))
     assert teacher_pass_rate(rows, captioner, slipping) == 0.0
     assert teacher_pass_rate(rows, captioner, reflecting) == 1.0
@@ -197,7 +198,7 @@ def test_to_think_answer_converts_r1_output(response, expected):
 
 
 def test_corpus_for_tokenizer_holds_prompts_captions_and_chains(problems):
-    corpus = teachers.corpus_for_tokenizer(problems, 8)
+    corpus = student.corpus_for_tokenizer(problems, 8)
     assert len(corpus) == 24
     assert any(text.startswith("<think>") for text in corpus)
     assert any("bar chart" in text or "table of items" in text for text in corpus)
@@ -230,7 +231,7 @@ def test_killed_stage_resumes_from_last_complete_shard(tmp_path, repo, tiny_chec
     run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
     teachers.caption(cfg, run, 1)
     calls, killed = [], []
-    original = teachers.ScriptedReasoner.chains
+    original = scripted.ScriptedReasoner.chains
 
     def dies_on_third_shard(self, problem, caption, n):
         calls.append(problem["id"])
@@ -239,7 +240,7 @@ def test_killed_stage_resumes_from_last_complete_shard(tmp_path, repo, tiny_chec
             raise Killed
         return original(self, problem, caption, n)
 
-    monkeypatch.setattr(teachers.ScriptedReasoner, "chains", dies_on_third_shard)
+    monkeypatch.setattr(scripted.ScriptedReasoner, "chains", dies_on_third_shard)
     with pytest.raises(Killed):
         teachers.distill(cfg, run, 1)
     assert len(Stage(run, "distill", 1).shards().rows()) == 8
@@ -258,20 +259,20 @@ def test_bad_rows_are_counted_and_skipped(tmp_path, repo, tiny_checkpoint, monke
     records[2]["answer"] = ""
     pool = datasets.Dataset.from_list(records, features=pool.features)
     run = make_run(tmp_path / "run", cfg, tiny_checkpoint, pool=pool)
-    describe = teachers.ScriptedCaptioner.describe
-    monkeypatch.setattr(teachers.ScriptedCaptioner, "describe",
+    describe = scripted.ScriptedCaptioner.describe
+    monkeypatch.setattr(scripted.ScriptedCaptioner, "describe",
                         lambda self, p: "" if p["id"] == records[3]["id"] else describe(self, p))
     manifest = teachers.caption(cfg, run, 1)
     assert manifest["counts"]["dropped"] == {"empty_response": 1, "no_gold_answer": 1, "unreadable_image": 1}
     assert manifest["counts"]["out"] == 5
     assert {s["id"] for s in manifest["skipped"]} == {records[i]["id"] for i in (1, 2, 3)}
-    monkeypatch.setattr(teachers.ScriptedReasoner, "chains", lambda self, p, c, n: ["", "  "] * (n // 2))
+    monkeypatch.setattr(scripted.ScriptedReasoner, "chains", lambda self, p, c, n: ["", "  "] * (n // 2))
     distilled = teachers.distill(cfg, run, 1)
     assert distilled["counts"]["dropped"] == {"empty_response": 5} and distilled["counts"]["out"] == 0
 
 
 def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_checkpoint):
-    from ovlt import curation
+    from ovlt.stages import curation
 
     cfg = tiny_config(repo, n_sft=4, n_sft2=8,
                       self_generate={"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 12}})
@@ -291,7 +292,7 @@ def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_ch
 
 
 def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend(tmp_path, repo, tiny_checkpoint):
-    from ovlt.models import build_tiny_reasoner
+    from ovlt.engines.models import build_tiny_reasoner
 
     reasoner = build_tiny_reasoner(tmp_path / "models")
     cfg = tiny_config(repo, n_sft=6, models={"captioner": {"batch_size": 2}, "student": {"batch_size": 4},
@@ -326,7 +327,7 @@ class CannedBackend:
 
 def test_chains_cut_at_max_new_tokens_are_dropped_and_counted_per_source(tmp_path, repo, tiny_checkpoint,
                                                                          monkeypatch):
-    from ovlt.generation import Completion
+    from ovlt.engines.generation import Completion
 
     # An R1 chain cut mid-thought: no </think>; the converter would still read "8" from its middle as the answer.
     cut = "<think>\nThe red bar is 3 and the blue bar is 5, so together 8. Wait, the question asks for the tallest"

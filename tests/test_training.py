@@ -16,22 +16,15 @@ from PIL import Image
 from safetensors.torch import load_file
 from trl import SFTTrainer
 
-from ovlt.artifacts import Run, Stage, save_dataset
-from ovlt.config import load_config
-from ovlt.models import build_tiny, load, load_processor
-from ovlt.prompts import assistant_turn, student_chat
-from ovlt.training import (
-    JsonlLogger,
-    ZeroRewardError,
-    ZeroRewardGuard,
-    grpo,
-    grpo_args,
-    reward_weights,
-    sft,
-    sft_args,
-)
-from ovlt.training.grpo import REWARD_FUNCS
-from ovlt.training.worker import resume_point
+from ovlt.engines.models import build_tiny, load, load_processor
+from ovlt.ground.artifacts import Run, Stage, save_dataset
+from ovlt.ground.config import load_config
+from ovlt.scoring.prompts import assistant_turn, student_chat
+from ovlt.stages.train import grpo, sft
+from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardError, ZeroRewardGuard
+from ovlt.stages.training.common import resume_point
+from ovlt.stages.training.grpo import REWARD_FUNCS, grpo_args, reward_weights
+from ovlt.stages.training.sft import sft_args
 
 REPO = Path(__file__).resolve().parents[1]
 COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
@@ -320,7 +313,7 @@ def test_a_killed_sft_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_path
     shutil.copy(saved / "checkpoint-2" / "model.safetensors", partial)
     (partial / "trainer_state.json").write_text((saved / "checkpoint-2" / "trainer_state.json").read_text()[:40])
 
-    with caplog.at_level("INFO", logger="ovlt.training.worker"):
+    with caplog.at_level("INFO", logger="ovlt.stages.training.worker"):
         manifest = sft(cfg, run, 1)
     train = manifest["train"]
     assert "resuming training from step 2" in caplog.text
@@ -443,7 +436,7 @@ def test_a_killed_grpo_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_pat
         grpo(cfg, run, 1)
     assert [p.name for p in (stage_dir / "shards" / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
 
-    with caplog.at_level("INFO", logger="ovlt.training.worker"):
+    with caplog.at_level("INFO", logger="ovlt.stages.training.worker"):
         manifest = grpo(cfg, run, 1)
     assert "resuming training from step 1" in caplog.text
     assert manifest["train"]["resumed_from_step"] == 1 and manifest["counts"]["steps"] == 3

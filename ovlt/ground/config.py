@@ -1,0 +1,471 @@
+"""The typed configuration of one study, loaded from YAML.
+
+Every knob of a study lives here, so that a run is fully described by one file. Unknown keys, wrong
+types and impossible values are rejected with a message naming the file and the key path, because a typo
+in a config otherwise surfaces hours later on a GPU cluster.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Backend = Literal["vllm", "transformers", "scripted"]
+AnswerWith = Literal["letter", "option"]  # what a scripted chain's multiple-choice <answer> holds
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+class TinyDims(Section):
+    """Dimensions of the locally built Qwen2.5-VL student (embedded default only; see ovlt.engines.models.TINY_DIMS)."""
+
+    hidden_size: int = Field(256, gt=0)
+    num_hidden_layers: int = Field(2, gt=0)
+    num_attention_heads: int = Field(4, gt=0)
+    num_key_value_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(640, gt=0)
+    vision_depth: int = Field(2, gt=0)
+    vision_hidden_size: int = Field(64, gt=0)
+    vision_intermediate_size: int = Field(128, gt=0)
+    vision_num_heads: int = Field(4, gt=0)
+    vocab_size: int = Field(3072, ge=512)
+    rope_theta: float = Field(1e6, gt=0)
+    # Rotary frequencies per (time, height, width) of a head's half; None: Qwen2.5-VL's 1:3:3 split.
+    mrope_section: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyDims:
+        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 8:
+            raise ValueError("hidden_size / num_attention_heads must be a multiple of 8 (rotary sections)")
+        half = self.hidden_size // self.num_attention_heads // 2
+        if self.mrope_section is not None and (len(self.mrope_section) != 3 or sum(self.mrope_section) != half):
+            raise ValueError(f"mrope_section {self.mrope_section} must be 3 numbers (time, height, width) summing to "
+                             f"head_dim / 2 = {half}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if self.vision_hidden_size % self.vision_num_heads:
+            raise ValueError("vision_hidden_size must be a multiple of vision_num_heads")
+        return self
+
+
+class ModelSpec(Section):
+    """One model of the study. `name` is a hub id, a local folder, or `tiny` (built locally)."""
+
+    name: str
+    backend: Backend = "transformers"
+    trust_remote_code: bool = False
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_model_len: int | None = Field(None, gt=0)
+    # Sequences decoded together (transformers); vLLM schedules its own, and there it sizes the shards a stage writes:
+    # batch_size x 4 problems per engine (ovlt.stages.rows.shard_size).
+    batch_size: int = Field(16, ge=1)
+    # Engines that sample side by side, each on tensor_parallel_size GPUs of its own; "auto": every visible GPU
+    # (vllm backend), one engine otherwise.
+    data_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
+    # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
+    # close (docs/findings.md, "Learning on CPU").
+    fidelity: float = Field(1.0, ge=0, le=1)
+    omit_rate: float = Field(0.0, ge=0, le=1)
+    reflection_rate: float = Field(0.0, ge=0, le=1)
+    verbosity: int = Field(1, ge=0, le=3)
+    stepwise: bool = False  # chart and counting chains whose steps copy from a few tokens back (ScriptedReasoner)
+    # What a scripted chain's <answer> holds for a multiple-choice question: the option letter, or the option's
+    # text. The prompt asks for neither in particular, and the scorer (like MathVista's) accepts both.
+    answer_with: AnswerWith = "letter"
+    tiny: TinyDims | None = None
+
+    @model_validator(mode="after")
+    def _scripted_is_local(self) -> ModelSpec:
+        if self.name == "tiny" and self.tiny is None:
+            self.tiny = TinyDims()
+        return self
+
+
+class Models(Section):
+    captioner: ModelSpec
+    reasoner: ModelSpec
+    student: ModelSpec
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+
+class SourceSpec(Section):
+    """A training source: `synthetic/<family>` (procedural) or a hub source name from ovlt.ground.hub."""
+
+    name: str
+    weight: float = Field(1.0, gt=0)
+
+
+class Procedural(Section):
+    image_size: int = Field(112, ge=28)
+    # Fixed difficulty level per procedural family (e.g. {chart: 1}); a family not named draws every level.
+    difficulty: dict[str, int] = Field(default_factory=dict)
+
+
+class Data(Section):
+    sources: list[SourceSpec] = Field(min_length=1)
+    procedural: Procedural = Field(default_factory=Procedural)
+    heldout_size: int = Field(500, ge=1)
+    # Pixel bounds of every image that meets a Qwen2.5-VL processor (SFT, GRPO, sampling, evaluation), saved with
+    # each checkpoint's processor. 3,136 is Qwen2.5-VL's own minimum.
+    image_min_pixels: int = Field(3136, gt=0)
+    image_max_pixels: int = Field(262144, gt=0)
+    # A local folder holding hub data set repositories as <hub_root>/<owner>/<name> (a mirror or a pre-download);
+    # None: the Hugging Face hub.
+    hub_root: str | None = None
+
+    @property
+    def pixel_bounds(self) -> tuple[int, int]:
+        return self.image_min_pixels, self.image_max_pixels
+
+    @model_validator(mode="after")
+    def _pixel_bounds_ordered(self) -> Data:
+        if self.image_min_pixels > self.image_max_pixels:
+            raise ValueError(f"image_min_pixels ({self.image_min_pixels}) > image_max_pixels ({self.image_max_pixels})")
+        return self
+
+
+class Decontaminate(Section):
+    enabled: bool = True
+    benchmarks: list[str] = Field(default_factory=list)
+    phash_max_distance: int = Field(4, ge=0, le=64)
+    ngram: int = Field(8, ge=1)
+    ngram_overlap: float = Field(0.5, gt=0, le=1)
+
+
+# --- teacher stages ------------------------------------------------------------------------------------
+
+
+class Sampling(Section):
+    n: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+
+
+PAPER_CAPTION_PROMPT = (
+    "Please provide a detailed description of this image that could help another AI model understand it "
+    "completely. Be specific and comprehensive while maintaining natural language flow."
+)
+
+
+class Caption(Section):
+    prompt: str = PAPER_CAPTION_PROMPT
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=512))
+
+
+class Distill(Section):
+    sampling: Sampling = Field(default_factory=lambda: Sampling(n=4, temperature=0.6, top_p=0.95, max_new_tokens=4096))
+
+
+class Select(Section):
+    # The paper keeps the shortest correct chain of k; the others are there to measure the rule.
+    rule: Literal["shortest_correct", "longest_correct", "first_correct", "random_correct"] = "shortest_correct"
+
+
+DEFAULT_REFLECTION_MARKERS = ["Wait,", "But wait,", "But the question", "Wait a second", "Hold on,", "Let me double-check"]
+
+
+class Filter(Section):
+    rule: Literal["cut_reflections", "max_words", "none"] = "cut_reflections"
+    markers: list[str] = Field(default_factory=lambda: list(DEFAULT_REFLECTION_MARKERS))
+    max_words: int = Field(500, ge=1)
+
+
+class SelfGenerate(Section):
+    sampling: Sampling = Field(default_factory=lambda: Sampling(n=4, temperature=1.0, top_p=0.99, max_new_tokens=2048))
+    # Upper bound on each named source's share of the self-generated SFT set (sources not named are uncapped;
+    # empty: no bound). Rare sources are kept whole and common ones capped, never cut down to the rarest.
+    max_share: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _shares_are_shares(self) -> SelfGenerate:
+        for source, share in self.max_share.items():
+            if not 0 < share <= 1:
+                raise ValueError(f"max_share[{source!r}] = {share} must be in (0, 1]")
+        return self
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+
+class Lora(Section):
+    r: int = Field(64, ge=1)
+    alpha: int = Field(128, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class Launch(Section):
+    """How training runs: in-process (1), or `accelerate launch` with this many processes."""
+
+    num_processes: int = Field(1, ge=1)
+    num_machines: int = Field(1, ge=1)
+    accelerate_config: str | None = None
+    cpu: bool = False
+
+
+class SFT(Section):
+    finetune: Literal["full", "lora"] = "full"
+    freeze_vision: bool = True
+    lora: Lora = Field(default_factory=Lora)
+    learning_rate: float = Field(5e-6, gt=0)
+    lr_scheduler_type: str = "cosine"
+    warmup_ratio: float = Field(0.15, ge=0, lt=1)
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    per_device_train_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    max_length: int | None = Field(2048, gt=0)
+    logging_steps: int = Field(10, ge=1)
+    # Chains held out of training: their loss is measured before and after SFT (0: measure nothing).
+    heldout_examples: int = Field(0, ge=0)
+    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
+    # resumes from the newest one.
+    save_steps: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
+    launch: Launch = Field(default_factory=Launch)
+
+
+class SelectHard(Section):
+    sampling: Sampling = Field(default_factory=lambda: Sampling(n=8, temperature=1.0, top_p=0.99, max_new_tokens=2048))
+    # Pass-rate bands [low, high] kept for GRPO; problems always or never solved carry no GRPO signal.
+    bands: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 0.5)])
+    include_never_solved: bool = False
+    # Band on the pass rate corrected for guessing, (rate - 1/c) / (1 - 1/c) for c options (free-form: as is), so a
+    # two-option problem solved 3 times in 6 counts as never solved: its rewards are coin flips, no GRPO signal.
+    correct_for_guessing: bool = False
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> SelectHard:
+        for i, (low, high) in enumerate(self.bands):
+            if not 0 <= low <= high <= 1:
+                raise ValueError(f"bands[{i}] = [{low}, {high}] must satisfy 0 <= low <= high <= 1")
+        return self
+
+
+class GRPO(Section):
+    num_generations: int = Field(5, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(0.99, gt=0, le=1)
+    beta: float = Field(0.01, ge=0)
+    learning_rate: float = Field(1e-6, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    max_prompt_length: int | None = Field(6144, gt=0)
+    max_completion_length: int = Field(2048, ge=1)
+    per_device_train_batch_size: int = Field(5, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    loss_type: str = "grpo"
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    format_reward_weight: float = Field(0.0, ge=0)
+    # Stop a run whose accuracy reward is zero for this many first steps (0 disables the guard).
+    zero_reward_patience: int = Field(20, ge=0)
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    logging_steps: int = Field(1, ge=1)
+    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
+    # resumes from the newest one.
+    save_steps: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
+    launch: Launch = Field(default_factory=Launch)
+
+    @model_validator(mode="after")
+    def _batch_divisible(self) -> GRPO:
+        global_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * self.launch.num_processes
+        if global_batch % self.num_generations:
+            raise ValueError(
+                f"per_device_train_batch_size x gradient_accumulation_steps x launch.num_processes = {global_batch} "
+                f"is not divisible by num_generations = {self.num_generations} (each prompt needs a whole group)"
+            )
+        return self
+
+
+# --- evaluation and schedule ---------------------------------------------------------------------------
+
+
+class BenchmarkRef(Section):
+    name: str
+    protocol: Literal["official", "strict"] = "official"
+    prompt: Literal["paper", "plain"] = "paper"
+    limit: int | None = Field(None, ge=1)
+    annotations: str | None = None
+    images: str | None = None
+
+
+class Evaluation(Section):
+    benchmarks: list[BenchmarkRef] = Field(min_length=1)
+    sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=2048))
+    bootstrap_samples: int = Field(2000, ge=100)
+
+
+class IterationPlan(Section):
+    """Volumes of one iteration: problems drawn for SFT data, and GRPO candidates and target."""
+
+    sft_problems: int = Field(ge=1)
+    grpo_candidates: int = Field(ge=1)
+    grpo_problems: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _target_fits(self) -> IterationPlan:
+        if self.grpo_problems > self.grpo_candidates:
+            raise ValueError(f"grpo_problems ({self.grpo_problems}) > grpo_candidates ({self.grpo_candidates})")
+        return self
+
+
+OPERATIONAL = ("data.hub_root", "sft.save_steps", "sft.save_total_limit", "grpo.save_steps", "grpo.save_total_limit")
+
+
+class StudyConfig(Section):
+    name: str
+    seed: int = 0
+    iterations: int = Field(ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    requires_gpu: bool = False
+    models: Models
+    data: Data
+    schedule: list[IterationPlan]
+    decontaminate: Decontaminate = Field(default_factory=Decontaminate)
+    caption: Caption = Field(default_factory=Caption)
+    distill: Distill = Field(default_factory=Distill)
+    select: Select = Field(default_factory=Select)
+    filter: Filter = Field(default_factory=Filter)
+    self_generate: SelfGenerate = Field(default_factory=SelfGenerate)
+    sft: SFT = Field(default_factory=SFT)
+    select_hard: SelectHard = Field(default_factory=SelectHard)
+    grpo: GRPO = Field(default_factory=GRPO)
+    evaluation: Evaluation
+
+    @model_validator(mode="after")
+    def _schedule_matches(self) -> StudyConfig:
+        if len(self.schedule) != self.iterations:
+            raise ValueError(f"schedule has {len(self.schedule)} entries but iterations = {self.iterations}")
+        unknown = sorted(set(self.self_generate.max_share) - {s.name for s in self.data.sources})
+        if unknown:
+            raise ValueError(f"self_generate.max_share names {unknown}, which are not among data.sources")
+        return self
+
+    def section(self, *paths: str) -> dict:
+        """The JSON-able values of the named sections (dotted paths): what a stage's fingerprint covers.
+
+        Settings that change where things are read from or how often a checkpoint is kept, not what a stage
+        computes (OPERATIONAL), are left out: moving to a hub mirror or saving more often mid-study redoes nothing.
+        """
+        dumped = self.model_dump(mode="json")
+        for path in OPERATIONAL:
+            *parents, leaf = path.split(".")
+            node = dumped
+            for key in parents:
+                node = node[key]
+            node.pop(leaf)
+        out = {}
+        for path in paths:
+            node = dumped
+            for key in path.split("."):
+                node = node[key] if not isinstance(node, list) else node[int(key)]
+            out[path] = node
+        return out
+
+    @property
+    def needs_hub(self) -> bool:
+        """Whether the study reads anything from the Hugging Face hub: a model that is neither built locally,
+        scripted nor a local folder, or a data source or benchmark with neither local files nor `data.hub_root`."""
+        models = [m for m in (self.models.captioner, self.models.reasoner, self.models.student)
+                  if m.backend != "scripted" and m.name != "tiny"]
+        if any(not Path(m.name).is_dir() for m in models):
+            return True
+        if self.data.hub_root is not None:
+            return False
+        local = {b.name for b in self.evaluation.benchmarks if b.annotations} | {"synthetic"}
+        return (any(not s.name.startswith("synthetic/") for s in self.data.sources)
+                or any(b.name not in local for b in self.evaluation.benchmarks)
+                or (self.decontaminate.enabled and any(b not in local for b in self.decontaminate.benchmarks)))
+
+    @property
+    def uses_scripted_teacher(self) -> bool:
+        return "scripted" in (self.models.captioner.backend, self.models.reasoner.backend)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot describe a study; the message names the file and every bad key."""
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: {error.error_count()} problem(s) in the study config"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<top level>"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (typo?)")
+        elif item["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            got = item.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"  {key}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+    """Read and validate a study config; `overrides` (nested dict) is merged over the file's values."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable YAML file: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    if overrides:
+        raw = _merge(raw, overrides)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None
+
+
+def overrides_from(pairs: list[str]) -> dict:
+    """Command-line `--set KEY=VALUE` pairs as `load_config` overrides; values are read as YAML.
+
+    ["sft.max_steps=2000", "grpo.beta=0"] -> {"sft": {"max_steps": 2000}, "grpo": {"beta": 0}}
+    """
+    tree: dict = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        *parents, leaf = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return tree
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,1 @@
+"""The paper-scale rehearsal: tiny stand-ins of the paper config's models and hub data sets, built offline."""

@@ -1,0 +1,660 @@
+"""The answer scorer: one source of truth for extracting and checking answers.
+
+Every stage that decides whether a model got a problem right (evaluation, GRPO rewards, filtering self-generated
+chains) goes through `score`. It works in two steps:
+
+1. `extract(response, choices, turns)` finds the answer span in a free-form response. A run-on response that
+   answers and then invents new turns (a line "Question: ...") is first cut to one turn: the first (`turns="first"`,
+   the answer to the question asked; the default) or the last (`turns="last"`, what MathVista's GPT extractor
+   graded; the `mathvista` protocol uses it). Rules, tried in this order (the first that fires wins;
+   `Extraction.rule` names it):
+     answer_tag     the content of the last <answer>...</answer>
+     boxed          the last \\boxed{...} whose braces balance
+     answer_phrase  "the (final/correct) answer is ...", "Answer: ...", "the correct option is ..." (last one)
+     refusal        the end of the response declines to answer ("cannot be determined", "not enough information",
+                    "none of the options"): "Cannot be determined" / "Cannot be answered" when it says so in
+                    those words, else "N/A" (MathVista then takes the nearest option, as it does for GPT's N/A)
+     option_letter  a trailing option letter: "(B)", "B.", "B (No)"   (multiple choice only)
+     yes_no         yes/no options answered in prose: the verdict sentence (the last "Therefore/So/Thus ..."
+                    sentence of the last paragraph, else its first) -> a leading yes/no, else No when negated
+                    ("not", "n't", "no", ...) and Yes when it affirms; not when that sentence states a number
+     count_phrase   "there are N ..." / "there are two ..." in the last line (a count names the answer, not the
+                    threshold after it: "There are 3 bars below 40." -> 3)
+     option_text    an option's text at the end of the response        (multiple choice only)
+     option_words   the one option all of whose words (plurals folded) the last paragraph uses (multiple choice)
+     last_number    the last number in the response
+     none           nothing found (text "")
+   With choices, a span that is an option letter in any of its usual dresses ("(B) No", "Option B.") is reduced to
+   the bare letter, and a span that is an option's text is reduced to that text.
+2. `match(extracted, answer, answer_type, ...)` decides, under a named protocol, whether the extraction equals the
+   gold answer. Protocols:
+     strict      ours; tolerant of formatting (case, LaTeX wrappers, units, degree signs, thousands separators),
+                 symbolic equivalence through math-verify, and it never guesses: an extraction that is neither an
+                 option letter nor an option text is wrong.
+     mathvista   MathVista's calculate_score.py: letter -> option text, anything else -> the option nearest in edit
+                 distance; integers compared as str(int(float(x))), floats as str(round(float(x), precision)),
+                 lists and text as exact strings.
+     mathvision  MATH-V's evaluate.py: its own extraction from the raw response, lower-cased exact match against the
+                 gold letter or the gold option, then numeric equivalence at two decimals (MATH-V evaluates with
+                 latex2sympy + eval; we use math-verify, and never eval model output).
+   "official" is accepted as an alias of "mathvista" (the project stores answers the way MathVista does);
+   `ovlt.scoring.benchmarks` maps each benchmark's "official" to its own protocol.
+
+math-verify runs only when the cheap rules cannot decide, in a separate worker process under a hard time limit
+(`MATH_VERIFY_TIMEOUT_S`): a sympy computation stuck in C code cannot be interrupted by a signal, but a process can
+be killed. A time-out counts as wrong and is logged. Model output is never executed or eval'd.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import multiprocessing
+import re
+import signal
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+REASONING_INSTRUCTION = (
+    "You should first think through the reasoning process inside <think> </think> tags, "
+    "then give the final answer inside <answer> </answer> tags."
+)
+ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "list", "latex")
+PROTOCOLS = ("strict", "mathvista", "mathvision")
+PROTOCOL_ALIASES = {"official": "mathvista"}
+RULES = ("answer_tag", "boxed", "answer_phrase", "refusal", "option_letter", "yes_no", "count_phrase", "option_text",
+         "option_words", "last_number", "none")
+MATH_VERIFY_TIMEOUT_S = 3.0
+# Answers sit at the end of a response; scanning only the tail bounds the cost of pathological inputs.
+MAX_SCAN_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class Extraction:
+    text: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    extracted: str
+    rule: str
+    correct: bool
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# extraction
+
+_NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])|(?<![\w\d])[-−]?\.\d+")
+_PHRASE = re.compile(
+    r"(?:\bfinal\s+answer|\bcorrect\s+answer|\banswer|\bcorrect\s+(?:option|choice))\s*"
+    r"(?:(?:is|should\s+be|would\s+be|will\s+be)\s*:?|:|=)[ \t]*",
+    re.IGNORECASE,
+)
+# An option letter in its usual dresses: "B", "(B)", "B.", "B)", "B:", "Option B", optionally followed by the
+# option text: "B (No)", "(B) No", "B. No", "B: No". The letter itself must be upper case ("a horse" is prose).
+_LETTER_SPAN = re.compile(r"^(?:(?i:the\s+)?(?i:option|choice)\s*)?(?P<open>\(?)(?P<letter>[A-Z])\)?"
+                          r"(?P<sep>[.:)]|\s+|$)(?P<rest>.*)$", re.DOTALL)
+NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_COUNT = re.compile(r"\bthere\s+(?:are|is|were|was)\s+(?:only\s+|exactly\s+)?(\d+|" + "|".join(NUMBER_WORDS) + r")\b",
+                    re.IGNORECASE)
+_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
+_TRAILING_LETTER = re.compile(r"(?:^|[\s:*(])\(?([A-Z])\)?[.)]?\s*(?:\([^()\n]{0,80}\))?[.*\s]*$")
+
+
+def _last_answer_tag(text: str) -> str | None:
+    end = text.rfind("</answer>")
+    if end < 0:
+        return None
+    start = text.rfind("<answer>", 0, end)
+    return text[start + len("<answer>") : end] if start >= 0 else None
+
+
+def _balanced_group(text: str, open_at: int) -> str | None:
+    """The content of the brace group opening at text[open_at] == "{", or None when it never closes."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_at + 1 : i]
+    return None
+
+
+def _last_boxed(text: str, max_tries: int = 20) -> str | None:
+    end = len(text)
+    for _ in range(max_tries):
+        at = max(text.rfind("\\boxed{", 0, end), text.rfind("\\fbox{", 0, end))
+        if at < 0:
+            return None
+        content = _balanced_group(text, text.index("{", at))
+        if content is not None:
+            return content
+        end = at
+    return None
+
+
+def _trim_span(span: str) -> str:
+    """Cut a phrase capture at its sentence end and drop decoration: 'B (No). Because' -> 'B (No)'."""
+    span = re.split(r"\.\s", span, maxsplit=1)[0]
+    return span.strip().strip("*").strip().rstrip(".").strip().strip("*\"'`").strip()
+
+
+def _letters(choices) -> str:
+    return "".join(chr(ord("A") + i) for i in range(min(len(choices), 26)))
+
+
+def _as_letter(span: str, choices) -> str | None:
+    """The option letter a span names, if it names one of `choices`' letters."""
+    letters = _letters(choices)
+    span = span.strip().strip("*$").strip()
+    m = _LETTER_SPAN.match(span)
+    if m and m.group("letter") in letters:
+        rest = m.group("rest").strip()
+        if not rest or m.group("open") or m.group("sep") in ".:)" or rest[0] == "(" or _same_text(rest, choices):
+            return m.group("letter")
+    paren = _PAREN_LETTER.findall(span)
+    if paren and paren[0] in letters:
+        return paren[0]
+    return None
+
+
+def _same_text(text: str, choices) -> bool:
+    return any(_normalise_text(text) == _normalise_text(c) for c in choices)
+
+
+def _as_option_text(span: str, choices) -> str | None:
+    norm = _normalise_text(span)
+    for choice in choices:
+        if norm == _normalise_text(choice):
+            return choice
+    return None
+
+
+def _reduce_span(span: str, choices) -> str:
+    """With choices, reduce a span to the bare option letter or the option text it names."""
+    span = _trim_span(span)
+    if choices:
+        letter = _as_letter(span, choices)
+        if letter:
+            return letter
+        option = _as_option_text(span, choices)
+        if option is not None:
+            return option
+    return span
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def _option_at_end(text: str, choices) -> str | None:
+    """The option whose text ends latest in the last line (longest on ties), e.g. '... so it is a surplus.'"""
+    line = " ".join(_strip_latex(_last_line(text)).lower().split())
+    best, best_end = None, -1
+    for choice in choices:
+        norm = " ".join(_strip_latex(str(choice)).lower().split())
+        if not norm:
+            continue
+        for m in re.finditer(r"(?<![\w.])" + re.escape(norm) + r"(?!\w)", line):
+            if m.end() > best_end or (m.end() == best_end and len(choice) > len(best)):
+                best, best_end = choice, m.end()
+    return best
+
+
+def _last_match(pattern: re.Pattern, text: str) -> re.Match | None:
+    found = deque(pattern.finditer(text), maxlen=1)
+    return found[0] if found else None
+
+
+def _last_number(text: str) -> str | None:
+    found = _last_match(_NUMBER, text)
+    return found.group(0).replace(",", "").replace("−", "-") if found else None
+
+
+# A run-on response answers, then invents a new turn ("Question: ...") and answers that too (Claude-2 does so in a
+# quarter of its MathVista responses).
+_INVENTED_TURN = re.compile(r"\n[ \t]*(?:Question|Human|User|Problem)[ \t]*:", re.IGNORECASE)
+TURNS = ("first", "last")
+# A response that declines to answer. Only its end is read: an explanation may say "cannot" on the way.
+_REFUSAL = re.compile(
+    r"cannot be (?:determined|answered|provided|given|calculated|found)|(?:impossible|not possible|unable) to"
+    r"|can(?:no|')t (?:\w+ )?(?:determine|answer|provide|be sure|say|tell)|no way to (?:determine|tell|know)"
+    r"|(?:not|in)sufficient (?:information|data|context)|(?:does|do|did) not (?:provide|give|include|specify|contain)"
+    r"|not (?:have )?enough (?:information|context|data|details)"
+    r"|(?:none of|not (?:one of|available in|among|in)) the (?:options|choices|answer choices)"
+    r"|please provide|without (?:the |specific |additional |further |more )?(?:data|information|context|values?)",
+    re.IGNORECASE)
+# A refusal that states its verdict in these words is extracted in them, as an extractor quotes an answer;
+# any other refusal is "N/A".
+_STATED_VERDICT = re.compile(r"cannot be (?:determined|answered)|cannot determine", re.IGNORECASE)
+REFUSAL_TAIL_CHARS = 300
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|none|cannot)\b|n't\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_CONCLUSION = re.compile(r"[*\s]*(?:therefore|thus|so|hence|in conclusion|in summary|overall|yes|no)\b",
+                         re.IGNORECASE)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _own_turn(text: str, turns: str) -> str:
+    """The part of a run-on response that answers the question: before the first invented turn ("first", how a
+    careful grader reads it) or after the last one ("last", how MathVista's GPT extractor read it)."""
+    found = _last_match(_INVENTED_TURN, text) if turns == "last" else _INVENTED_TURN.search(text)
+    if found is None:
+        return text
+    if turns == "last":
+        return text[found.end():]
+    return text[: found.start()] if text[: found.start()].strip() else text
+
+
+def _refusal(text: str) -> str | None:
+    tail = text[-REFUSAL_TAIL_CHARS:]
+    if not _REFUSAL.search(tail):
+        return None
+    stated = _last_match(_STATED_VERDICT, tail)
+    return stated.group(0).capitalize() if stated else "N/A"
+
+
+def _verdict_sentence(text: str) -> str:
+    """The sentence of the last paragraph that gives the verdict: its last conclusion ("Therefore, ...", "So
+    ...") or else its first, since a paragraph without one states its answer first and then justifies it."""
+    sentences = [s for s in _SENTENCE_END.split(_last_line(text)) if s.strip()]
+    conclusions = [s for s in sentences if _CONCLUSION.match(s)]
+    return conclusions[-1] if conclusions else (sentences[0] if sentences else "")
+
+
+def _yes_no(text: str, choices) -> str | None:
+    """For a yes/no question answered in prose: a leading yes/no in the verdict sentence, else No when it is
+    negated ("The bar is not taller") and Yes when it affirms ("Sky Blue is less than Web Maroon")."""
+    norm = [str(c).strip().lower() for c in choices]
+    if sorted(norm) != ["no", "yes"]:
+        return None
+    sentence = _verdict_sentence(text).lower().lstrip("*#>- ")
+    if not _WORD.search(sentence) or any(c.isdigit() for c in sentence):  # a stated number answers a count
+        return None
+    lead = _WORD.match(sentence)
+    said = lead.group(0) if lead and lead.group(0) in ("yes", "no") else None
+    said = said or ("no" if _NEGATION.search(sentence) else "yes")
+    return choices[norm.index(said)]
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _option_by_words(text: str, choices) -> str | None:
+    """The option all of whose words (plurals folded) the last paragraph uses, when exactly one does:
+    'the adult spider population would decrease' -> 'Adults spider population would decrease'."""
+    said = {_stem(w) for w in _WORD.findall(_strip_latex(_last_line(text)).lower())}
+    covered = []
+    for choice in choices:
+        words = {_stem(w) for w in _WORD.findall(_strip_latex(str(choice)).lower())}
+        if words and words <= said:
+            covered.append(choice)
+    return covered[0] if len(covered) == 1 else None
+
+
+def extract(response: str, choices=(), turns: str = "first") -> Extraction:
+    """Find the answer in a model response; see the module docstring for the rules and their order. `turns`
+    picks the turn of a run-on response that is graded: "first" (the answer to the question asked) or "last"."""
+    if turns not in TURNS:
+        raise ValueError(f"unknown turns {turns!r}; known: {', '.join(TURNS)}")
+    text = _own_turn((response or "")[-MAX_SCAN_CHARS:], turns)
+    choices = list(choices or ())
+    tagged = _last_answer_tag(text)
+    if tagged is not None and tagged.strip():
+        inner = _last_boxed(tagged)
+        return Extraction(_reduce_span(inner if inner is not None else tagged, choices), "answer_tag")
+    boxed = _last_boxed(text)
+    if boxed is not None and boxed.strip():
+        return Extraction(_reduce_span(boxed, choices), "boxed")
+    phrase = _last_match(_PHRASE, text)
+    if phrase is not None:
+        line_end = text.find("\n", phrase.end())
+        span = text[phrase.end() : line_end if line_end >= 0 else len(text)]
+        if _trim_span(span):
+            return Extraction(_reduce_span(span, choices), "answer_phrase")
+    refused = _refusal(text)
+    if refused is not None:
+        return Extraction(refused, "refusal")
+    if choices:
+        last = _last_line(text)
+        letter = _as_letter(last, choices)
+        if letter is None:
+            m = _TRAILING_LETTER.search(last[-200:])
+            letter = m.group(1) if m and m.group(1) in _letters(choices) else None
+        if letter:
+            return Extraction(letter, "option_letter")
+        yes_no = _yes_no(text, choices)
+        if yes_no is not None:
+            return Extraction(yes_no, "yes_no")
+    count = _COUNT.search(_last_line(text))
+    if count:
+        return Extraction(_reduce_span(NUMBER_WORDS.get(count.group(1).lower(), count.group(1)), choices),
+                          "count_phrase")
+    if choices:
+        option = _option_at_end(text, choices)
+        if option is not None:
+            return Extraction(option, "option_text")
+        option = _option_by_words(text, choices)
+        if option is not None:
+            return Extraction(option, "option_words")
+    number = _last_number(text)
+    if number is not None:
+        return Extraction(_reduce_span(number, choices), "last_number")
+    return Extraction("", "none")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation
+
+_LATEX_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox|operatorname|displaystyle)\s*\{([^{}]*)\}")
+_DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°|\\degree|\bdegrees?\b")
+_UNIT_WORDS = re.compile(
+    r"(?<=\d)\s*(?:%|\\%|percent|units?|square\s+units|sq\.?\s*units|cm\^?2|cm|mm|km|m\^?2|m\^?3|m|kg|g|mg|"
+    r"s|sec|seconds?|minutes?|hours?|h|years?|days?|dollars?|cents?|inches|inch|in|ft|feet|yards?|miles?|"
+    r"n|j|w|v|degrees?)\.?$",
+    re.IGNORECASE,
+)
+
+
+def _strip_latex(text: str) -> str:
+    text = text.replace("\\left", "").replace("\\right", "").replace("\\!", "").replace("\\,", "")
+    text = text.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("$", "").replace("\\%", "%")
+    for _ in range(3):  # nested wrappers, bounded
+        text = _LATEX_WRAPPERS.sub(r"\1", text)
+    return _DEGREES.sub("", text).replace("~", " ")
+
+
+def _normalise_text(text: str) -> str:
+    """Case, whitespace, LaTeX wrappers, braces, degree signs and end punctuation do not matter for text answers."""
+    text = _strip_latex(str(text)).lower().replace("{", "").replace("}", "")
+    text = re.sub(r"\s+", "", text)
+    return text.strip(".,;:!?*\"'`")
+
+
+def _parse_number(text: str) -> float | None:
+    """A plain number with optional sign, thousands separators, units, %, degrees, LaTeX wrappers; else None."""
+    text = _strip_latex(str(text)).strip().strip("*").strip().rstrip(".").strip()
+    text = _UNIT_WORDS.sub("", text).strip().replace("−", "-").lstrip("$").replace("\\$", "")
+    if re.fullmatch(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?|[-+]?\.\d+", text):
+        value = float(text.replace(",", ""))
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _number_from_span(span: str) -> str:
+    """For numeric answer types: '12 cm' -> '12', 'x = 12' -> '12'; symbolic spans are left for math-verify."""
+    if _parse_number(span) is not None:
+        return span
+    tail = span.split("=")[-1].split("\\approx")[-1].split("≈")[-1]
+    if _parse_number(tail) is not None:
+        return tail.strip()
+    if re.search(r"\\frac|\\sqrt|\\pi|/|√|\^", tail):
+        return span
+    number = _last_number(tail)
+    return number if number is not None else span
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# math-verify under a hard time limit, in a worker process
+
+
+def _math_verify_worker(gold: str, pred: str, float_rounding: int) -> bool:
+    from math_verify import parse, verify
+
+    limit = math.ceil(MATH_VERIFY_TIMEOUT_S)
+    gold_parsed = parse("\\boxed{" + gold + "}", parsing_timeout=limit)
+    pred_parsed = parse("\\boxed{" + pred + "}", parsing_timeout=limit)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, float_rounding=float_rounding, timeout_seconds=limit))
+
+
+class _MathVerifyPool:
+    """One worker process, killed and replaced when a call overruns its time limit."""
+
+    def __init__(self):
+        self._pool = None
+        self._lock = threading.Lock()
+        self.timeouts = 0
+
+    def _start(self):
+        # spawn, not fork: the caller may hold threads (torch, tokenizers) that a fork would copy half-locked.
+        # The worker ignores interrupts: its owner stops it, and Jupyter interrupting the kernel's process group at
+        # shutdown would otherwise print a KeyboardInterrupt traceback from an idle worker into a clean run.
+        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=signal.signal,
+                                                               initargs=(signal.SIGINT, signal.SIG_IGN))
+        self._pool.apply(_math_verify_worker, ("1", "1", 6))  # pay the import once, outside the time limit
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+    def equal(self, gold: str, pred: str, float_rounding: int = 6) -> bool:
+        with self._lock:
+            if self._pool is None:
+                self._start()
+            pending = self._pool.apply_async(_math_verify_worker, (gold, pred, float_rounding))
+            try:
+                return pending.get(timeout=MATH_VERIFY_TIMEOUT_S)
+            except multiprocessing.TimeoutError:
+                self.timeouts += 1
+                log.warning("math-verify timed out after %.1fs on %r vs gold %r: counted wrong",
+                            MATH_VERIFY_TIMEOUT_S, pred[:80], gold[:80])
+                self.close()
+                return False
+            except Exception as err:  # a parser bug on odd input is a wrong answer, never a crashed run
+                log.warning("math-verify failed on %r: %s: counted wrong", pred[:80], err)
+                return False
+
+
+MATH_VERIFY = _MathVerifyPool()
+atexit.register(MATH_VERIFY.close)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# matching
+
+
+def _edit_distance(a: str, b: str) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _mathvista_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
+    """MathVista's normalize_extracted_answer + safe_equal, rule for rule."""
+    extracted = str(extracted).strip()
+    if answer_type == "multiple_choice":
+        if not choices:
+            return extracted == answer
+        paren = re.findall(r"\(([a-zA-Z])\)", extracted)
+        if paren:
+            extracted = paren[0].upper()
+        letters = _letters(choices)
+        if len(extracted) == 1 and extracted in letters:
+            return choices[letters.index(extracted)] == answer
+        # Neither a letter nor an option: MathVista takes the option nearest in edit distance (first on ties).
+        distances = [_edit_distance(extracted, c) for c in choices]
+        return choices[distances.index(min(distances))] == answer
+    try:
+        if answer_type == "integer":
+            return str(int(float(extracted))) == answer
+        if answer_type == "float":
+            value = float(extracted)
+            return str(round(value, precision) if precision >= 0 else value) == answer
+    except (ValueError, OverflowError):
+        return False
+    return extracted == answer
+
+
+_MATHY = re.compile(r"[\d\\√π∞]")
+
+
+def _split_list(text: str) -> list[str]:
+    text = _strip_latex(text).strip().strip("[](){}").strip()
+    return [item.strip() for item in text.split(",")] if text else []
+
+
+def _strict_scalar_equal(pred: str, gold: str, answer_type: str, precision: int) -> bool:
+    pred_value, gold_value = _parse_number(pred), _parse_number(gold)
+    if pred_value is not None and gold_value is not None:
+        if answer_type == "integer":
+            return pred_value == gold_value
+        if precision >= 0:
+            return round(pred_value, precision) == round(gold_value, precision)
+        return math.isclose(pred_value, gold_value, rel_tol=1e-6, abs_tol=1e-9)
+    if _normalise_text(pred) == _normalise_text(gold):
+        return True
+    # math-verify only where there is mathematics on both sides: prose ("an integer") cannot be equivalent.
+    if answer_type == "text" or not (_MATHY.search(pred) and _MATHY.search(gold)):
+        return False
+    return MATH_VERIFY.equal(gold, pred, precision if precision >= 0 else 6)
+
+
+def _strict_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
+    if answer_type == "multiple_choice":
+        letters = _letters(choices)
+        stripped = extracted.strip()
+        if len(stripped) == 1 and stripped in letters:
+            return _normalise_text(choices[letters.index(stripped)]) == _normalise_text(answer)
+        return _normalise_text(extracted) == _normalise_text(answer)
+    if answer_type == "list":
+        pred_items, gold_items = _split_list(extracted), _split_list(answer)
+        return len(pred_items) == len(gold_items) > 0 and all(
+            _strict_scalar_equal(p, g, "text", precision) for p, g in zip(pred_items, gold_items, strict=True))
+    return _strict_scalar_equal(extracted, answer, answer_type, precision)
+
+
+def _mathvision_extract(response: str) -> str:
+    """MATH-V evaluate.py's extraction, rule for rule (our code): trailing letters, 'is <number>', answer phrases,
+    the last boxed, then its cleaning."""
+    answer = (response or "")[-MAX_SCAN_CHARS:].strip()
+    for c in "ABCDE":
+        if (answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n"))):
+            answer = c
+    tail = answer.split("is ")[-1].rstrip(".")
+    if _parse_number(tail) is not None and re.fullmatch(r"\s*[-+]?[\d.]+(?:e[-+]?\d+)?\s*", tail):
+        answer = tail
+    if "oxed{" not in answer:
+        for flag in ("the final answer is", "the answer is", "the correct answer is", "the answer should be"):
+            for variant in (flag, flag.replace("the", "The")):
+                had_flag = variant in answer
+                answer = answer.split(variant)[-1].strip()
+                if had_flag:
+                    answer = answer.split("\n")[0].split(". ")[0]
+    boxed = _last_boxed(answer)
+    answer = (boxed if boxed is not None else answer).lower().replace("{}", "")
+    answer = answer.split("=")[-1].split("\\approx")[-1]
+    answer = re.sub(r"\s+|\\,", "", _strip_latex(answer)).replace("∞", "\\infty").replace("^\\circ", "")
+    for c in "abcde":
+        answer = answer.replace(f"({c})", c).replace(f"{{{c}}}", c)
+    return answer.rstrip(".").lstrip(":").strip()
+
+
+def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
+    """MATH-V is_equal against the gold letter or the gold option: lower-cased exact match, then two-decimal
+    numeric equivalence (math-verify in place of latex2sympy + eval)."""
+    golds = [answer]
+    letters = _letters(choices)
+    if choices and answer in choices:  # our records keep the option text; MATH-V also accepts the letter
+        golds.append(letters[list(choices).index(answer)])
+    pred = extracted.lower().strip()
+    for gold in golds:
+        gold = gold.lower().strip()
+        if not pred or not gold:
+            continue
+        if pred == gold or _normalise_text(pred) == _normalise_text(gold):
+            return True
+        if not (len(gold) == 1 and gold in letters.lower()) and MATH_VERIFY.equal(gold, pred, float_rounding=2):
+            return True
+    return False
+
+
+def resolve_protocol(protocol: str) -> str:
+    protocol = PROTOCOL_ALIASES.get(protocol, protocol)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS + tuple(PROTOCOL_ALIASES))}")
+    return protocol
+
+
+def _check_type(answer_type: str) -> None:
+    if answer_type not in ANSWER_TYPES:
+        raise ValueError(f"unknown answer_type {answer_type!r}; known: {', '.join(ANSWER_TYPES)}")
+
+
+def match(extracted: str, answer: str, answer_type: str, choices=(), precision: int = -1,
+          protocol: str = "strict") -> bool:
+    """Whether an extracted answer equals the gold `answer` (option TEXT for multiple choice) under `protocol`."""
+    _check_type(answer_type)
+    protocol, choices, answer = resolve_protocol(protocol), list(choices or ()), str(answer)
+    precision = -1 if precision is None else int(precision)
+    if protocol == "mathvista":
+        return _mathvista_equal(extracted, answer, answer_type, choices, precision)
+    if protocol == "mathvision":
+        return _mathvision_equal(extracted, answer, choices)
+    return _strict_equal(extracted, answer, answer_type, choices, precision)
+
+
+def score(response: str, answer: str, answer_type: str, choices=(), precision: int = -1,
+          protocol: str = "strict") -> Verdict:
+    """Extract the answer from `response` and match it against the gold `answer` under `protocol`."""
+    _check_type(answer_type)
+    protocol = resolve_protocol(protocol)
+    if protocol == "mathvision":
+        extracted = _mathvision_extract(response)
+        return Verdict(extracted, "mathvision", match(extracted, answer, answer_type, choices, precision, protocol))
+    # MathVista's verdicts graded the last turn of a run-on response; our own protocols grade the first.
+    found = extract(response, choices, "last" if protocol == "mathvista" else "first")
+    extracted = found.text
+    if answer_type in ("integer", "float"):
+        extracted = _number_from_span(extracted)
+    return Verdict(extracted, found.rule, match(extracted, answer, answer_type, choices, precision, protocol))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# TRL reward functions
+
+_WELL_FORMED = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*"
+                          r"</answer>\s*(?:<\|im_end\|>|<\|endoftext\|>|</s>)?\s*", re.DOTALL)
+
+
+def _completion_text(completion) -> str:
+    """TRL passes plain strings, or conversational lists [{"role": "assistant", "content": ...}]."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(m["content"] if isinstance(m["content"], str) else
+                   "".join(part.get("text", "") for part in m["content"]) for m in completion)
+
+
+def well_formed(text: str) -> bool:
+    """<think>...</think> then <answer>...</answer>, and nothing after </answer> but whitespace or an eos token."""
+    return _WELL_FORMED.fullmatch(text or "") is not None
+
+
+def accuracy_reward(completions, answer, answer_type, choices, precision, **kwargs) -> list[float]:
+    """TRL reward: 1.0 when the completion's answer is right under the strict protocol, else 0.0."""
+    return [float(score(_completion_text(c), a, t, ch or (), -1 if p is None else p).correct)
+            for c, a, t, ch, p in zip(completions, answer, answer_type, choices, precision, strict=True)]
+
+
+def format_reward(completions, **kwargs) -> list[float]:
+    """TRL reward: 1.0 for a well-formed think/answer completion, else 0.0."""
+    return [float(well_formed(_completion_text(c))) for c in completions]

@@ -1,0 +1,391 @@
+"""Benchmarks: small declarative definitions (source, split, prompt, protocol, breakdowns), one scoring loop, and
+the statistics that compare two runs.
+
+A benchmark is a `BenchmarkSpec` in `BENCHMARKS`, in the spirit of lmms-eval's task files. Each reads the hub
+(`load_hub`) or the authors' own local files plus an image folder (`load_local`):
+  mathvista_testmini   AI4Math/MathVista testmini; data/testmini.json (a dict keyed by pid); prompt = `query`
+  mathverse_testmini   AI4Math/MathVerse testmini; testmini.json (a list, five problem versions); prompt = `query_cot`
+  mathvision_test      MathLLMs/MathVision test; data/test.jsonl; options rendered as lettered choices
+  mathvision_testmini  the same, testmini.jsonl
+  synthetic            the data generator's held-out set, a `datasets.save_to_disk` folder (problem schema)
+Records are dicts: id, question, choices, answer (option TEXT for multiple choice), answer_type, precision, image
+(a path, a PIL image or None), prompt (the benchmark's plain prompt) and meta (the breakdown fields).
+`build_prompt(spec, record, style)` gives the plain prompt or the paper's think/answer prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ovlt.scoring import answers
+
+log = logging.getLogger(__name__)
+
+MATHVISION_INSTRUCTION = (
+    "Please solve the problem step by step and put your answer in one \"\\boxed{}\". "
+    "If it is a multiple choice question, only one letter is allowed in the \"\\boxed{}\"."
+)
+MATHVISTA_HINTS = {
+    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
+    "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, "
+               "e.g., 1, 2, 3, at the end.",
+    "float1": "Hint: Please answer the question requiring a floating-point number with one decimal place and provide "
+              "the final value, e.g., 1.2, 1.3, 1.4, at the end.",
+    "float2": "Hint: Please answer the question requiring a floating-point number with two decimal places and provide "
+              "the final value, e.g., 1.23, 1.34, 1.45, at the end.",
+    "list": "Hint: Please answer the question requiring a Python list as an answer and provide the final list, "
+            "e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.",
+}
+JUDGE_PROMPT = (
+    "You are checking a student's answer to a math problem against the reference answer.\n"
+    "Question: {question}\nReference answer: {answer}\nStudent's answer: {extracted}\n"
+    "End of the student's response: {response_tail}\n"
+    "Are the student's answer and the reference answer the same (equivalent values or the same option)? "
+    "Reply with exactly \"Judgement: 1\" if they are and \"Judgement: 0\" if they are not."
+)
+
+
+def _letters(n: int) -> list[str]:
+    return [chr(ord("A") + i) for i in range(n)]
+
+
+def _image(value, image_dir: Path | None):
+    """A hub row carries a PIL image (or a dict of bytes); a local file names a path under the image folder."""
+    if isinstance(value, str):
+        return str(image_dir / value) if image_dir is not None else value
+    return value
+
+
+def _with_choices(question: str, choices: list[str]) -> str:
+    from ovlt.ground.schema import (
+        format_question,  # lazy: ovlt.ground.procedural is heavier and optional for scoring
+    )
+
+    return format_question({"question": question, "choices": choices})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# per-benchmark record builders (hub rows and local entries share field names)
+
+
+def _mathvista_record(row: dict, image_dir: Path | None) -> dict:
+    question_type, source_type = row["question_type"], row["answer_type"]
+    choices = list(row.get("choices") or [])
+    precision = row.get("precision")
+    precision = -1 if precision is None else int(precision)
+    answer_type = "multiple_choice" if question_type == "multi_choice" else source_type
+    if "query" in row and row["query"]:
+        prompt = row["query"]
+    else:  # the local annotation file has no `query`: rebuild it the way MathVista's build_query does (zero-shot)
+        hint_key = "multi_choice" if question_type == "multi_choice" else (
+            f"float{precision}" if source_type == "float" else source_type)
+        question = f"Question: {row['question']}" + (f" (Unit: {row['unit']})" if row.get("unit") else "")
+        options = ["Choices:"] + [f"({letter}) {c}" for letter, c in zip(_letters(len(choices)), choices,
+                                                                            strict=True)] if choices else []
+        prompt = "\n".join([MATHVISTA_HINTS.get(hint_key, MATHVISTA_HINTS["integer"]), question, *options])
+    meta = dict(row.get("metadata") or {})
+    meta.update(question_type=question_type, answer_type=source_type)
+    return dict(id=str(row["pid"]), question=row["question"], choices=choices, answer=str(row["answer"]),
+                answer_type=answer_type, precision=precision, prompt=prompt, meta=meta,
+                image=_image(row.get("decoded_image") or row.get("image"), image_dir))
+
+
+_CHOICES_BLOCK = re.compile(r"\n\s*Choices:\s*\n(?P<block>.*)$", re.DOTALL | re.IGNORECASE)
+_CHOICE_LINE = re.compile(r"^\s*\(?([A-Z])\)?\s*[:.)]\s*(.*?)\s*$")
+
+
+def _mathverse_choices(question: str) -> list[str]:
+    """MathVerse keeps options in the question text: 'Choices:\\nA:145°\\nB:155°'."""
+    m = _CHOICES_BLOCK.search(question or "")
+    if not m:
+        return []
+    texts = [cm.group(2) for line in m.group("block").splitlines() if (cm := _CHOICE_LINE.match(line))]
+    return texts
+
+
+def _mathverse_record(row: dict, image_dir: Path | None) -> dict:
+    multiple_choice = row["question_type"] == "multi-choice"
+    answer = str(row["answer"]).strip()
+    choices, answer_type = [], "latex"
+    if multiple_choice:
+        # Vision-only items show their options only in the image: the letters themselves are the options.
+        choices = _mathverse_choices(row["question"]) or _letters(5)
+        letter_index = ord(answer[:1] or "?") - ord("A")
+        answer = choices[letter_index] if 0 <= letter_index < len(choices) else answer
+        answer_type = "multiple_choice"
+    meta = dict(row.get("metadata") or {})
+    meta["problem_version"] = row["problem_version"]
+    return dict(id=str(row["sample_index"]), question=row["question"], choices=choices, answer=answer,
+                answer_type=answer_type, precision=-1, prompt=row["query_cot"], meta=meta,
+                image=_image(row.get("image"), image_dir))
+
+
+def _mathvision_record(row: dict, image_dir: Path | None) -> dict:
+    choices = [str(c) for c in row.get("options") or []]
+    answer, answer_type = str(row["answer"]).strip(), "latex"
+    if choices:
+        index = ord(answer[:1] or "?") - ord("A")
+        if not (len(answer) == 1 and 0 <= index < len(choices)):
+            raise ValueError(f"MathVision item {row['id']}: answer {answer!r} is not an option letter")
+        answer, answer_type = choices[index], "multiple_choice"
+    question = _with_choices(row["question"], choices)
+    return dict(id=str(row["id"]), question=row["question"], choices=choices, answer=answer,
+                answer_type=answer_type, precision=-1, prompt=f"{MATHVISION_INSTRUCTION}\n{question}",
+                meta={"subject": row["subject"], "level": row["level"]},
+                image=_image(row.get("decoded_image") or row.get("image"), image_dir))
+
+
+def _synthetic_record(row: dict, image_dir: Path | None) -> dict:
+    from ovlt.ground.procedural import (
+        kind_key,  # here: the other benchmarks' readers need none of ovlt.ground.procedural
+    )
+
+    return dict(id=row["id"], question=row["question"], choices=list(row["choices"]), answer=row["answer"],
+                answer_type=row["answer_type"], precision=row["precision"],
+                prompt=_with_choices(row["question"], list(row["choices"])), image=row["image"],
+                meta={"source": row["source"], "kind": kind_key(row), "difficulty": row["difficulty"]})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading the authors' files
+
+
+def read_jsonl(path: Path) -> list[tuple[str, object]]:
+    """(where, value) per non-blank line of a JSON-lines file; bad UTF-8 or bad JSON is an error naming the line."""
+    rows = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{where}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
+            if line.strip():
+                try:
+                    rows.append((where, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{where}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def _read_rows(path: Path) -> list[tuple[str, dict]]:
+    """(where, row) pairs from a .json (list or dict of entries) or .jsonl file; `where` names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file {path} does not exist")
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte offset {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    entries = data.items() if isinstance(data, dict) else enumerate(data)
+    return [(f"{path} entry {key}", row) for key, row in entries]
+
+
+def _check_fields(where: str, row, required: tuple[str, ...], benchmark: str) -> None:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected an object, got {type(row).__name__}")
+    missing = [k for k in required if k not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {', '.join(missing)}; is this a {benchmark} annotation file?")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the registry
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    hub_id: str  # "" when there is no hub copy
+    hub_config: str | None
+    hub_split: str
+    required_fields: tuple[str, ...]
+    to_record: Callable[[dict, Path | None], dict]
+    official_protocol: str
+    breakdown_keys: tuple[str, ...]
+    judge_free_form: bool = False  # an optional judge may re-check free-form answers (MathVerse style)
+
+    def protocol(self, protocol: str) -> str:
+        """Map "official" to this benchmark's published rules; other names go through unchanged."""
+        return answers.resolve_protocol(self.official_protocol if protocol == "official" else protocol)
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in [
+        BenchmarkSpec("mathvista_testmini", "AI4Math/MathVista", None, "testmini",
+                      ("pid", "question", "choices", "answer", "question_type", "answer_type", "precision"),
+                      _mathvista_record, "mathvista", ("question_type", "answer_type")),
+        BenchmarkSpec("mathverse_testmini", "AI4Math/MathVerse", "testmini", "testmini",
+                      ("sample_index", "problem_version", "question", "answer", "question_type", "query_cot"),
+                      _mathverse_record, "strict", ("problem_version",), judge_free_form=True),
+        BenchmarkSpec("mathvision_test", "MathLLMs/MathVision", None, "test",
+                      ("id", "question", "options", "answer", "subject", "level"),
+                      _mathvision_record, "mathvision", ("subject", "level")),
+        BenchmarkSpec("mathvision_testmini", "MathLLMs/MathVision", None, "testmini",
+                      ("id", "question", "options", "answer", "subject", "level"),
+                      _mathvision_record, "mathvision", ("subject", "level")),
+        BenchmarkSpec("synthetic", "", None, "test",
+                      ("id", "question", "choices", "answer", "answer_type", "precision", "source", "difficulty",
+                       "scene"),
+                      _synthetic_record, "strict", ("source", "kind", "difficulty")),
+    ]
+}
+FAMILIES = {"mathvista": "mathvista_testmini", "mathverse": "mathverse_testmini", "mathvision": "mathvision_test",
+            "synthetic": "synthetic"}
+
+
+def get_benchmark(name: str) -> BenchmarkSpec:
+    spec = BENCHMARKS.get(FAMILIES.get(name, name))
+    if spec is None:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(list(BENCHMARKS) + list(FAMILIES))}")
+    return spec
+
+
+def load_local(spec: BenchmarkSpec | str, annotations: str | Path, image_dir: str | Path | None = None) -> list[dict]:
+    """Records from the authors' local annotation file (or, for `synthetic`, a save_to_disk folder)."""
+    spec = get_benchmark(spec) if isinstance(spec, str) else spec
+    image_dir = Path(image_dir) if image_dir is not None else None
+    if spec.name == "synthetic":
+        from datasets import load_from_disk
+
+        rows = [(f"{annotations} row {i}", row) for i, row in enumerate(load_from_disk(str(annotations)))]
+    else:
+        rows = _read_rows(Path(annotations))
+    records = []
+    for where, row in rows:
+        _check_fields(where, row, spec.required_fields, spec.name)
+        records.append(spec.to_record(row, image_dir))
+    seen = set()
+    for record in records:
+        if record["id"] in seen:
+            raise ValueError(f"{annotations}: id {record['id']!r} appears twice")
+        seen.add(record["id"])
+    log.info("%s: %d records from %s", spec.name, len(records), annotations)
+    return records
+
+
+def load_hub(spec: BenchmarkSpec | str, hub_root: str | Path | None = None) -> list[dict]:
+    """Records from the Hugging Face hub copy (needs network or a filled HF cache), or with `hub_root` from
+    the local copy of that hub repository at `<hub_root>/<owner>/<name>`."""
+    from datasets import load_dataset
+
+    from ovlt.ground.hub import hub_path  # lazy: ovlt.ground.procedural is heavier and optional for scoring
+
+    spec = get_benchmark(spec) if isinstance(spec, str) else spec
+    if not spec.hub_id:
+        raise ValueError(f"{spec.name} has no hub copy; use load_local")
+    path = hub_path(spec.hub_id, hub_root)
+    data = load_dataset(path, spec.hub_config, split=spec.hub_split)
+    records = []
+    for i, row in enumerate(data):
+        _check_fields(f"{path} [{spec.hub_split}] row {i}", row, spec.required_fields, spec.name)
+        records.append(spec.to_record(dict(row), None))
+    return records
+
+
+def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") -> str:
+    """"plain": the benchmark's own prompt. "paper": the question with lettered options and the paper's
+    think/answer instruction, exactly as the student sees problems in training (ovlt.scoring.prompts)."""
+    if style == "plain":
+        return record["prompt"]
+    if style == "paper":
+        from ovlt.scoring.prompts import student_text
+
+        spec = get_benchmark(spec) if isinstance(spec, str) else spec
+        if spec.name == "mathverse_testmini":  # options already live in the question text (or in the image)
+            question = record["question"] or record["prompt"]
+            return f"{question}\n{answers.REASONING_INSTRUCTION}"
+        return student_text(record)
+    raise ValueError(f"unknown prompt style {style!r}; known: plain, paper")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scoring
+
+
+@dataclass
+class Judge:
+    """An optional model judge for free-form answers. `complete` maps prompts to replies; the lead wires it to
+    any local model through the generation backends. Named in every summary it takes part in."""
+
+    model: str
+    complete: Callable[[list[str]], list[str]]
+    prompt: str = JUDGE_PROMPT
+
+    def __call__(self, items: list[dict]) -> list[bool]:
+        replies = self.complete([self.prompt.format(**item) for item in items])
+        return [bool(re.search(r"Judgement:\s*1\b", reply or "")) for reply in replies]
+
+
+def _tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
+    table = defaultdict(lambda: [0, 0])
+    for row in rows:
+        value = records[row["id"]]["meta"].get(key)
+        table[str(value)][0] += row["correct"]
+        table[str(value)][1] += 1
+    return {value: {"correct": c, "total": n, "accuracy": c / n} for value, (c, n) in sorted(table.items())}
+
+
+def score_responses(spec_name: str, records: list[dict], responses: dict[str, str], protocol: str = "official",
+                    judge: Judge | None = None) -> tuple[list[dict], dict]:
+    """Score one response per record. Records without a response count as wrong and are listed in the summary.
+
+    Returns rows {"id", "extracted", "rule", "correct"} in record order, and a summary with accuracy, the
+    breakdowns named by the spec, the protocol actually used and, when a judge took part, its model and prompt.
+    """
+    from tqdm import tqdm
+
+    spec = get_benchmark(spec_name)
+    used = spec.protocol(protocol)
+    by_id = {r["id"]: r for r in records}
+    unknown = [i for i in responses if i not in by_id]
+    if unknown:
+        raise KeyError(f"{len(unknown)} response id(s) not in {spec.name}: {', '.join(map(str, unknown[:10]))}")
+    rows, missing, to_judge = [], [], []
+    for record in tqdm(records, desc=f"score {spec.name}", disable=len(records) < 2000):
+        if record["id"] not in responses:
+            missing.append(record["id"])
+            rows.append({"id": record["id"], "extracted": "", "rule": "missing", "correct": False})
+            continue
+        verdict = answers.score(responses[record["id"]], record["answer"], record["answer_type"],
+                                record["choices"], record["precision"], used)
+        rows.append({"id": record["id"], "extracted": verdict.extracted, "rule": verdict.rule,
+                     "correct": verdict.correct})
+        if judge and spec.judge_free_form and record["answer_type"] != "multiple_choice" and not verdict.correct:
+            to_judge.append(len(rows) - 1)
+    if to_judge:
+        items = [{"question": by_id[rows[i]["id"]]["question"], "answer": by_id[rows[i]["id"]]["answer"],
+                  "extracted": rows[i]["extracted"], "response_tail": responses[rows[i]["id"]][-1500:]}
+                 for i in to_judge]
+        for i, ok in zip(to_judge, judge(items), strict=True):
+            if ok:
+                rows[i].update(correct=True, rule="judge")
+    correct = sum(r["correct"] for r in rows)
+    summary = {
+        "benchmark": spec.name, "protocol": used, "correct": correct, "total": len(rows),
+        "accuracy": correct / len(rows) if rows else 0.0, "missing": missing,
+        "breakdowns": {key: _tally(rows, by_id, key) for key in spec.breakdown_keys},
+        "rules": dict(sorted(Counter(r["rule"] for r in rows).items())),
+    }
+    if judge:
+        summary["judge"] = {"model": judge.model, "prompt": judge.prompt, "judged": len(to_judge)}
+    if missing:
+        log.warning("%s: %d record(s) had no response and count as wrong", spec.name, len(missing))
+    return rows, summary
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# statistics
+
+

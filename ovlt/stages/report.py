@@ -1,0 +1,737 @@
+"""The figures and tables of the study, for the report notebook (notebooks/08_report.ipynb) and the stage notebooks.
+
+Every function takes the run (`ovlt.ground.artifacts.Run`; `load(run_dir)` opens one) and reads only what the stages
+wrote: stage manifests, data sets, `eval/<checkpoint>/<benchmark>/{predictions.jsonl,metrics.json}`, the training
+logs and `summary.json`. Figures are `matplotlib.figure.Figure` objects (no pyplot state); tables are pandas
+DataFrames; composite views (traces, provenance) are `IPython.display.HTML` with every piece of model or data text
+escaped. Where a run lacks something (no GRPO yet, no summary) a function returns a short note instead of failing,
+so a half-finished study still renders. `iteration=None` means every iteration the run has.
+
+Accuracies are shown in percent with one decimal (`percent`), the same format in every table.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib
+import io
+import json
+import os
+import platform
+import random
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from IPython.display import HTML
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ovlt.ground.artifacts import ArtifactError, Run, load_dataset_dir
+from ovlt.ground.config import StudyConfig, load_config
+
+FIGURE_DPI = 80  # the embedded default's HTML must stay well under 10 MB
+THUMBNAIL_PX = 112
+STAGE_COLORS = {"base": "#7f7f7f", "sft": "#1f77b4", "grpo": "#d62728"}
+
+# Published numbers (percent) of OpenVLThinker-7B (arXiv 2503.17352) per stage, where our benchmark is theirs.
+# Base (Qwen2.5-VL-7B in the authors' harness) and final model: Table 1 (MathVista 68.5 -> 70.2, MathVerse
+# 46.8 -> 47.9, MathVision test 24.0 -> 25.3, testmini 27.6 -> 29.6). The per-stage MathVista curve (SFT-1 62.5,
+# GRPO-1 65.6, SFT-2 66.1, GRPO-2 69.4) is the paper's iteration figure; the released model ends iteration 3,
+# so its numbers map to grpo-3, and sft-3 has no published value.
+PAPER = {
+    "mathvista_testmini": {"base": 68.5, "sft-1": 62.5, "grpo-1": 65.6, "sft-2": 66.1, "grpo-2": 69.4, "grpo-3": 70.2},
+    "mathverse_testmini": {"base": 46.8, "grpo-3": 47.9},
+    "mathvision_test": {"base": 24.0, "grpo-3": 25.3},
+    "mathvision_testmini": {"base": 27.6, "grpo-3": 29.6},
+}
+# Self-reflection phrases counted in chains and responses (case-insensitive, whole words). The reflection
+# filter cuts at the config's own markers (filter.markers); these are the words the paper's analysis counts.
+REFLECTION_PHRASES = ("wait", "but wait", "let me check", "let me double-check", "hold on", "hmm", "verify")
+TEXTS_PER_STAGE = 2000  # rows read per data set for the reflection and length statistics (a fixed sample)
+GRPO_CURVES = (("reward", "reward (total)"), ("rewards/accuracy_reward/mean", "accuracy reward"),
+               ("kl", "KL to the reference"), ("completions/mean_length", "completion length (tokens)"))
+SFT_CURVES = (("loss", "training loss"), ("mean_token_accuracy", "token accuracy"))
+
+STYLE = """<style>
+.ovlt-note{color:#555;font-style:italic}
+.ovlt-cards td,.ovlt-cards th{vertical-align:top;text-align:left !important;padding:4px 6px;border:1px solid #ddd}
+.ovlt-text{white-space:pre-wrap;word-break:normal;overflow-wrap:anywhere;font-family:monospace;font-size:11px;
+max-height:14em;overflow:auto;margin:0;text-align:left}
+.ovlt-ok{color:#1a7f37;font-weight:bold}.ovlt-bad{color:#c62828;font-weight:bold}
+.ovlt-cards del{background:#ffd6d6;color:#8a1c1c}
+</style>"""
+
+
+# --------------------------------------------------------------------------------------------------------
+# figures display as PNG in any IPython kernel, without pyplot or %matplotlib
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _register_png_formatter() -> None:
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+
+
+_register_png_formatter()
+
+
+# --------------------------------------------------------------------------------------------------------
+# reading the run
+
+
+def load(run_dir: str | Path) -> Run:
+    """The run folder of a finished study (with summary.json), as every report function takes it."""
+    run = Run(Path(run_dir).resolve())
+    if not run.root.is_dir():
+        raise ArtifactError(f"run folder {run.root} does not exist: pass the run_dir of a study (runs/<run>)")
+    if not run.summary_path.exists():
+        raise ArtifactError(f"{run.summary_path} does not exist: finish the study (ovlt reproduce) before the report")
+    return run
+
+
+def summary(run: Run) -> dict | None:
+    return json.loads(run.summary_path.read_text()) if run.summary_path.exists() else None
+
+
+def study_config(run: Run) -> StudyConfig | None:
+    """The run's resolved config (runs/<run>/config.yaml, else the path summary.json names), or None."""
+    path = run.root / "config.yaml"
+    if not path.exists():
+        path = Path((summary(run) or {}).get("config") or "")
+    return load_config(path) if path.is_file() else None
+
+
+def iterations(run: Run, stage: str) -> list[int]:
+    """Iterations whose `stage` has finished."""
+    found = [int(p.parent.parent.name[4:]) for p in run.root.glob(f"iter*/{stage}/manifest.json")]
+    return sorted(found)
+
+
+def _wanted(run: Run, stage: str, iteration: int | None) -> list[int]:
+    done = iterations(run, stage)
+    return done if iteration is None else [i for i in done if i == iteration]
+
+
+def _in(iteration: int | None) -> str:
+    return "" if iteration is None else f" in iteration {iteration}"
+
+
+def stage_key(checkpoint: str) -> tuple[int, int]:
+    """Order of checkpoints: base, sft-1, grpo-1, sft-2, ..."""
+    kind, _, i = checkpoint.partition("-")
+    return (0, 0) if kind == "base" else (int(i), 0 if kind == "sft" else 1)
+
+
+def evaluated_checkpoints(run: Run) -> list[str]:
+    """Checkpoints whose evaluation has finished, in stage order."""
+    names = [p.parent.name for p in (run.root / "eval").glob("*/manifest.json")]
+    return sorted(names, key=stage_key)
+
+
+def metrics(run: Run, checkpoints: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """{benchmark: {checkpoint: metrics.json}} for the evaluated checkpoints (summary.json copies these)."""
+    out: dict[str, dict[str, dict]] = {}
+    for name in checkpoints or evaluated_checkpoints(run):
+        for path in sorted(run.eval_dir(name).glob("*/metrics.json")):
+            out.setdefault(path.parent.name, {})[name] = json.loads(path.read_text())
+    return out
+
+
+def predictions(run: Run, checkpoint: str, benchmark: str) -> list[dict]:
+    path = run.eval_dir(checkpoint) / benchmark / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def paper_values(benchmark: str) -> dict[str, float]:
+    """The paper's published accuracies (percent) per stage for a benchmark name or family, else {}."""
+    from ovlt.scoring.benchmarks import get_benchmark
+
+    try:
+        return PAPER.get(get_benchmark(benchmark).name, {})
+    except KeyError:
+        return {}
+
+
+def percent(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def note(text: str) -> HTML:
+    return HTML(f'<p class="ovlt-note">{html.escape(text)}</p>{STYLE}')
+
+
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), dpi=FIGURE_DPI, layout="constrained")
+
+
+def _color(checkpoint: str) -> str:
+    return STAGE_COLORS[checkpoint.partition("-")[0]]
+
+
+def _thumbnail(image) -> str:
+    """A small inline PNG (<img> with base64 data) of a PIL image or an image path."""
+    image = (image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")
+    image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="problem image" width="{image.width}" height="{image.height}">'
+
+
+def _text(text: str) -> str:
+    return f'<pre class="ovlt-text">{html.escape(text)}</pre>'
+
+
+def _verdict(correct: bool, extracted: str) -> str:
+    mark = '<span class="ovlt-ok">&#10003;</span>' if correct else '<span class="ovlt-bad">&#10007;</span>'
+    return f"{mark} extracted: <code>{html.escape(extracted or '(none)')}</code>"
+
+
+def _pool(run: Run):
+    """The decontaminated training pool (problem schema); every iteration's problems are rows of it."""
+    return load_dataset_dir(run.stage_dir("decontaminate") / "train")
+
+
+def _problems_by_id(dataset, ids: list[str]) -> dict[str, dict]:
+    index = {problem_id: k for k, problem_id in enumerate(dataset["id"])}
+    missing = [i for i in ids if i not in index]
+    if missing:
+        raise KeyError(f"problem ids not in the data set: {', '.join(missing[:5])}")
+    return {row["id"]: row for row in dataset.select([index[i] for i in ids])}
+
+
+def _sample(items, n: int, seed: str):
+    """A fixed sample (same run, same rows) of a list or a data set, in the items' order; data sets are cut
+    before anything is read, so a paper-scale stage costs only the sampled rows."""
+    chosen = sorted(random.Random(seed).sample(range(len(items)), min(n, len(items))))
+    return items.select(chosen) if hasattr(items, "select") else [items[k] for k in chosen]
+
+
+def _problem_cell(problem: dict) -> str:
+    from ovlt.ground.schema import format_question
+
+    return (f"{_thumbnail(problem['image'])}<br><code>{html.escape(problem['id'])}</code>"
+            f"{_text(format_question(problem))}gold: <b>{html.escape(problem['answer'])}</b>")
+
+
+# --------------------------------------------------------------------------------------------------------
+# data (00) and teachers (01, 02)
+
+
+def problem_grid(run: Run, n: int = 8) -> Figure:
+    """The first n problems of the training pool: image, question, gold answer."""
+    from ovlt.ground.preview import show_problems
+
+    return show_problems(load_dataset_dir(run.stage_dir("data") / "train"), n=n)
+
+
+def _import_quietly(module: str):
+    """Import a module whose imports load tqdm.auto, which warns on stderr in a kernel without ipywidgets: a
+    message about the environment, not report content."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return importlib.import_module(module)
+
+
+def _heldout_chance(run: Run, by_kind: bool = False) -> dict[str, float] | None:
+    """`ovlt.ground.procedural.majority_baseline` of the run's held-out synthetic set; None where the run has none."""
+    folder = run.stage_dir("data") / "heldout"
+    if not folder.is_dir():
+        return None
+    return _import_quietly("ovlt.ground.procedural").majority_baseline(load_dataset_dir(folder), by_kind=by_kind)
+
+
+def majority_baselines(run: Run) -> pd.DataFrame | HTML:
+    """Majority-answer (chance) accuracy of the held-out synthetic benchmark, per family and overall."""
+    baseline = _heldout_chance(run)
+    if baseline is None:
+        return note("No held-out synthetic benchmark in this run (no procedural source configured).")
+    return pd.DataFrame({"majority-answer accuracy (%)": [percent(v) for v in baseline.values()]},
+                        index=pd.Index(list(baseline), name="source"))
+
+
+def caption_samples(run: Run, iteration: int = 1, n: int = 4) -> HTML:
+    """A fixed sample of captions beside the image and question they describe."""
+    folder = run.stage_dir("caption", iteration) / "captions"
+    if not folder.is_dir():
+        return note(f"Iteration {iteration} has no captions (captioning runs in iteration 1 only).")
+    captions = list(_sample(load_dataset_dir(folder), n, f"captions-{iteration}"))
+    problems = _problems_by_id(_pool(run), [c["id"] for c in captions])
+    rows = "".join(f"<tr><td>{_problem_cell(problems[c['id']])}</td><td>{_text(c['caption'])}</td></tr>"
+                   for c in captions)
+    return HTML(f'{STYLE}<table class="ovlt-cards"><tr><th>problem</th><th>caption</th></tr>{rows}</table>')
+
+
+def _chains_stage(run: Run, iteration: int) -> str:
+    return "distill" if (run.stage_dir("distill", iteration) / "chains").is_dir() else "self_generate"
+
+
+def chain_samples(run: Run, iteration: int = 1, n: int = 3) -> HTML:
+    """A fixed sample of problems with all their sampled chains, each scored by the one answer scorer."""
+    from ovlt.scoring.answers import score
+
+    stage = _chains_stage(run, iteration)
+    folder = run.stage_dir(stage, iteration) / "chains"
+    if not folder.is_dir():
+        return note(f"Iteration {iteration} has no chains yet (distill / self_generate has not run).")
+    items = list(_sample(load_dataset_dir(folder), n, f"chains-{iteration}"))
+    problems = _problems_by_id(_pool(run), [item["id"] for item in items])
+    rows = []
+    for item in items:
+        p = problems[item["id"]]
+        chains = []
+        for chain in item["chains"]:
+            v = score(chain, p["answer"], p["answer_type"], p["choices"], p["precision"])
+            chains.append(f"{_verdict(v.correct, v.extracted)}{_text(chain)}")
+        rows.append(f"<tr><td>{_problem_cell(p)}</td><td>{'<hr>'.join(chains)}</td></tr>")
+    return HTML(f'{STYLE}<p>{html.escape(stage)}, iteration {iteration}</p><table class="ovlt-cards">'
+                f"<tr><th>problem</th><th>chains</th></tr>{''.join(rows)}</table>")
+
+
+# --------------------------------------------------------------------------------------------------------
+# curation (03, 05): the funnel, the reflection filter, difficulty
+
+
+def funnel_table(run: Run, iteration: int | None = None) -> pd.DataFrame | HTML:
+    """Problems left at each curation step (problems -> captioned -> with chains -> with a correct chain ->
+    selected -> kept), per iteration and source; from the filter stage's manifest."""
+    rows = []
+    for i in _wanted(run, "filter", iteration):
+        table = run.manifest("filter", i)["funnel"]
+        for source, steps in [("all", table["total"]), *table["by_source"].items()]:
+            rows.append({"iteration": i, "source": source, **{s["step"]: s["count"] for s in steps}})
+    if not rows:
+        return note(f"No finished filter stage{_in(iteration)} yet: no data funnel to show.")
+    frame = pd.DataFrame(rows).set_index(["iteration", "source"])
+    return frame.astype("Int64").astype(str).replace("<NA>", "")
+
+
+def funnel_figure(run: Run) -> Figure | HTML:
+    """The funnel as stacked bars per step (one panel per iteration, one colour per source)."""
+    done = iterations(run, "filter")
+    if not done:
+        return note("No finished filter stage yet: no data funnel to show.")
+    figure = _figure(5.5 * len(done), 3.6)
+    for k, i in enumerate(done):
+        table = run.manifest("filter", i)["funnel"]
+        axes = figure.add_subplot(1, len(done), k + 1)
+        steps = [s["step"] for s in table["total"]]
+        bottom = [0] * len(steps)
+        for source, counts in table["by_source"].items():
+            values = [s["count"] for s in counts]
+            axes.bar(steps, values, bottom=bottom, label=source)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for x, total in enumerate(bottom):
+            axes.annotate(str(total), (x, total), ha="center", va="bottom", fontsize=8)
+        axes.set_title(f"iteration {i}")
+        axes.set_ylabel("problems")
+        axes.tick_params(axis="x", labelrotation=30, labelsize=8)
+    figure.axes[-1].legend(fontsize=7)
+    return figure
+
+
+def filter_examples(run: Run, iteration: int | None = None, n: int = 3) -> HTML:
+    """Selected teacher chains before and after the reflection filter; the cut part is struck through."""
+    cards = []
+    for i in _wanted(run, "filter", iteration):
+        cut = [json.loads(line) for line in (run.stage_dir("filter", i) / "cut.jsonl").read_text().splitlines()
+               if line.strip()]
+        if not cut:
+            continue
+        chosen = _sample(cut, n, f"filter-{i}")
+        selected = load_dataset_dir(run.stage_dir("select", i) / "selected").select_columns(["id", "chain"])
+        before = {row["id"]: row["chain"] for row in _problems_by_id(selected, [c["id"] for c in chosen]).values()}
+        for c in chosen:
+            # mark the removed span inside the original chain (escaped first, so the markup is ours alone)
+            shown = html.escape(before[c["id"]]).replace(html.escape(c["removed"]), f"<del>{html.escape(c['removed'])}</del>", 1)
+            after = _text(c["kept"]) if c["kept"] else note("nothing left before the first marker: dropped").data
+            cards.append(f"<tr><td>iter {i}<br><code>{html.escape(c['id'])}</code><br>{html.escape(c['source'])}</td>"
+                         f'<td><pre class="ovlt-text">{shown}</pre></td><td>{after}</td></tr>')
+    if not cards:
+        return note(f"No chain was cut by the reflection filter{_in(iteration)} (or the filter stage has not run).")
+    return HTML(f'{STYLE}<table class="ovlt-cards"><tr><th>problem</th><th>selected chain (cut part struck '
+                f"through)</th><th>in the SFT set</th></tr>{''.join(cards)}</table>")
+
+
+def difficulty_histogram(run: Run, iteration: int | None = None) -> Figure | HTML:
+    """Pass rates of the GRPO candidates under the SFT model, per source; the kept band(s) shaded."""
+    done = _wanted(run, "select_hard", iteration)
+    if not done:
+        return note(f"No finished select_hard stage{_in(iteration)} yet: no pass-rate histogram.")
+    figure = _figure(5 * len(done), 3.2)
+    for k, i in enumerate(done):
+        manifest = run.manifest("select_hard", i)
+        axes = figure.add_subplot(1, len(done), k + 1)
+        rates = sorted({float(r) for source, h in manifest["histogram"].items() if source != "all" for r in h})
+        bottom = [0] * len(rates)
+        width = 0.8 / max(1, manifest["k"])
+        for source, histogram in manifest["histogram"].items():
+            if source == "all":
+                continue
+            values = [histogram.get(f"{r:.3f}", 0) for r in rates]
+            axes.bar(rates, values, width=width, bottom=bottom, label=source)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        for low, high in manifest["params"]["select_hard"]["bands"]:
+            axes.axvspan(low, high, color="#2ca02c", alpha=0.12, label="kept band")
+        rate = "pass rate above chance" if manifest.get("banded_on") == "above_chance" else "pass rate"
+        axes.set_xlabel(f"{rate} of {manifest['model']} over {manifest['k']} samples")
+        axes.set_ylabel("problems")
+        axes.set_title(f"iteration {i}: {manifest['counts']['out']} of {manifest['counts']['in']} kept")
+        axes.legend(fontsize=7)
+    return figure
+
+
+# --------------------------------------------------------------------------------------------------------
+# training (04, 06)
+
+
+def _log(run: Run, kind: str, iteration: int) -> list[dict]:
+    path = run.stage_dir(kind, iteration) / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def training_curves(run: Run, kind: str, iteration: int | None = None) -> Figure | HTML:
+    """Per-step training curves from `<stage>/log.jsonl`: SFT loss and token accuracy; GRPO reward, accuracy
+    reward, KL and completion length. One line per iteration."""
+    if kind not in ("sft", "grpo"):
+        raise ValueError(f"training_curves: kind must be 'sft' or 'grpo', got {kind!r}")
+    logs = {i: _log(run, kind, i) for i in _wanted(run, kind, iteration)}
+    logs = {i: rows for i, rows in logs.items() if rows}
+    if not logs:
+        return note(f"No {kind.upper()} training log{_in(iteration)} yet.")
+    curves = GRPO_CURVES if kind == "grpo" else SFT_CURVES
+    figure = _figure(3.4 * len(curves), 2.8)
+    for k, (key, title) in enumerate(curves):
+        axes = figure.add_subplot(1, len(curves), k + 1)
+        for i, rows in logs.items():
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            if points:
+                axes.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, label=f"{kind}-{i}")
+        axes.set_title(title, fontsize=10)
+        axes.set_xlabel("step")
+        if axes.lines:
+            axes.legend(fontsize=7)
+        else:
+            axes.text(0.5, 0.5, "not logged", ha="center", va="center", transform=axes.transAxes)
+    return figure
+
+
+# --------------------------------------------------------------------------------------------------------
+# evaluation (07) and the report's results
+
+
+def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFrame | HTML:
+    """Accuracy (%) with its 95% interval and n per benchmark and stage, the paper's number where the
+    benchmark is theirs, and the scorer protocol and prompt that produced ours; plus the majority baseline."""
+    found = metrics(run, checkpoints)
+    if not found:
+        return note("No evaluated checkpoint yet.")
+    baselines = (summary(run) or {}).get("baselines", {})
+    rows = []
+    for benchmark, by_stage in found.items():
+        paper = paper_values(benchmark)
+        for stage, m in by_stage.items():
+            rows.append({"benchmark": benchmark, "stage": stage, "accuracy (%)": percent(m["accuracy"]),
+                         "95% CI (%)": f"[{percent(m['ci95'][0])}, {percent(m['ci95'][1])}]", "n": str(m["n"]),
+                         "paper (%)": f"{paper[stage]:.1f}" if stage in paper else "",
+                         "protocol": m["protocol"], "prompt": m.get("prompt", "")})
+        if benchmark in baselines:
+            rows.append({"benchmark": benchmark, "stage": "majority answer", "accuracy (%)": percent(baselines[benchmark])})
+    return pd.DataFrame(rows).set_index(["benchmark", "stage"]).fillna("")
+
+
+def accuracy_figure(run: Run) -> Figure | HTML:
+    """Accuracy across stages per benchmark with 95% intervals, the majority baseline, and the paper's
+    published values where the benchmark matches."""
+    found = metrics(run)
+    if not found:
+        return note("No evaluated checkpoint yet.")
+    baselines = (summary(run) or {}).get("baselines", {})
+    figure = _figure(4.6 * len(found), 3.6)
+    for k, (benchmark, by_stage) in enumerate(found.items()):
+        axes = figure.add_subplot(1, len(found), k + 1)
+        stages = list(by_stage)
+        acc = [100 * by_stage[s]["accuracy"] for s in stages]
+        low = [a - 100 * by_stage[s]["ci95"][0] for a, s in zip(acc, stages, strict=True)]
+        high = [100 * by_stage[s]["ci95"][1] - a for a, s in zip(acc, stages, strict=True)]
+        axes.plot(range(len(stages)), acc, color="#333", linewidth=1, zorder=1)
+        for x, s in enumerate(stages):
+            axes.errorbar(x, acc[x], yerr=[[low[x]], [high[x]]], fmt="o", color=_color(s), capsize=4, zorder=2)
+            axes.annotate(percent(by_stage[s]["accuracy"]), (x, acc[x]), textcoords="offset points", xytext=(6, 4),
+                          fontsize=8)
+        if benchmark in baselines:
+            axes.axhline(100 * baselines[benchmark], color="#888", linestyle="--", label="majority answer")
+        paper = paper_values(benchmark)
+        if paper:
+            xs = [x for x, s in enumerate(stages) if s in paper]
+            axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd", label="paper (7B)")
+            axes.axhline(paper["base"], color="#9467bd", linestyle=(0, (1, 3)), linewidth=1)
+            final = max(paper, key=stage_key)
+            axes.axhline(paper[final], color="#9467bd", linestyle=(0, (5, 5)), linewidth=1,
+                         label=f"paper final ({final})")
+        axes.set_xticks(range(len(stages)), stages)
+        axes.set_ylim(0, 100)
+        axes.set_ylabel("accuracy (%)")
+        protocol = {m["protocol"] for m in by_stage.values()}
+        axes.set_title(f"{benchmark} (n={by_stage[stages[0]]['n']}, {'/'.join(sorted(protocol))})", fontsize=10)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize=7, loc="upper left")
+    return figure
+
+
+def comparisons_table(run: Run) -> pd.DataFrame | HTML:
+    """Paired comparisons from summary.json: difference (points) with its 95% bootstrap interval, p-values."""
+    found = (summary(run) or {}).get("comparisons") or []
+    if not found:
+        return note("No paired comparison: the run has fewer than two evaluated stages (or no summary.json).")
+    rows = [{"benchmark": c["benchmark"], "comparison": f"{c['from']} -> {c['to']}",
+             "difference (points)": f"{100 * c['diff']:+.1f}",
+             "95% CI (points)": f"[{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]",
+             "bootstrap p": f"{c['p_value']:.3f}", "McNemar p": f"{c['mcnemar_p']:.3f}",
+             "significant (CI excludes 0)": "yes" if c["significant"] else "no"} for c in found]
+    return pd.DataFrame(rows).set_index(["benchmark", "comparison"])
+
+
+def kind_table(run: Run) -> pd.DataFrame | HTML:
+    """Held-out synthetic accuracy per question kind at every stage, beside the kind's majority-answer (chance)
+    accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the share of "Yes"
+    questions): the rows show which changes of the overall figure are learning and which are such flips."""
+    by_stage = metrics(run).get("synthetic", {})
+    chance = _heldout_chance(run, by_kind=True) if by_stage else None
+    if chance is None:
+        return note("No evaluated checkpoint on the held-out synthetic benchmark yet.")
+    if any("kind" not in m["breakdowns"] for m in by_stage.values()):
+        return note("These evaluations predate the per-kind breakdown: rerun them (delete eval/) to see it.")
+    first = next(iter(by_stage.values()))["breakdowns"]["kind"]
+    rows = [{"kind": kind, "n": first[kind]["total"], "majority answer": percent(chance.get(kind)),
+             **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
+            for kind in first]
+    return pd.DataFrame(rows).set_index("kind")
+
+
+def breakdown_figures(run: Run) -> list[Figure | HTML]:
+    """Accuracy per breakdown of each benchmark (MathVista question/answer type, MathVerse problem version,
+    MathVision subject and level, the synthetic set's family, question kind and difficulty), one group of bars
+    per stage."""
+    found = metrics(run)
+    figures = []
+    for benchmark, by_stage in found.items():
+        keys = list(next(iter(by_stage.values())).get("breakdowns", {}))
+        if not keys:
+            continue
+        widest = max(len(next(iter(by_stage.values()))["breakdowns"][key]) for key in keys)
+        figure = _figure(max(4.5, 0.5 * widest * max(2, len(by_stage) / 2)) * len(keys), 3.4)
+        for k, key in enumerate(keys):
+            axes = figure.add_subplot(1, len(keys), k + 1)
+            groups = list(next(iter(by_stage.values()))["breakdowns"][key])
+            width = 0.8 / len(by_stage)
+            for j, (stage, m) in enumerate(by_stage.items()):
+                table = m["breakdowns"][key]
+                values = [100 * table[g]["accuracy"] if g in table else 0 for g in groups]
+                axes.bar([x + j * width for x in range(len(groups))], values, width=width, label=stage,
+                         color=_color(stage), alpha=0.35 + 0.65 * (j + 1) / len(by_stage))
+            labels = [f"{g}\n(n={next(iter(by_stage.values()))['breakdowns'][key][g]['total']})" for g in groups]
+            crowded = sum(len(g) for g in groups) > 40
+            axes.set_xticks([x + width * (len(by_stage) - 1) / 2 for x in range(len(groups))], labels, fontsize=7,
+                            rotation=30 if crowded else 0, ha="right" if crowded else "center")
+            axes.set_ylim(0, 100)
+            axes.set_ylabel("accuracy (%)")
+            axes.set_title(f"{benchmark} by {key}", fontsize=10)
+            axes.legend(fontsize=7)
+        figures.append(figure)
+    return figures or [note("No per-benchmark breakdowns: no evaluated checkpoint yet.")]
+
+
+# --------------------------------------------------------------------------------------------------------
+# reasoning traces, reflections and lengths
+
+
+def _benchmark_records(run: Run, benchmark: str, ids: list[str]) -> dict[str, dict]:
+    """The benchmark's records for `ids` (image, question, choices, answer), through the evaluation's loader."""
+    benchmark_records = _import_quietly("ovlt.stages.evaluation").benchmark_records
+    cfg = study_config(run)
+    ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None) if cfg else None
+    if ref is None:
+        raise ArtifactError(f"the run's config does not name benchmark {benchmark!r}")
+    wanted = set(ids)
+    return {r["id"]: r for r in benchmark_records(ref, run, cfg.data.hub_root) if r["id"] in wanted}
+
+
+def trace_table(run: Run, n: int = 4) -> HTML:
+    """For a fixed sample of benchmark items: image, question, gold answer, and each stage's response and
+    verdict side by side (one table per benchmark)."""
+    names = evaluated_checkpoints(run)
+    if not names:
+        return note("No evaluated checkpoint yet: no reasoning traces.")
+    parts = [STYLE]
+    for benchmark in metrics(run):
+        by_stage = {s: {p["id"]: p for p in predictions(run, s, benchmark)} for s in names
+                    if (run.eval_dir(s) / benchmark / "predictions.jsonl").exists()}
+        ids = _sample(sorted(next(iter(by_stage.values()))), n, f"traces-{benchmark}")
+        try:
+            records = _benchmark_records(run, benchmark, ids)
+        except Exception as err:  # images are a courtesy: show the responses even when the items cannot load
+            records, parts = {}, parts + [note(f"{benchmark}: items not loadable ({err}); responses only.").data]
+        header = "".join(f"<th>{html.escape(s)}</th>" for s in by_stage)
+        rows = []
+        for problem_id in ids:
+            r = records.get(problem_id)
+            problem = (_problem_cell(r) if r and r["image"] is not None
+                       else f"<code>{html.escape(problem_id)}</code>")
+            cells = "".join(f"<td>{_verdict(p[problem_id]['correct'], p[problem_id]['extracted'])}"
+                            f"{_text(p[problem_id]['response'])}</td>" if problem_id in p else "<td></td>"
+                            for p in by_stage.values())
+            rows.append(f"<tr><td>{problem}</td>{cells}</tr>")
+        parts.append(f'<h4>{html.escape(benchmark)}</h4><table class="ovlt-cards"><tr><th>problem</th>{header}</tr>'
+                     f"{''.join(rows)}</table>")
+    return HTML("".join(parts))
+
+
+def _texts_per_stage(run: Run) -> dict[str, list[str]]:
+    """The texts of every stage that writes reasoning: teacher / self-generated chains, the SFT sets, and
+    each checkpoint's evaluation responses (all benchmarks). Data sets contribute a fixed sample of
+    TEXTS_PER_STAGE rows (all chains of a sampled problem)."""
+    texts: dict[str, list[str]] = {}
+    for i in sorted(set(iterations(run, "distill")) | set(iterations(run, "self_generate"))):
+        stage = _chains_stage(run, i)
+        chains = _sample(load_dataset_dir(run.stage_dir(stage, i) / "chains").select_columns(["chains"]),
+                         TEXTS_PER_STAGE, f"reflections-{stage}-{i}")
+        label = "teacher chains" if stage == "distill" else "self-generated chains"
+        texts[f"{label} (iter {i})"] = [c for row in chains for c in row["chains"]]
+        if i in iterations(run, "filter"):
+            sft_set = _sample(load_dataset_dir(run.stage_dir("filter", i) / "sft").select_columns(["completion"]),
+                              TEXTS_PER_STAGE, f"reflections-sft-{i}")
+            texts[f"SFT set (iter {i})"] = [row["completion"][0]["content"][0]["text"] for row in sft_set]
+    for name in evaluated_checkpoints(run):
+        texts[f"eval {name}"] = [p["response"] for b in metrics(run, [name]) for p in predictions(run, name, b)]
+    return texts
+
+
+def _contains(phrase: str):
+    return re.compile(rf"(?<!\w){re.escape(phrase)}(?!\w)", re.IGNORECASE)
+
+
+def reflection_table(run: Run) -> pd.DataFrame | HTML:
+    """Per stage: how many texts, their length in words (mean, median), and the share (%) that contain each
+    reflection phrase."""
+    texts = _texts_per_stage(run)
+    if not texts:
+        return note("No chains or responses yet.")
+    patterns = {p: _contains(p) for p in REFLECTION_PHRASES}
+    rows = []
+    for stage, items in texts.items():
+        lengths = pd.Series([len(t.split()) for t in items], dtype=float)
+        row = {"stage": stage, "texts": len(items), "mean words": round(lengths.mean(), 1) if items else None,
+               "median words": lengths.median() if items else None}
+        for phrase, pattern in patterns.items():
+            row[f'"{phrase}" (%)'] = percent(sum(bool(pattern.search(t)) for t in items) / len(items)) if items else ""
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("stage")
+
+
+def reflection_figure(run: Run) -> Figure | HTML:
+    """Left: share of texts with each reflection phrase per stage (heat map). Right: words per text per stage."""
+    texts = {stage: items for stage, items in _texts_per_stage(run).items() if items}
+    if not texts:
+        return note("No chains or responses yet.")
+    patterns = [_contains(p) for p in REFLECTION_PHRASES]
+    shares = [[100 * sum(bool(p.search(t)) for t in items) / len(items) for p in patterns] for items in texts.values()]
+    figure = _figure(12, 0.45 * len(texts) + 1.8)
+    heat = figure.add_subplot(1, 2, 1)
+    image = heat.imshow(shares, cmap="Blues", vmin=0, vmax=max(1.0, max(max(r) for r in shares)), aspect="auto")
+    heat.set_xticks(range(len(REFLECTION_PHRASES)), REFLECTION_PHRASES, rotation=30, fontsize=8)
+    heat.set_yticks(range(len(texts)), list(texts), fontsize=8)
+    for y, row in enumerate(shares):
+        for x, value in enumerate(row):
+            heat.text(x, y, f"{value:.0f}", ha="center", va="center", fontsize=7)
+    heat.set_title("texts containing the phrase (%)", fontsize=10)
+    figure.colorbar(image, ax=heat, shrink=0.8)
+    lengths = figure.add_subplot(1, 2, 2)
+    lengths.boxplot([[len(t.split()) for t in items] for items in texts.values()], orientation="horizontal", showfliers=False)
+    lengths.set_yticks(range(1, len(texts) + 1), list(texts), fontsize=8)
+    lengths.invert_yaxis()
+    lengths.set_xlabel("words per chain / response")
+    lengths.set_title("length", fontsize=10)
+    return figure
+
+
+# --------------------------------------------------------------------------------------------------------
+# headline and provenance
+
+
+def headline(run: Run) -> HTML:
+    """What the study found, in a few lines: per benchmark the first and last stage with intervals."""
+    s = summary(run) or {}
+    found = metrics(run)
+    lines = []
+    for benchmark, by_stage in found.items():
+        first, last = list(by_stage)[0], list(by_stage)[-1]
+        a, b = by_stage[first], by_stage[last]
+        base = s.get("baselines", {}).get(benchmark)
+        lines.append(f"<li><b>{html.escape(benchmark)}</b> (n={b['n']}, protocol {html.escape(b['protocol'])}): "
+                     f"{first} {percent(a['accuracy'])}% [{percent(a['ci95'][0])}, {percent(a['ci95'][1])}] &rarr; "
+                     f"{last} {percent(b['accuracy'])}% [{percent(b['ci95'][0])}, {percent(b['ci95'][1])}]"
+                     + (f"; majority answer {percent(base)}%" if base is not None else "") + "</li>")
+    teacher = s.get("teacher", {})
+    kind = "scripted (reads the procedural scene; imperfect by design)" if teacher.get("scripted") else "models"
+    stages = ", ".join(evaluated_checkpoints(run)) or "none"
+    wall = s.get("wall_seconds")
+    return HTML(f"{STYLE}<p>Run <code>{html.escape(run.name)}</code>; config <code>{html.escape(str(s.get('config')))}</code>; "
+                f"evaluated stages: {html.escape(stages)}; teachers: {html.escape(kind)}"
+                + (f"; wall time {wall / 60:.1f} min" if wall is not None else "") + ".</p>"
+                f"<ul>{''.join(lines) or '<li>No evaluated checkpoint yet.</li>'}</ul>"
+                "<p>Accuracies in percent with 95% bootstrap intervals over the benchmark items.</p>")
+
+
+def _hardware() -> dict:
+    import torch
+
+    gpus = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "gpus": ", ".join(gpus) or "none"}
+
+
+def provenance(run: Run) -> HTML:
+    """Config, package versions, git commit, teachers, hardware and wall time per stage."""
+    found = [(str(p.parent.relative_to(run.root)), json.loads(p.read_text())) for p in run.root.glob("**/manifest.json")]
+    manifests = dict(sorted(found, key=lambda item: item[1].get("finished_at", "")))  # in the order they ran
+    s = summary(run) or {}
+    commits = sorted({str(m.get("git_commit")) for m in manifests.values()})
+    packages: dict[str, set] = {}
+    for m in manifests.values():
+        for name, version in (m.get("packages") or {}).items():
+            packages.setdefault(name, set()).add(version)
+    general = {"run": run.name, "config": s.get("config"), "git commit(s)": ", ".join(commits),
+               **{f"package {k}": ", ".join(sorted(v)) for k, v in sorted(packages.items())}}
+    for role, spec in (s.get("teacher") or {}).items():
+        if isinstance(spec, dict):
+            general[f"teacher {role}"] = ", ".join(f"{k}={v}" for k, v in spec.items() if v not in (None, {}, []))
+    general.update({f"report machine {k}": v for k, v in _hardware().items()})
+    walls = []
+    for where, m in manifests.items():
+        train = m.get("train") or {}
+        walls.append({"stage": where, "wall (s)": f"{m.get('wall_seconds', float('nan')):.1f}",
+                      "processes": train.get("processes", ""), "peak RSS (MB)": train.get("peak_rss_mb", ""),
+                      "s/step": train.get("seconds_per_step", ""), "finished": m.get("finished_at", "")})
+    general_html = pd.DataFrame({"value": [str(v) for v in general.values()]},
+                                index=pd.Index(list(general), name="")).to_html(escape=True)
+    walls_html = pd.DataFrame(walls).to_html(index=False, escape=True) if walls else ""
+    config_path = run.root / "config.yaml"
+    config_text = config_path.read_text() if config_path.exists() else ""
+    config_html = (f"<details><summary>config.yaml</summary>{_text(config_text)}</details>" if config_text
+                   else note("The run folder has no config.yaml.").data)
+    total = s.get("wall_seconds")
+    return HTML(f"{STYLE}{general_html}<h4>Wall time per stage"
+                + (f" (study total {total / 60:.1f} min)" if total is not None else "")
+                + f"</h4>{walls_html}{config_html}")

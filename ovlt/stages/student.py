@@ -1,0 +1,54 @@
+"""Stage `student`: the base model the study trains."""
+
+from __future__ import annotations
+
+import shutil
+
+import datasets
+
+from ovlt.engines.models import build_tiny, count_parameters, load
+from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
+from ovlt.ground.artifacts import Stage, load_dataset_dir
+from ovlt.scoring.prompts import student_text
+
+
+def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> list[str]:
+    """Representative study text for training the tiny tokenizer: per problem (up to `n`), the student prompt,
+    a scripted caption and a scripted chain (with reflections, as before the filter)."""
+    captioner = ScriptedCaptioner(fidelity=0.7, omit_rate=0.1, seed=seed)
+    reasoner = ScriptedReasoner(reflection_rate=0.5, verbosity=2, seed=seed)
+    texts = []
+    for row in problems.select_columns(["id", "question", "choices", "answer", "answer_type", "precision",
+                                        "source", "scene"]).select(range(min(n, len(problems)))):
+        if not row["scene"]:
+            continue
+        caption = captioner.describe(row)
+        texts += [student_text(row), caption, reasoner.chain(row, caption, 0)]
+    return texts
+
+
+
+def build_student(cfg, run) -> dict:
+    """Stage `student`: the base model. `tiny` is built locally (its tokenizer trained on the study's own
+    text: prompts, captions and chains drawn from the pool); any other name is a hub id or folder, recorded
+    as is."""
+
+    spec = cfg.models.student
+    tiny = spec.name == "tiny"
+    st = Stage(run, "student", params={"seed": cfg.seed, **cfg.section("models.student")},
+               inputs=[run.manifest("decontaminate")] if tiny else [])
+    if st.done:
+        return st.manifest
+    st.begin()
+    if not tiny:
+        return st.finish(counts={}, extra={"model": spec.name})
+    from ovlt.stages.student import corpus_for_tokenizer
+
+    pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
+    built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
+                       **spec.tiny.model_dump())
+    built.rename(st.dir / "checkpoint")
+    shutil.rmtree(st.dir / "build")
+    model, _ = load(st.dir / "checkpoint", device="cpu")
+    return st.finish(counts={"parameters": count_parameters(model)}, outputs=["checkpoint"], extra={"model": "tiny"})
+

@@ -1,0 +1,263 @@
+"""Teacher stages: caption, distill (iteration 1) and self-generate (iteration 2 onward).
+
+OpenVLThinker describes these stages but never released them. Iteration 1: a captioner describes each image,
+and a text-only reasoner that never sees the image reads caption + question and samples k chains. Iteration
+i > 1: the previous iteration's GRPO model answers fresh problems from the image itself. `ovlt.stages.curation`
+then verifies, selects and filters the chains into an SFT set.
+
+Each stage reads and writes `datasets` folders through the run artifacts, writes its generations in shards
+(a killed stage resumes after the last complete shard) and records counts in its manifest in one shape:
+`{"in", "out", "dropped": {reason: n}, "by_source": {source: {...same...}}}` with in = out + sum(dropped).
+An unreadable image, an empty response or a problem without a gold answer is counted, logged with its id and
+skipped. Distill and self-generate also count, in total and per source, the chains kept, the responses that were
+empty or held no answer (`empty_responses`) and those cut at max_new_tokens (`truncated`): an unfinished chain is
+dropped unread, since an answer taken from it would come from the middle of its reasoning.
+
+Backends: `transformers` and `vllm` go through `ovlt.engines.generation`; `scripted` teachers work on the procedural
+data only (they read the problem's `scene`). They are imperfect the way the paper's are: the captioner
+omits, rounds ("about 6") or misreads a share of the facts (models.captioner.fidelity, omit_rate), and the
+reasoner sees only the caption and the question. It writes DENSE chains, as the tiny student learns best
+from (docs/findings.md, "Learning on CPU"): first the values it relies on, then a short computation, then a
+concluding sentence, then the answer, with optional restatements (verbosity) and self-reflections
+("Wait, let me check ...", reflection_rate) that the filter later cuts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import datasets
+
+from ovlt.engines.generation import Completion, sampling_from, study_backend
+from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
+from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
+from ovlt.ground.config import ModelSpec, StudyConfig
+from ovlt.ground.layout import checkpoint_path, iteration_problems
+from ovlt.scoring.answers import extract
+from ovlt.scoring.prompts import student_chat, student_text
+from ovlt.stages.rows import Tally, problem_rows, rows_to_dataset, run_sharded, shard_size, usable_rows
+
+log = logging.getLogger(__name__)
+
+CHAINS_FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "chains": datasets.List(datasets.Value("string")),
+})
+CAPTIONS_FEATURES = datasets.Features({
+    "id": datasets.Value("string"),
+    "source": datasets.Value("string"),
+    "caption": datasets.Value("string"),
+})
+
+
+# --------------------------------------------------------------------------------------------------------
+# problem rows: images decoded one at a time, so a bad one is a counted skip and not a crash
+
+
+# --------------------------------------------------------------------------------------------------------
+# reasoner output -> <think>...</think><answer>...</answer>
+
+
+def to_think_answer(text: str, choices=()) -> str | None:
+    """A reasoner's response in the think/answer format, or None when it holds no answer.
+
+    The reasoner's own think section is kept. DeepSeek-R1-distill writes "<think>\\n...\\n</think>\\n\\nfinal
+    text with \\boxed{}" (its chat template often opens <think> in the prompt, so the response may start
+    inside it): the think part stays, the final answer (boxed, or found by `ovlt.scoring.answers.extract`) goes
+    into <answer>. A response already in the target format comes back as it is, trimmed. A response that
+    declines to answer counts as holding none.
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    if "</think>" in text:
+        think, _, rest = text.rpartition("</think>")
+        think = think.split("<think>")[-1]
+    else:
+        think, _, rest = text.partition("<answer>")
+        think, rest = think.replace("<think>", ""), "<answer>" + rest if rest else think
+    found = extract(rest, choices)
+    think = think.strip()
+    if not think or found.rule in ("none", "refusal") or not found.text.strip():  # declining teaches nothing
+        return None
+    return f"<think>{think}</think>\n<answer>{found.text.strip()}</answer>"
+
+
+# --------------------------------------------------------------------------------------------------------
+# scripted captioner: a description of the scene with omitted, rounded and misread facts
+
+
+# --------------------------------------------------------------------------------------------------------
+# scripted reasoner: caption + question -> k dense chains
+
+
+# --------------------------------------------------------------------------------------------------------
+# stages
+
+
+def _scripted_note(spec: ModelSpec, role: str) -> dict:
+    knobs = {"captioner": ("fidelity", "omit_rate"), "reasoner": ("fidelity", "reflection_rate", "verbosity")}[role]
+    return {"backend": spec.backend, "name": spec.name,
+            **({k: getattr(spec, k) for k in knobs} if spec.backend == "scripted" else {})}
+
+
+def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+    """Describe each SFT problem's image with the captioner (prompt: cfg.caption.prompt, the paper's).
+
+    Writes `<stage dir>/captions` (id, source, caption); problems without a usable image, without a gold
+    answer, or with an empty caption are counted and skipped.
+    """
+    spec = cfg.models.captioner
+    st = Stage(run, "caption", iteration, params=cfg.section("caption", "models.captioner", "seed"),
+               inputs=[run.manifest("decontaminate")])
+    if st.done:
+        return st.manifest
+    st.begin()
+    problems = iteration_problems(cfg, run, iteration, "sft")
+    rows = list(problem_rows(problems))
+    backend = None
+    if spec.backend == "scripted":
+        captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
+        describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
+    else:
+        backend = study_backend(cfg, spec)
+        params = sampling_from(cfg.caption.sampling, cfg.seed)
+        chat = student_chat(cfg.caption.prompt)
+        describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
+            [chat] * len(batch), [[image] for image in images], params)]
+
+    def work(batch: list[dict]) -> list[dict]:
+        usable, images, out = usable_rows(batch, caption="")
+        for row, text in zip(usable, describe(usable, images) if usable else [], strict=True):
+            text = (text or "").strip()
+            if not text:
+                log.warning("problem %s: empty caption: skipped", row["id"])
+            out.append({"id": row["id"], "source": row["source"], "status": "out" if text else "empty_response",
+                        "caption": text})
+        return out
+
+    done = _run_and_close(st, rows, spec, work, "caption", backend)
+    tally = Tally()
+    tally.extend(done)
+    kept = [r for r in done if r["status"] == "out"]
+    save_dataset(rows_to_dataset(kept, CAPTIONS_FEATURES), st.dir / "captions")
+    skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
+    return st.finish(counts=tally.as_dict(), outputs=["captions"],
+                     extra={"teacher": _scripted_note(spec, "captioner"), "skipped": skipped})
+
+
+DISTILL_INSTRUCTION = "You cannot see the image; here is a description of it."
+
+
+def distill_prompt(problem: dict, caption_text: str) -> list[dict]:
+    """The text-only reasoner's chat: the caption, then the student's question and think/answer instruction."""
+    text = f"{DISTILL_INSTRUCTION}\nImage description: {caption_text}\n\n{student_text(problem)}"
+    return student_chat(text, with_image=False)
+
+
+def _chains_rows(batch: list[dict], responses: list[list[str]], convert: bool, truncated: list[int]) -> list[dict]:
+    """One row per problem from its finished responses and its count of responses cut at max_new_tokens (dropped
+    unread: an answer taken from an unfinished chain comes from the middle of its reasoning). "empty" counts the
+    finished responses that were empty or held no answer."""
+    out = []
+    for row, texts, cut in zip(batch, responses, truncated, strict=True):
+        chains = [to_think_answer(t, row["choices"]) if convert else (t or "").strip() for t in texts]
+        chains = [c for c in chains if c]
+        if not chains:
+            log.warning("problem %s: no usable response (%d of %d cut at max_new_tokens, the rest empty or without an "
+                        "answer): skipped", row["id"], cut, cut + len(texts))
+        status = "out" if chains else "truncated" if cut and not texts else "empty_response"
+        out.append({"id": row["id"], "source": row["source"], "chains": chains, "status": status,
+                    "empty": len(texts) - len(chains), "truncated": cut})
+    return out
+
+
+def _generated_rows(batch: list[dict], generated: list[list[Completion]], convert: bool) -> list[dict]:
+    """`_chains_rows` of a backend's completions: the finished ones are read, the truncated ones counted."""
+    return _chains_rows(batch, [[c.text for c in cs if not c.truncated] for cs in generated], convert,
+                        [sum(c.truncated for c in cs) for cs in generated])
+
+
+def _run_and_close(st: Stage, rows: list[dict], spec: ModelSpec, work, desc: str, backend) -> list[dict]:
+    """`run_sharded`, then the backend's engines (and their GPUs) are released, whether or not it finished."""
+    try:
+        return run_sharded(st, rows, shard_size(spec, backend), work, desc)
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
+    tally = Tally()
+    tally.extend(done)
+    kept = [r for r in done if r["status"] == "out"]
+    save_dataset(rows_to_dataset(kept, CHAINS_FEATURES), st.dir / "chains")
+    chains, empty, truncated = Counter(), Counter(), Counter()
+    for r in done:
+        chains[r["source"]] += len(r["chains"])
+        empty[r["source"]] += r["empty"]
+        truncated[r["source"]] += r["truncated"]
+    skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
+    counts = tally.as_dict(chains=dict(chains), empty_responses=dict(empty), truncated=dict(truncated))
+    if counts["truncated"]:
+        responses = counts["chains"] + counts["empty_responses"] + counts["truncated"]
+        log.warning("%s: %d of %d responses cut at max_new_tokens (%d) and dropped; by source: %s", st.label,
+                    counts["truncated"], responses, extra["max_new_tokens"], dict(sorted(truncated.items())))
+    return st.finish(counts=counts, outputs=["chains"], extra={**extra, "skipped": skipped})
+
+
+def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+    """k chains per captioned problem from the text-only reasoner; writes `<stage dir>/chains`."""
+    spec, sampling = cfg.models.reasoner, cfg.distill.sampling
+    st = Stage(run, "distill", iteration, params=cfg.section("distill", "models.reasoner", "seed"),
+               inputs=[run.manifest("caption", iteration)])
+    if st.done:
+        return st.manifest
+    st.begin()
+    captions = {r["id"]: r["caption"] for r in load_dataset_dir(run.stage_dir("caption", iteration) / "captions")}
+    problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
+    rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
+    backend = None
+    if spec.backend == "scripted":
+        reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
+                                    stepwise=spec.stepwise, answer_with=spec.answer_with)
+        work = lambda batch: _chains_rows(  # noqa: E731
+            batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], True, [0] * len(batch))
+    else:
+        backend = study_backend(cfg, spec)
+        params = sampling_from(sampling, cfg.seed)
+        work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
+            [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
+    done = _run_and_close(st, rows, spec, work, "distill", backend)
+    return _finish_chains(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
+                                     "max_new_tokens": sampling.max_new_tokens})
+
+
+def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+    """The previous iteration's GRPO model answers this iteration's fresh problems from the image, k samples
+    each; writes `<stage dir>/chains` for `curation.select`."""
+    if iteration < 2:
+        raise ValueError(f"self_generate runs from iteration 2 on (it needs grpo-{iteration - 1}); got {iteration}")
+    spec, sampling = cfg.models.student, cfg.self_generate.sampling
+    model = f"grpo-{iteration - 1}"
+    st = Stage(run, "self_generate", iteration, params=cfg.section("self_generate.sampling", "models.student", "seed"),
+               inputs=[run.manifest("decontaminate"), run.manifest("grpo", iteration - 1)])
+    if st.done:
+        return st.manifest
+    st.begin()
+    rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
+    backend = study_backend(cfg, spec, checkpoint_path(cfg, run, model))
+    params = sampling_from(sampling, cfg.seed + iteration)
+
+    def work(batch: list[dict]) -> list[dict]:
+        usable, images, out = usable_rows(batch, chains=[], empty=0, truncated=0)
+        if usable:
+            generated = backend.generate([student_chat(student_text(r)) for r in usable],
+                                         [[image] for image in images], params)
+            out += _generated_rows(usable, generated, convert=False)
+        return out
+
+    done = _run_and_close(st, rows, spec, work, "self_generate", backend)
+    return _finish_chains(st, done, {"model": model, "k": sampling.n, "max_new_tokens": sampling.max_new_tokens})

@@ -1,0 +1,127 @@
+"""Stage `sft`: TRL's SFTTrainer on the student, from the base model, on the iteration's SFT set.
+
+As in the paper, the SFT of every iteration starts again from the base model (not from the previous GRPO
+model), trains on the teacher (or self-generated) chains with the loss on the completion only, and by
+default fine-tunes the whole language model with the vision tower and its projector frozen. LoRA is the
+alternative (`sft.finetune: lora`); its adapter is merged into the base weights on save, so every
+checkpoint is a plain Hugging Face model that `ovlt.engines.models.load` and vLLM read alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trl import SFTConfig, SFTTrainer
+
+from ovlt.engines.models import freeze_vision, load, load_processor
+from ovlt.ground.artifacts import Run
+from ovlt.ground.config import StudyConfig
+from ovlt.ground.layout import checkpoint_path
+from ovlt.stages.training.callbacks import JsonlLogger, tensorboard_callback
+from ovlt.stages.training.common import (
+    common_args,
+    finish,
+    load_training_set,
+    resume_point,
+    train,
+    trainer_dir,
+)
+
+log = logging.getLogger(__name__)
+
+SFT_COLUMNS = ("prompt", "completion", "images")
+
+
+def sft_args(cfg: StudyConfig, output_dir: str | Path, resuming: bool = False) -> SFTConfig:
+    """The study config's `sft` section as TRL arguments (the mapping the tests check).
+
+    The held-out loss before training is measured by `eval_on_start`, inside `train()`: a standalone `evaluate()`
+    before `train()` makes DeepSpeed build an inference engine that training then frees, and ZeRO-3's backward
+    runs on nothing. `eval_on_start` evaluates whatever the eval strategy; the strategy stays "no", so nothing is
+    evaluated during training. A resumed run finds that first loss in the checkpoint's log history instead."""
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_length=cfg.sft.max_length,
+        completion_only_loss=True,
+        eval_on_start=bool(cfg.sft.heldout_examples) and not resuming,
+        **common_args(cfg, cfg.sft),
+    )
+
+
+def heldout_loss_before(trainer) -> float:
+    """The loss `eval_on_start` measured at step 0, before any update (kept in every checkpoint's log history)."""
+    return next(row["eval_loss"] for row in trainer.state.log_history if row["step"] == 0 and "eval_loss" in row)
+
+
+def lora_config(cfg: StudyConfig):
+    from peft import LoraConfig
+
+    lora = cfg.sft.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def merge_lora(base: str, adapter_dir: Path, checkpoint: Path, cfg: StudyConfig) -> None:
+    """Base weights + LoRA adapter -> one full checkpoint (on CPU, so it works after any sharded run)."""
+    import torch
+    from peft import PeftModel
+
+
+    model, _ = load(base, device="cpu", dtype=torch.float32, trust_remote_code=cfg.models.student.trust_remote_code)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    if cfg.sft.bf16:
+        merged = merged.to(torch.bfloat16)
+    merged.save_pretrained(str(checkpoint))
+
+
+def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
+    """The SFT body every process runs (see `ovlt.stages.training.worker`)."""
+
+    dataset = load_training_set(run.stage_dir("filter", iteration) / "sft", SFT_COLUMNS)
+    heldout = None
+    if cfg.sft.heldout_examples:
+        if cfg.sft.heldout_examples >= len(dataset):
+            raise ValueError(f"sft.heldout_examples = {cfg.sft.heldout_examples} leaves nothing to train on: "
+                             f"the SFT set has {len(dataset)} examples")
+        split = dataset.train_test_split(test_size=cfg.sft.heldout_examples, seed=cfg.seed)
+        dataset, heldout = split["train"], split["test"]
+    base = checkpoint_path(cfg, run, "base")
+    # Pads left; the pixel bounds resize every training image and are saved with the checkpoint's processor.
+    processor = load_processor(base, trust_remote_code=cfg.models.student.trust_remote_code,
+                               min_pixels=cfg.data.image_min_pixels, max_pixels=cfg.data.image_max_pixels)
+    checkpoint = stage_dir / "checkpoint"
+    lora = cfg.sft.finetune == "lora"
+    output_dir = trainer_dir(stage_dir)
+    resume_from, resume_step = resume_point(output_dir)
+    trainer = SFTTrainer(
+        model=base,
+        args=sft_args(cfg, output_dir, resuming=resume_from is not None),
+        train_dataset=dataset,
+        eval_dataset=heldout,
+        processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md)
+        peft_config=lora_config(cfg) if lora else None,
+        callbacks=[JsonlLogger(stage_dir / "log.jsonl"), tensorboard_callback(stage_dir / "tb")],
+    )
+    if not lora and cfg.sft.freeze_vision:
+        # Before train() builds the optimizer, which then holds only the language model's parameters.
+        freeze_vision(trainer.model)
+    output = train(trainer, resume_from, resume_step)
+    # Loss on chains of problems the SFT never sees, from the base model (eval_on_start) and from the trained one;
+    # evaluate() is safe here, after train() has built the training engine.
+    loss_before = heldout_loss_before(trainer) if heldout is not None else None
+    loss_after = trainer.evaluate()["eval_loss"] if heldout is not None else None
+    if lora:
+        adapter_dir = stage_dir / "adapter"
+        trainer.save_model(str(adapter_dir))
+        if trainer.accelerator.is_main_process:
+            merge_lora(base, adapter_dir, checkpoint, cfg)
+        trainer.accelerator.wait_for_everyone()
+    else:
+        trainer.save_model(str(checkpoint))
+    heldout_loss = {} if heldout is None else {
+        "heldout_examples": len(heldout), "heldout_loss_before": loss_before, "heldout_loss_after": loss_after}
+    return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), resumed_from_step=resume_step,
+                  **heldout_loss)
+
+

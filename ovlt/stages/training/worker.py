@@ -1,0 +1,40 @@
+"""The training body every process runs: `python -m ovlt.stages.training.worker JOB.json` (under `accelerate launch`)
+or `run(job)` in-process. It rebuilds the config from the job, trains, saves the checkpoint and, on the main
+process, writes `train_result.json` (steps, wall time per step, peak memory) for the stage's manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from ovlt.ground.artifacts import Run
+from ovlt.ground.config import StudyConfig
+from ovlt.stages.training.grpo import train_grpo
+from ovlt.stages.training.sft import train_sft
+
+log = logging.getLogger(__name__)
+
+
+def run(job: dict) -> dict:
+    """Run one job (`stage` is `sft` or `grpo`); returns the summary written to `train_result.json`."""
+    trainers = {"sft": train_sft, "grpo": train_grpo}
+    missing = sorted({"stage", "iteration", "run", "stage_dir", "config"} - set(job))
+    if missing or job["stage"] not in trainers:
+        raise ValueError(f"bad training job: missing keys {missing}, stage {job.get('stage')!r} (expected sft or grpo)")
+    cfg = StudyConfig.model_validate(job["config"])
+    return trainers[job["stage"]](cfg, Run(job["run"]), int(job["iteration"]), Path(job["stage_dir"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m ovlt.stages.training.worker JOB.json")
+    # As `ovlt` on the command line does: the worker's own lines (e.g. that it resumed) go to launch.log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    run(json.loads(Path(argv[0]).read_text()))
+
+
+if __name__ == "__main__":
+    main()

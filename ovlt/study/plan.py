@@ -1,0 +1,286 @@
+"""The study's shape: which stages run, in which order, per iteration, and what each consumes.
+
+Iteration semantics follow the paper: iteration 1 makes SFT data with the teachers (caption -> distill ->
+select -> filter); iteration i > 1 self-generates it with the previous iteration's GRPO model. Every SFT
+restarts from the base model; GRPO starts from that iteration's SFT checkpoint. The base model and every
+checkpoint are evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ovlt.engines.placement import engine_count, gpus_per_engine
+from ovlt.ground.config import StudyConfig
+from ovlt.ground.layout import pool_ranges, pool_size
+from ovlt.study.order import StageRef, stage_order
+
+# --- GPU-hours: training throughput MEASURED on an H100, generation ASSUMED from public reports -------------
+# benchmarks/gpu_check.sh measured the 7B student's forward + backward and transformers' decoding on one NVIDIA
+# H100 80GB HBM3 (benchmarks/RESULTS.md). vLLM was not installed there, so the generation figures still come from
+# public reports. Every figure is per GPU, NVIDIA H100 80GB SXM, bf16.
+
+
+@dataclass(frozen=True)
+class Throughput:
+    generate: float  # vLLM offline batched generation: output tokens/s per GPU
+    decode: float | None = None  # one sequence's decoding, tokens/s (a colocated GRPO rollout waits on its longest)
+    train: float | None = None  # forward + backward tokens/s per GPU (ZeRO-3, gradient checkpointing)
+
+
+THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's name ("Qwen2.5-VL-7B" -> "7B")
+    # Qwen2.5-VL-3B (captioner). No public vLLM figure found; decoding is memory-bound, so the 7B figure scaled by
+    # weight bytes (6,000 x 7/3 = 14,000), taken down to 10,000: captions are short and each prefills an image.
+    "3B": Throughput(generate=10_000),
+    # Qwen2.5-VL-7B (student).
+    # generate (assumed): DeepSeek-R1-Distill-Qwen-7B with vLLM's default config on 1x A100 80GB: 3,363 tokens/s
+    #   (morphllm.com/vllm-benchmarks, 2026), x ~2 for an H100 (Lambda, github.com/LambdaLabsML/vllm-benchmark:
+    #   "H100 offers ~2x better throughput than A100") = ~6,700; 6,000 for the image tokens each prompt prefills.
+    #   Measured lower bound (RESULTS.md): transformers' generate at batch 64, 1,014 tokens/s, bound by Python
+    #   overhead per step (63 ms at batch 64, 60 ms at batch 1), which vLLM is built to avoid (CUDA graphs).
+    # decode (assumed): vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100,
+    #   johnmusgrave.com, vLLM 0.23); the roofline measured with the real shape is 202 tokens/s (15.4 GiB of bf16
+    #   weights / 3.35 TB/s): ~155; 150 for the ~20 sequences per GPU a GRPO rollout decodes together.
+    # train (measured x assumed factor): forward + backward of the real shape, bf16, gradient checkpointing, one
+    #   2,048-token sequence: 8,688 tokens/s on one H100 (40% MFU; RESULTS.md). x 0.3 (assumed) for what that
+    #   measurement leaves out: DeepSpeed ZeRO-3's per-layer all-gathers, which 2 unpacked ~1k-token examples per
+    #   device are too short to hide, padding, and the AdamW step = ~2,600.
+    "7B": Throughput(generate=6_000, decode=150, train=2_600),
+    # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2): 3,004 tokens/s on 1x A100 80GB
+    # (morphllm.com, as above), x 2 for an H100 = ~6,000; split over 2 GPUs by tensor parallelism (which gains
+    # less than 2x: Lambda, as above) with 8k-token chains capping the batch the KV cache holds: 3,500 per GPU.
+    "14B": Throughput(generate=3_500),
+}
+
+# Average generated length as a share of max_new_tokens (generation stops at EOS, the cap is a bound).
+# caption: a detailed description is a few paragraphs, ~250 of 512 tokens. reasoner: R1-distill chains on
+# chart/geometry questions, ~2,000 of 8,192 tokens. student: once SFT'd on chains cut to <= 500 words (~650
+# tokens) it writes chains of that length, ~500 of 2,048 tokens; SFT examples use the same length.
+EXPECTED_FRACTION = {"caption": 0.5, "reasoner": 0.25, "student": 0.25}
+PROMPT_TEXT_TOKENS = 128  # question, options and instruction (assumed)
+PIXELS_PER_IMAGE_TOKEN = 28 * 28  # Qwen2.5-VL: 14-pixel patches, merged 2 x 2 into one token
+GRPO_REFERENCE_FORWARD = 1.25  # beta > 0: a reference forward = 1/4 of a checkpointed forward + backward (4 passes)
+# Items per benchmark (MathVista testmini 1,000; MathVerse testmini 788 problems x 5 versions; MathVision test
+# 3,040 and testmini 304: the benchmarks' papers and cards).
+BENCHMARK_ITEMS = {"mathvista_testmini": 1000, "mathverse_testmini": 3940, "mathvision_test": 3040,
+                   "mathvision_testmini": 304}
+# The authors' hardware as reported for the paper (quoted in the project's brief; our search did not find the
+# passage again): SFT of 5k examples ~30 min on 2x H100; GRPO 80 steps ~19 h on 4x H100, one step being EasyR1's
+# rollout batch, 512 prompts x 5 samples (train/easyr1/examples/config.yaml in the authors' repository; that config
+# also offloads parameters and optimizer states to CPU, which slows a step and is not modelled here).
+AUTHORS_SFT = {"gpus": 2, "hours": 0.5, "examples": 5000}
+AUTHORS_GRPO = {"gpus": 4, "hours": 19.0, "steps": 80, "completions_per_step": 512 * 5}
+GPU_STAGES = ("caption", "distill", "self_generate", "sft", "select_hard", "grpo", "evaluate")
+
+
+# --- generation engines: how many, on how many GPUs (ovlt.engines.generation.backend_for builds them) ------------------
+
+
+def study_gpus(cfg: StudyConfig) -> int:
+    """The GPUs of the machine the plan assumes: the one the trainers are launched on (launch.num_processes)."""
+    return max(cfg.sft.launch.num_processes, cfg.grpo.launch.num_processes)
+
+
+def generation_gpus(spec, gpus: int) -> int:
+    """GPUs a study model's sampling holds on a machine with `gpus` GPUs: engines x GPUs per engine."""
+    return engine_count(spec, gpus) * gpus_per_engine(spec)
+
+
+def throughput(model_name: str) -> Throughput | None:
+    """The throughput figures for a model, by the size in its name; None for scripted, tiny or unsized models."""
+    sizes = re.findall(r"(\d+(?:\.\d+)?)B\b", model_name)
+    return THROUGHPUT.get(f"{sizes[-1]}B") if sizes else None
+
+
+def _generation_hours(samples: int, max_new_tokens: int, fraction: float, speed: Throughput | None) -> float | None:
+    return None if speed is None else samples * fraction * max_new_tokens / speed.generate / 3600
+
+
+def _example_tokens(cfg: StudyConfig, completion_tokens: float) -> float:
+    return PROMPT_TEXT_TOKENS + cfg.data.image_max_pixels / PIXELS_PER_IMAGE_TOKEN + completion_tokens
+
+
+def sft_gpu_hours(cfg: StudyConfig, examples: int) -> float | None:
+    speed = throughput(cfg.models.student.name)
+    if speed is None or speed.train is None:
+        return None
+    completion = EXPECTED_FRACTION["student"] * cfg.self_generate.sampling.max_new_tokens
+    return examples * _example_tokens(cfg, completion) / speed.train / 3600
+
+
+def grpo_step_gpu_seconds(cfg: StudyConfig, completions: int) -> float | None:
+    """GPU-seconds of one GRPO step producing `completions`, on cfg.grpo.launch.num_processes GPUs.
+
+    Rollout: each GPU generates its share; a few dozen samples at temperature 1.0 nearly always hold one that runs
+    to max_completion_length and the step waits for it (latency bound), a large share is bound by batched
+    throughput instead. Update: every completion's tokens forward + backward, plus the reference model's forward.
+    """
+    speed, g = throughput(cfg.models.student.name), cfg.grpo
+    if speed is None or speed.decode is None or speed.train is None:
+        return None
+    gpus, completion_tokens = g.launch.num_processes, EXPECTED_FRACTION["student"] * g.max_completion_length
+    rollout_s = max(g.max_completion_length / speed.decode, completions / gpus * completion_tokens / speed.generate)
+    update_s = completions * _example_tokens(cfg, completion_tokens) / (speed.train * gpus) * GRPO_REFERENCE_FORWARD
+    return (rollout_s + update_s) * gpus
+
+
+def _evaluation_items(cfg: StudyConfig) -> int | None:
+    total = 0
+    for bench in cfg.evaluation.benchmarks:
+        size = cfg.data.heldout_size if bench.name == "synthetic" else BENCHMARK_ITEMS.get(bench.name)
+        if size is None and bench.limit is None:
+            return None
+        total += min(n for n in (size, bench.limit) if n is not None)
+    return total
+
+
+# --- the plan: volumes without loading a model ------------------------------------------------------------
+
+
+@dataclass
+class PlannedStage:
+    ref: StageRef
+    inputs: str
+    outputs: str
+    volumes: dict = field(default_factory=dict)
+    gpu_hours: float | None = None  # estimate from THROUGHPUT; None: a CPU stage or no figures
+    gpus: int | None = None  # GPUs the stage holds at once (GPU stages)
+    engines: int | None = None  # generation stages: engines side by side, gpus // engines GPUs each
+
+    @property
+    def wall_hours(self) -> float | None:
+        """Hours on the clock: the GPU-hours spread over the stage's GPUs (the figures are per GPU)."""
+        return None if self.gpu_hours is None or not self.gpus else self.gpu_hours / self.gpus
+
+
+def _train_steps(examples: int, per_device: int, accumulation: int, processes: int, epochs: float, max_steps: int) -> int:
+    if max_steps > 0:
+        return max_steps
+    return max(1, int(examples * epochs) // (per_device * accumulation * processes))
+
+
+def plan(cfg: StudyConfig) -> list[PlannedStage]:
+    """What each stage would consume and produce. Token counts are upper bounds (max_new_tokens x samples);
+    GPU-hours use expected lengths (EXPECTED_FRACTION) and the THROUGHPUT figures."""
+    ranges = pool_ranges(cfg)
+    n_eval = len(cfg.evaluation.benchmarks)
+    student = throughput(cfg.models.student.name)
+    machine = study_gpus(cfg)
+    specs = {role: getattr(cfg.models, role) for role in ("captioner", "reasoner", "student")}
+    sampling = {role: (generation_gpus(spec, machine), engine_count(spec, machine))  # (GPUs, engines)
+                for role, spec in specs.items()}
+    planned = []
+    for ref in stage_order(cfg):
+        i = ref.iteration
+        sched = cfg.schedule[i - 1] if i else None
+        n_sft = sched.sft_problems if sched else 0
+        if ref.name == "data":
+            p = PlannedStage(ref, "sources: " + ", ".join(s.name for s in cfg.data.sources), "data/train, data/heldout",
+                             {"problems": pool_size(cfg), "heldout": cfg.data.heldout_size})
+        elif ref.name == "decontaminate":
+            p = PlannedStage(ref, "data/train + benchmarks " + ", ".join(cfg.decontaminate.benchmarks),
+                             "decontaminate/train", {"problems": pool_size(cfg)})
+        elif ref.name == "student":
+            p = PlannedStage(ref, cfg.models.student.name, "student/checkpoint", {})
+        elif ref.name == "caption":
+            s = cfg.caption.sampling
+            p = PlannedStage(ref, f"pool rows {ranges[(i, 'sft')]}", "captions",
+                             {"problems": n_sft, "samples": n_sft, "max_tokens": n_sft * s.max_new_tokens},
+                             _generation_hours(n_sft, s.max_new_tokens, EXPECTED_FRACTION["caption"],
+                                               throughput(cfg.models.captioner.name)), *sampling["captioner"])
+        elif ref.name in ("distill", "self_generate"):
+            s = cfg.distill.sampling if ref.name == "distill" else cfg.self_generate.sampling
+            who = cfg.models.reasoner.name if ref.name == "distill" else f"grpo-{i - 1}"
+            speed, fraction = ((throughput(cfg.models.reasoner.name), EXPECTED_FRACTION["reasoner"])
+                               if ref.name == "distill" else (student, EXPECTED_FRACTION["student"]))
+            p = PlannedStage(ref, f"{n_sft} problems, model {who}", "chains",
+                             {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens},
+                             _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed),
+                             *sampling["reasoner" if ref.name == "distill" else "student"])
+        elif ref.name == "select":
+            p = PlannedStage(ref, "chains", "one verified chain per problem", {"problems": n_sft})
+        elif ref.name == "filter":
+            p = PlannedStage(ref, "selected chains", "SFT set (prompt/completion/images)", {"examples_max": n_sft})
+        elif ref.name == "sft":
+            t = cfg.sft
+            steps = _train_steps(n_sft, t.per_device_train_batch_size, t.gradient_accumulation_steps,
+                                 t.launch.num_processes, t.num_train_epochs, t.max_steps)
+            p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", f"iter{i}/sft/checkpoint",
+                             {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes},
+                             sft_gpu_hours(cfg, n_sft), t.launch.num_processes)
+        elif ref.name == "select_hard":
+            s = cfg.select_hard.sampling
+            n = sched.grpo_candidates
+            p = PlannedStage(ref, f"{n} candidates, model sft-{i}", f"{sched.grpo_problems} GRPO problems",
+                             {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens},
+                             _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student),
+                             *sampling["student"])
+        elif ref.name == "grpo":
+            g = cfg.grpo
+            completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * g.launch.num_processes
+            steps = _train_steps(sched.grpo_problems * g.num_generations, g.per_device_train_batch_size,
+                                 g.gradient_accumulation_steps, g.launch.num_processes, g.num_train_epochs, g.max_steps)
+            step_gpu_s = grpo_step_gpu_seconds(cfg, completions_per_step)
+            p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", f"iter{i}/grpo/checkpoint",
+                             {"steps": steps, "samples": steps * completions_per_step,
+                              "max_tokens": steps * completions_per_step * g.max_completion_length},
+                             None if step_gpu_s is None else steps * step_gpu_s / 3600, g.launch.num_processes)
+        elif ref.name == "evaluate":
+            items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
+            p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", f"eval/{ref.checkpoint}",
+                             {"benchmarks": n_eval, "max_tokens_per_item": max_new},
+                             None if items is None else
+                             _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student),
+                             *sampling["student"])
+        else:  # pragma: no cover - stage_order and plan are written together
+            raise AssertionError(ref.name)
+        planned.append(p)
+    return planned
+
+
+def format_plan(cfg: StudyConfig) -> str:
+    lines = [f"study {cfg.name}: {cfg.iterations} iteration(s), student {cfg.models.student.name}"
+             f" ({cfg.models.student.backend}), teachers {cfg.models.captioner.backend}/{cfg.models.reasoner.backend}"]
+    current, planned = object(), plan(cfg)
+    for p in planned:
+        if p.ref.iteration != current:
+            current = p.ref.iteration
+            lines.append("" if current is None else f"\niteration {current}:")
+        vols = ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v}" for k, v in p.volumes.items())
+        lines.append(f"  {p.ref.label:<24} in: {p.inputs}\n  {'':<24} out: {p.outputs}" + (f"\n  {'':<24} {vols}" if vols else ""))
+    return "\n".join(lines + [""] + format_gpu_hours(cfg, planned))
+
+
+def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]:
+    """Per-stage and total GPU-hours with the authors' reported hardware beside them; none for a CPU study."""
+    stages = [p for p in planned if p.ref.name in GPU_STAGES]
+    if all(p.gpu_hours is None for p in stages):
+        return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them"]
+    lines = ["GPU-hours on H100 80GB (ovlt.study.plan.THROUGHPUT): training from a throughput measured on an H100 with"
+             " benchmarks/gpu_check.sh, times an assumed ZeRO-3 factor; generation ASSUMED from public vLLM reports,"
+             f" not measured here. Wall-clock hours on a {study_gpus(cfg)}-GPU machine (launch.num_processes):"
+             " generation on engines x tensor_parallel_size GPUs (models.*.data_parallel_size), training on"
+             " launch.num_processes:"]
+    for p in stages:
+        layout = f"{p.engines} engine(s) x {p.gpus // p.engines}" if p.engines else "training processes"
+        lines.append(f"  {p.ref.label:<24} " + ("n/a (no throughput figure)" if p.gpu_hours is None else
+                                                 f"{p.gpu_hours:8.1f} GPU-h on {p.gpus:2d} GPU(s) ({layout}):"
+                                                 f" {p.wall_hours:6.2f} h wall-clock"))
+    known = [p for p in stages if p.gpu_hours is not None]
+    lines.append(f"  {'total':<24} {sum(p.gpu_hours for p in known):8.1f} GPU-h"
+                 + ("" if len(known) == len(stages) else " (known stages)"))
+    lines.append(f"  {'total wall-clock':<24} {sum(p.wall_hours for p in known):8.1f} h (stages run one after another)")
+    sft, grpo = AUTHORS_SFT, AUTHORS_GRPO
+    ours_sft = sft_gpu_hours(cfg, sft["examples"])
+    step_s = grpo_step_gpu_seconds(cfg, grpo["completions_per_step"])
+    ours_grpo = None if step_s is None else grpo["steps"] * step_s / 3600
+    lines.append(f"  authors' reported H100s: SFT of {sft['examples']:,} examples, {sft['gpus']} GPUs x"
+                 f" ~{sft['hours'] * 60:.0f} min = {sft['gpus'] * sft['hours']:.1f} GPU-h; this estimate for the same:"
+                 + (" n/a" if ours_sft is None else f" {ours_sft:.1f} GPU-h"))
+    lines.append(f"  authors' reported H100s: GRPO {grpo['steps']} steps x {grpo['completions_per_step']:,} completions,"
+                 f" {grpo['gpus']} GPUs x ~{grpo['hours']:.0f} h = {grpo['gpus'] * grpo['hours']:.0f} GPU-h;"
+                 " this estimate for the same:" + (" n/a" if ours_grpo is None else f" {ours_grpo:.0f} GPU-h"))
+    return lines
+
+
