@@ -32,9 +32,9 @@ def main() -> None:
     from ovlt.ground.artifacts import Run, load_dataset_dir
     from ovlt.ground.config import load_config, overrides_from
     from ovlt.ground.procedural import kind_key, majority_baseline
-    from ovlt.stages import curation, evaluation, teachers, training
-    from ovlt.stages import data as pool
-    from ovlt.stages.student import build_student
+    from ovlt.stages import curation, evaluation
+    from ovlt.stages.registry import run_stage
+    from ovlt.study.order import stage_order
 
     overrides = overrides_from(args.set)
     cfg = load_config(args.config, overrides=overrides)
@@ -42,14 +42,14 @@ def main() -> None:
     cfg = load_config(args.config, overrides={**overrides, "iterations": 1, "schedule": [cfg.schedule[0].model_dump()]})
     run = Run(Path(args.run))
     start = time.perf_counter()
-    for name, stage, iteration in [("data", pool.build_data, None), ("decontaminate", pool.decontaminate_pool, None),
-                                   ("student", build_student, None), ("caption", teachers.caption, 1),
-                                   ("distill", teachers.distill, 1), ("select", curation.select, 1),
-                                   ("filter", curation.filter_reflections, 1), ("sft", training.sft, 1)]:
-        began = time.perf_counter()
-        stage(cfg, run) if iteration is None else stage(cfg, run, iteration)
-        print(f"{name:<14}{time.perf_counter() - began:8.1f}s", flush=True)
-    manifest = evaluation.evaluate(cfg, run, "sft-1")
+    # The study's stages up to SFT-1's evaluation, leaving out the base model's.
+    order = stage_order(cfg)
+    for ref in order[: next(k for k, ref in enumerate(order) if ref.checkpoint == "sft-1") + 1]:
+        if ref.checkpoint != "base":
+            began = time.perf_counter()
+            run_stage(cfg, run, ref.name, ref.key)
+            print(f"{ref.label:<16}{time.perf_counter() - began:8.1f}s", flush=True)
+    manifest = run_stage(cfg, run, "evaluate", "sft-1")  # finished above: its manifest
     train = run.manifest("sft", 1)["train"]
 
     heldout = load_dataset_dir(run.stage_dir("data") / "heldout")

@@ -3,7 +3,8 @@ response through math-verify parse/verify. Goal: >= 2,000 responses/s and >= 20x
 
     python benchmarks/scoring.py [--baseline-items 300]
 
-The fixtures are found at $OVLT_FIXTURES or <repo>/../shared/fixtures (they are never copied into the project).
+The fixtures (docs/scoring.md, "Conformance with MathVista's official verdicts") are read from $OVLT_FIXTURES,
+else from where tests/conftest.py looks for them; they are never copied into the project.
 The baseline is slow, so by default it runs on a sample of the responses and reports its rate.
 """
 

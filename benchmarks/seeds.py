@@ -56,13 +56,13 @@ def reward_quarters(stage_dir: Path) -> tuple[float, float]:
 def measure(cfg, run, stage: str, iteration: int, selection_cfg=None) -> dict:
     """Train and evaluate `stage` of `iteration`; for GRPO, first redo the problem selection if `selection_cfg`
     changes it (with the run's own seed, so that every trainer seed sees the same problems)."""
-    from ovlt.stages import curation, evaluation, training
+    from ovlt.stages.registry import run_stage
 
     if stage == "grpo" and selection_cfg is not None:
-        curation.select_hard(selection_cfg, run, iteration)  # finished (the run's own) unless overrides change it
-    getattr(training, stage)(cfg, run, iteration)
+        run_stage(selection_cfg, run, "select_hard", iteration)  # finished (the run's own) unless overrides change it
+    run_stage(cfg, run, stage, iteration)
     checkpoint = f"{stage}-{iteration}"
-    accuracy = evaluation.evaluate(cfg, run, checkpoint)["counts"]["synthetic"]["accuracy"]
+    accuracy = run_stage(cfg, run, "evaluate", checkpoint)["counts"]["synthetic"]["accuracy"]
     row = {"seed": cfg.seed, "accuracy": accuracy}
     if stage == "grpo":
         row["reward_first"], row["reward_last"] = reward_quarters(run.stage_dir("grpo", iteration))
@@ -87,6 +87,7 @@ def main() -> None:
     from ovlt.ground.artifacts import Run
     from ovlt.ground.config import load_config, overrides_from
     from ovlt.stages import evaluation
+    from ovlt.stages.registry import run_stage
 
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
@@ -106,7 +107,7 @@ def main() -> None:
         rows.append(measure(cfg, Run(work), args.stage, args.iteration, selection_cfg) | {"run": work})
 
     start = f"sft-{args.iteration}"
-    baseline = (evaluation.evaluate(base_cfg, origin, start)["counts"]["synthetic"]["accuracy"]  # finished: read
+    baseline = (run_stage(base_cfg, origin, "evaluate", start)["counts"]["synthetic"]["accuracy"]  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
     label = f"vs {start.upper()}" if args.stage == "grpo" else "vs majority"
     print(f"\n{args.stage.upper()}-{args.iteration} of {source} by seed (held-out n = {base_cfg.data.heldout_size}); "

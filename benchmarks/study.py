@@ -48,35 +48,28 @@ def print_table(run: Path) -> None:
         print(f"{'notebooks, kernels, imports':<28}{wall - total:>10.1f}{(wall - total) / wall:>8.1%}")
 
 
-def stage_call(label: str):
-    """The stage function and its arguments for a label like `iter1/sft`, `data` or `eval/base`."""
-    from ovlt.stages import curation, evaluation, teachers, training
-    from ovlt.stages import data as pool
-    from ovlt.stages.student import build_student
-
-    if label.startswith("eval/"):
-        return evaluation.evaluate, (label.split("/", 1)[1],)
-    if "/" not in label:
-        return {"data": pool.build_data, "decontaminate": pool.decontaminate_pool, "student": build_student}[label], ()
-    iteration, name = label.split("/")
-    functions = {"caption": teachers.caption, "distill": teachers.distill, "self_generate": teachers.self_generate,
-                 "select": curation.select, "filter": curation.filter_reflections, "sft": training.sft,
-                 "select_hard": curation.select_hard, "grpo": training.grpo}
-    return functions[name], (int(iteration.removeprefix("iter")),)
+def stage_key(label: str) -> tuple[str, int | str | None]:
+    """(stage name, key) of a stage folder relative to the run: `data`, `iter1/sft`, `eval/base`."""
+    parts = Path(label).parts
+    if parts[0] == "eval":
+        return "evaluate", parts[1]
+    if len(parts) == 2:
+        return parts[1], int(parts[0].removeprefix("iter"))
+    return parts[0], None
 
 
 def profile(run: Path, label: str, config: Path, top: int = 25) -> None:
     from ovlt.ground.artifacts import Run
     from ovlt.ground.config import load_config
+    from ovlt.stages.registry import run_stage
 
     work = Path(tempfile.mkdtemp(prefix="ovlt-profile-")) / run.name
     shutil.copytree(run, work, ignore=shutil.ignore_patterns("notebooks"))
     (work / label / "manifest.json").unlink()
-    function, args = stage_call(label)
     cfg = load_config(config)
     profiler = cProfile.Profile()
     start = time.perf_counter()
-    profiler.runcall(function, cfg, Run(work), *args)
+    profiler.runcall(run_stage, cfg, Run(work), *stage_key(label))
     print(f"\nprofile of {label}: {time.perf_counter() - start:.1f}s")
     for title, pattern in (("ovlt's own functions", "ovlt/"), ("everything", "")):
         out = io.StringIO()

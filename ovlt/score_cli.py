@@ -40,8 +40,6 @@ def read_responses(path: Path, known_ids: set[str]) -> dict[str, str]:
 
 def format_report(summary: dict) -> str:
     lines = [f"benchmark: {summary['benchmark']}  protocol: {summary['protocol']}"]
-    if "judge" in summary:
-        lines.append(f"judge: {summary['judge']['model']} ({summary['judge']['judged']} answers judged)")
     for key, table in summary["breakdowns"].items():
         lines.append(f"by {key}:")
         width = max(len(v) for v in table) if table else 0

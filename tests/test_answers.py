@@ -182,6 +182,26 @@ def test_math_verify_works_outside_the_main_thread():
     assert out and out[0].correct
 
 
+# --- the think/answer format --------------------------------------------------------------------------------------
+
+def test_chain_parts_are_read_as_the_scorer_reads_them():
+    chain = answers.chain_text("Red is 6. So red.", "B")
+    assert chain == "<think>Red is 6. So red.</think>\n<answer>B</answer>" and answers.well_formed(chain)
+    assert answers.think_text(chain) == "Red is 6. So red." and answers.answer_text(chain) == "B"
+    assert answers.sentences(answers.think_text(chain)) == ["Red is 6.", "So red."]
+    # the last complete answer tag, as `extract` reads it, also when the reasoning mentions a tag
+    stray = "<think>I put it in <answer> tags</think>\n<answer> 7 </answer>"
+    assert answers.answer_text(stray) == "7" == extract(stray).text
+    assert answers.answer_text("<think>x</think>") is None and answers.think_text("so 3 <answer>3</answer>") == "so 3"
+
+
+def test_split_reasoning_reads_r1_and_tagged_responses():
+    assert answers.split_reasoning("a\n</think>\n\n\\boxed{2}") == ("a\n", "\n\n\\boxed{2}")  # began inside <think>
+    assert answers.split_reasoning("<think>a</think>b</think>c") == ("a</think>b", "c")  # the last </think>
+    assert answers.split_reasoning("<think>a <answer>2</answer>") == ("a ", "<answer>2</answer>")
+    assert answers.split_reasoning("<think>a, so 2") == ("a, so 2", "<think>a, so 2")
+
+
 # --- TRL reward functions -----------------------------------------------------------------------------------------
 
 def test_format_reward_and_well_formed():

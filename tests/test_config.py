@@ -30,7 +30,7 @@ def test_paper_config_has_paper_values():
     assert global_batch == 32
     g = cfg.grpo
     assert (g.num_generations, g.temperature, g.top_p, g.beta, g.learning_rate, g.weight_decay) == (5, 1.0, 0.99, 0.01, 1e-6, 0.01)
-    assert (g.max_prompt_length, g.max_completion_length) == (6144, 2048)
+    assert g.max_completion_length == 2048
     assert cfg.iterations == 3
     assert [s.sft_problems for s in cfg.schedule] == [25000, 5000, 5000]
     assert all(s.grpo_problems == 5000 for s in cfg.schedule)

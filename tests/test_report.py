@@ -179,10 +179,12 @@ def test_model_text_is_escaped(study_run, tmp_path):
     from ovlt.stages import report
 
     run = report.load(copy_run(study_run, tmp_path / "run"))
-    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    # U+2028 and U+0085 end a line for str.splitlines but sit unescaped inside JSON strings, as evaluate writes them
+    evil = '<script>alert("x")</script>\u2028\x85<img src=x onerror=alert(1)>'
     for path in (run.root / "eval").glob("*/*/predictions.jsonl"):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        path.write_text("".join(json.dumps({**r, "response": evil, "extracted": evil}) + "\n" for r in rows))
+        path.write_text("".join(json.dumps({**r, "response": evil, "extracted": evil}, ensure_ascii=False) + "\n"
+                                for r in rows), encoding="utf-8")
     traces = report.trace_table(run, n=40).data
     assert "<script>" not in traces and "onerror=alert" not in traces.replace(html.escape(evil), "")
     assert html.escape(evil) in traces

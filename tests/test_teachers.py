@@ -9,6 +9,7 @@ import datasets
 import pytest
 
 from ovlt.engines import scripted
+from ovlt.engines.generation import Backend
 from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS, load_config
 from ovlt.ground.procedural import generate
@@ -310,7 +311,7 @@ def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend
     assert sum(source["truncated"] for source in counts["by_source"].values()) == 12
 
 
-class CannedBackend:
+class CannedBackend(Backend):
     """A generation backend that returns, for every prompt, the completions it was made with."""
 
     engines = 1

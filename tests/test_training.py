@@ -313,7 +313,7 @@ def test_a_killed_sft_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_path
     shutil.copy(saved / "checkpoint-2" / "model.safetensors", partial)
     (partial / "trainer_state.json").write_text((saved / "checkpoint-2" / "trainer_state.json").read_text()[:40])
 
-    with caplog.at_level("INFO", logger="ovlt.stages.training.worker"):
+    with caplog.at_level("INFO", logger="ovlt.stages.training.common"):
         manifest = sft(cfg, run, 1)
     train = manifest["train"]
     assert "resuming training from step 2" in caplog.text
@@ -436,7 +436,7 @@ def test_a_killed_grpo_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_pat
         grpo(cfg, run, 1)
     assert [p.name for p in (stage_dir / "shards" / "trainer").glob("checkpoint-*")] == ["checkpoint-1"]
 
-    with caplog.at_level("INFO", logger="ovlt.stages.training.worker"):
+    with caplog.at_level("INFO", logger="ovlt.stages.training.common"):
         manifest = grpo(cfg, run, 1)
     assert "resuming training from step 1" in caplog.text
     assert manifest["train"]["resumed_from_step"] == 1 and manifest["counts"]["steps"] == 3

@@ -68,6 +68,9 @@ class Completion:
 
 
 class Backend(Protocol):
+    """What the stages sample with. The backends here are also context managers: `with backend_for(...) as backend:`
+    closes it (its engines hold GPUs and worker processes) however the block ends."""
+
     engines: int  # engines sampling side by side (`DataParallelBackend`), 1 otherwise
 
     def generate(
@@ -75,6 +78,12 @@ class Backend(Protocol):
     ) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def count_images(chat: Chat) -> int:
@@ -134,7 +143,7 @@ def decoded_per_prompt(params: SamplingParams) -> int:
     return params.n if params.temperature > 0 else 1
 
 
-class TransformersBackend:
+class TransformersBackend(Backend):
     """`model.generate` in left-padded batches with a KV cache.
 
     Prompts are sorted by length so each batch pads little, and results come back in the caller's order. `n > 1`
@@ -298,7 +307,7 @@ def vllm_arguments(
             "seed": seed, "trust_remote_code": trust_remote_code, **vision, **llm_options}
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """The same interface over `vllm.LLM` (GPU only; vLLM is imported here, not at module import).
 
     Prompts are rendered with the checkpoint's own processor (`render_prompt`, as in `TransformersBackend`), so both
@@ -415,7 +424,7 @@ def _engine_main(conn, rank: int, backend: str, model_path: str, options: dict, 
     except BaseException:  # reported to the caller, who raises it with this engine's rank
         conn.send(("error", traceback.format_exc()))
         return
-    try:
+    with engine:
         conn.send(("ready", None))
         while True:
             try:
@@ -428,8 +437,6 @@ def _engine_main(conn, rank: int, backend: str, model_path: str, options: dict, 
                 conn.send(("ok", engine.generate(*message[1:])))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
-    finally:
-        engine.close()
 
 
 def _stop_workers(processes: list, connections: list, timeout: float = 120.0) -> None:
@@ -446,7 +453,7 @@ def _stop_workers(processes: list, connections: list, timeout: float = 120.0) ->
             process.join(10)
 
 
-class DataParallelBackend:
+class DataParallelBackend(Backend):
     """`engines` copies of one backend side by side, each in a persistent worker process on its own GPUs.
 
     Each worker is started (multiprocessing "spawn": a fresh interpreter, no CUDA state inherited) with

@@ -50,6 +50,11 @@ from transformers.modeling_utils import AttentionInterface
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.utils import is_torchvision_available
 
+from ovlt.ground.artifacts import fingerprint
+from ovlt.ground.config import TinyDims
+from ovlt.ground.schema import option_letters
+from ovlt.scoring.answers import chain_text
+
 log = logging.getLogger(__name__)
 
 # Qwen2.5-VL-7B-Instruct's published config.json, in the flat form described above.
@@ -78,25 +83,12 @@ QWEN25_VL_7B_DIMS: dict = {
     "vision_tokens_per_second": 2,
 }
 
-# The tiny model: ~2.6 M parameters with the ~3k-token vocabulary. head_dim = 256 / 4 = 64, so the
-# mrope sections (temporal, height, width) must sum to 32; Qwen's 16:24:24 split scaled down.
-TINY_DIMS: dict = {
-    "vocab_size": 3072,
-    "hidden_size": 256,
-    "intermediate_size": 640,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
+# The tiny model's dimensions that the config does not set (`TinyDims` holds the others, with their defaults).
+TINY_FIXED_DIMS: dict = {
     "max_position_embeddings": 4096,
     "rms_norm_eps": 1e-6,
     "initializer_range": 0.02,
-    "rope_theta": 1e6,
-    "mrope_section": [8, 12, 12],
     "tie_word_embeddings": True,
-    "vision_depth": 2,
-    "vision_hidden_size": 64,
-    "vision_intermediate_size": 128,
-    "vision_num_heads": 4,
     "vision_patch_size": 14,
     "vision_spatial_merge_size": 2,
     "vision_temporal_patch_size": 2,
@@ -104,6 +96,28 @@ TINY_DIMS: dict = {
     "vision_fullatt_block_indexes": [1],
     "vision_tokens_per_second": 2,
 }
+
+
+def mrope_sections(head_dim: int) -> list[int]:
+    """Split the rotary half of a head over (time, height, width) as Qwen2.5-VL does ([16, 24, 24] of 64)."""
+    half = head_dim // 2
+    time_part = half // 4
+    height = (half - time_part) // 2
+    return [time_part, height, half - time_part - height]
+
+
+def tiny_dims(**overrides) -> dict:
+    """The tiny model's flat dims: `TinyDims`' defaults (the config's models.student.tiny) and `TINY_FIXED_DIMS`,
+    under `overrides`; `mrope_section=None` takes Qwen2.5-VL's split for the head size."""
+    dims = {**TINY_FIXED_DIMS, **TinyDims().model_dump(), **overrides}
+    if dims["mrope_section"] is None:
+        dims["mrope_section"] = mrope_sections(dims["hidden_size"] // dims["num_attention_heads"])
+    return dims
+
+
+# The default tiny model: ~2.6 M parameters with the ~3k-token vocabulary; head_dim 256 / 4 = 64, so its mrope
+# sections are Qwen's 16:24:24 split scaled down to [8, 12, 12].
+TINY_DIMS: dict = tiny_dims()
 
 # Qwen2.5-VL's special tokens and their ids in the real vocabulary.
 QWEN_TOKEN_IDS = {
@@ -146,7 +160,7 @@ class OvltQwenVLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without a video processor.
 
     The stock processor requires one, and every video processor needs torchvision, which cannot be installed
-    next to the CPU torch (docs/findings.md). Images are all this study feeds the model.
+    next to the CPU torch (docs/findings.md, "Qwen2.5-VL without torchvision"). Images are all this study feeds the model.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
@@ -215,7 +229,7 @@ def builtin_corpus(seed: int = 0, size: int = 3000) -> list[str]:
     templated problems with lettered options, reasoning chains and answer tags."""
     shipped = (Path(__file__).parent / "assets" / "tokenizer_corpus.txt").read_text().splitlines()
     rng = random.Random(seed)
-    letters = "ABCDEFGH"
+    letters = option_letters(8)
     colors = ["red", "blue", "green", "orange", "purple", "gray", "yellow", "black"]
     shapes = ["bar", "dot", "circle", "square", "triangle", "line", "angle", "segment"]
     questions = [
@@ -259,8 +273,7 @@ def builtin_corpus(seed: int = 0, size: int = 3000) -> list[str]:
             [fill["letter"], str(fill["n"]), f"{fill['n']}.{fill['m'] % 10}", rng.choice(["Yes", "No"])]
         )
         lines.append(
-            f"{rng.choice(questions).format(**fill)}\nChoices:\n{options}\n"
-            f"<think>{chain}</think>\n<answer>{answer}</answer>"
+            f"{rng.choice(questions).format(**fill)}\nChoices:\n{options}\n{chain_text(chain, answer)}"
         )
     return shipped + lines
 
@@ -313,24 +326,18 @@ def tiny_image_processor() -> Qwen2VLImageProcessorPil:
     return Qwen2VLImageProcessorPil(size={"shortest_edge": TINY_MIN_PIXELS, "longest_edge": TINY_MAX_PIXELS})
 
 
-def _fingerprint(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None, **dims) -> Path:
     """Build (or find cached) a tiny Qwen2.5-VL under `out_dir`; returns its folder, loadable with `load`.
 
-    `dims` override `TINY_DIMS`; `mrope_section=None` takes Qwen2.5-VL's split for the head size. The tokenizer is
-    trained on `builtin_corpus()` plus `corpus` (e.g. the data module's generated questions and chains); its size
-    sets the model's vocabulary. Same arguments, same bytes: the folder is named by a fingerprint of them, and a
-    second call returns it without building.
+    `dims` override the defaults of `tiny_dims` (`mrope_section=None` takes Qwen2.5-VL's split for the head size).
+    The tokenizer is trained on `builtin_corpus()` plus `corpus` (e.g. the data module's generated questions and
+    chains); its size sets the model's vocabulary. Same arguments, same bytes: the folder is named by a fingerprint
+    of them, and a second call returns it without building.
     """
-    dims = {**TINY_DIMS, **dims}
-    if dims["mrope_section"] is None:
-        dims["mrope_section"] = mrope_sections(dims["hidden_size"] // dims["num_attention_heads"])
+    dims = tiny_dims(**dims)
     texts = builtin_corpus(seed) + list(corpus or [])
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-    key = _fingerprint({"recipe": TINY_RECIPE_VERSION, "seed": seed, "dims": dims, "corpus": corpus_hash})
+    key = fingerprint({"recipe": TINY_RECIPE_VERSION, "seed": seed, "dims": dims, "corpus": corpus_hash})
     folder = Path(out_dir) / f"qwen25vl-tiny-{key}"
     if (folder / "config.json").exists():
         return folder
@@ -402,8 +409,8 @@ def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str
     """
     texts = builtin_corpus(seed) + list(corpus or [])
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-    key = _fingerprint({"recipe": TINY_REASONER_RECIPE_VERSION, "seed": seed, "dims": TINY_REASONER_DIMS,
-                        "template": TINY_REASONER_CHAT_TEMPLATE, "corpus": corpus_hash})
+    key = fingerprint({"recipe": TINY_REASONER_RECIPE_VERSION, "seed": seed, "dims": TINY_REASONER_DIMS,
+                       "template": TINY_REASONER_CHAT_TEMPLATE, "corpus": corpus_hash})
     folder = Path(out_dir) / f"reasoner-tiny-{key}"
     if (folder / "config.json").exists():
         return folder
@@ -488,7 +495,7 @@ def set_pixel_bounds(image_processor, min_pixels: int | None = None, max_pixels:
 
 def left_pad(processor):
     """Pad prompts on the left: generation continues every row from its last real token, and TRL's GRPO
-    crashes in get_rope_index on right-padded Qwen2.5-VL batches (docs/findings.md)."""
+    crashes in get_rope_index on right-padded Qwen2.5-VL batches (docs/findings.md, "TRL 1.16 with Qwen2.5-VL")."""
     getattr(processor, "tokenizer", processor).padding_side = "left"
     return processor
 
@@ -589,13 +596,3 @@ def freeze_vision(model: PreTrainedModel) -> PreTrainedModel:
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def mrope_sections(head_dim: int) -> list[int]:
-    """Split the rotary half of a head over (time, height, width) as Qwen2.5-VL does ([16, 24, 24] of 64)."""
-    half = head_dim // 2
-    time_part = half // 4
-    height = (half - time_part) // 2
-    return [time_part, height, half - time_part - height]
-
-

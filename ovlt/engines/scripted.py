@@ -2,9 +2,10 @@
 
 They read the problem's `scene` (the procedural generator's ground truth). The captioner omits, rounds ("about
 6") or misreads a share of the facts (models.captioner.fidelity, omit_rate); the reasoner sees only the caption
-and the question. It writes DENSE chains, the form the tiny student learns best from (docs/findings.md): first
-the values it relies on, then a short computation, then a concluding sentence, then the answer, with optional
-restatements (verbosity) and self-reflections ("Wait, let me check ...", reflection_rate) that the filter cuts.
+and the question. It writes DENSE chains, the form the tiny student learns best from
+(docs/findings.md, "Learning on CPU"): first the values it relies on, then a short computation, then a concluding
+sentence, then the answer, with optional restatements (verbosity) and self-reflections ("Wait, let me check ...",
+reflection_rate) that the filter cuts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import get_args
 from ovlt.ground.config import AnswerWith
 from ovlt.ground.procedural import COLORS, SHAPES, solve
 from ovlt.ground.schema import option_letter
+from ovlt.scoring.answers import chain_text
 
 SIZE_WORDS = {1: "small", 2: "medium", 3: "big"}
 
@@ -131,21 +133,17 @@ class ScriptedReasoner:
     probability 1 - `fidelity` a chain slips in its computation. `verbosity` 0-3 adds restatements;
     each chain holds a self-reflection with probability `reflection_rate` (a second one with half of it).
     A reflection re-checks the values and corrects a slip, so the final answer follows the corrected step.
-    `stepwise` chart and counting chains make every step copy from a few tokens back. Tallest / shortest bar chains
-    carry each option's letter beside the bar that has it and keep a running best after every value ("red (A) is 3,
-    top red (A) 3. blue (B) is 4, top blue (B) 4. ..."), instead of looking a value up across the chain: a tiny
-    student stated every bar value right in 80% of its tallest/shortest chains yet named the right bar only 37% of
-    the time (near chance) with the plain "red is 3, blue is 4, green is 1. 4 is the largest value. The tallest bar
-    is blue." chain. Value and compare chains state only the bars asked about, in the question's order; count chains
-    number each asked-about object as they list it ("a small red square (1)"). For the largest object they first
-    copy the options in order, each followed by its letter ("The options are red square (A), blue circle (B)."), and
-    conclude "the red square (A)": measured, the plain chain named the right object in 48 of 48 chains with every
-    object stated right, yet its answer letter matched that object in only 19 (the "(A) red square" lookup in the
-    prompt is the hard step).
+    `stepwise` chart and counting chains make every step copy from a few tokens back, because looking a value up
+    across the chain is the step a tiny student fails at (docs/findings.md, "Teacher chains"). Tallest / shortest
+    bar chains carry each option's letter beside the bar that has it and keep a running best after every value
+    ("red (A) is 3, top red (A) 3. blue (B) is 4, top blue (B) 4. ...") instead of "red is 3, blue is 4, green is 1.
+    4 is the largest value. The tallest bar is blue.". Value and compare chains state only the bars asked about, in
+    the question's order; count chains number each asked-about object as they list it ("a small red square (1)").
+    For the largest object they first copy the options in order, each followed by its letter ("The options are red
+    square (A), blue circle (B)."), and conclude "the red square (A)".
     `answer_with="option"` writes a multiple-choice answer as the option's text instead of its letter (the prompt
-    asks for neither, and the scorer, like MathVista's, reads both) and leaves the letters out of the reasoning.
-    Measured (tiny student, stepwise, 600 held-out): with letters it named the right largest object in 148 of 148
-    chains yet wrote the last option's letter (largest 0.45, chance 0.48); with the option's text, 0.92.
+    asks for neither, and the scorer, like MathVista's, reads both) and leaves the letters out of the reasoning:
+    with letters the student found the right option and wrote the wrong letter (same section).
     """
 
     def __init__(self, fidelity: float = 1.0, reflection_rate: float = 0.0, verbosity: int = 1, seed: int = 0,
@@ -372,7 +370,7 @@ class ScriptedReasoner:
             sentences += [rng.choice(REFLECTIONS).format(what=what), self._facts(scene, choices),
                           *([compute] if compute else []), conclude]
             stated = answer
-        return f"<think>{' '.join(sentences)}</think>\n<answer>{self._answer_tag(stated, problem)}</answer>"
+        return chain_text(" ".join(sentences), self._answer_tag(stated, problem))
 
     def chains(self, problem: dict, caption: str, n: int) -> list[str]:
         return [self.chain(problem, caption, i) for i in range(n)]

@@ -27,6 +27,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+PREDICTIONS = "predictions.jsonl"  # per evaluated checkpoint and benchmark, one scored response a line
+METRICS = "metrics.json"  # per evaluated checkpoint and benchmark: accuracy, interval, breakdowns
 SHARDS = "shards"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
 TRACKED_PACKAGES = ("ovlt", "torch", "transformers", "trl", "datasets", "accelerate", "peft", "math-verify", "vllm")
@@ -159,6 +161,12 @@ class Run:
 
     def eval_dir(self, checkpoint: str) -> Path:
         return self.root / "eval" / safe_name(checkpoint, "checkpoint name")
+
+    def predictions_path(self, checkpoint: str, benchmark: str) -> Path:
+        return self.eval_dir(checkpoint) / safe_name(benchmark, "benchmark name") / PREDICTIONS
+
+    def metrics_path(self, checkpoint: str, benchmark: str) -> Path:
+        return self.eval_dir(checkpoint) / safe_name(benchmark, "benchmark name") / METRICS
 
     @property
     def notebooks_dir(self) -> Path:

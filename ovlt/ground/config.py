@@ -7,11 +7,15 @@ in a config otherwise surfaces hours later on a GPU cluster.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from ovlt.ground import trl_fields
 
 Backend = Literal["vllm", "transformers", "scripted"]
 AnswerWith = Literal["letter", "option"]  # what a scripted chain's multiple-choice <answer> holds
@@ -218,29 +222,113 @@ class Launch(Section):
     cpu: bool = False
 
 
-class SFT(Section):
+@functools.cache
+def _trl_type(kind: object) -> TypeAdapter:
+    return TypeAdapter(kind)
+
+
+class TrainerSection(Section):
+    """A training section: fields of TRL's config (TRL_FIELDS), passed to it as they are, and the few keys ovlt reads
+    itself (OVLT_KEYS). The fields declared here and in SFT and GRPO carry the paper's values as defaults (TRL's
+    differ) or are read by ovlt too (the plan, the launcher); any other TRL field may be set and is passed through.
+    Keys are checked at load against ovlt.ground.trl_fields, a table of TRL's fields, so that loading a config does
+    not import TRL (and torch)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    TRL_FIELDS: ClassVar[dict[str, object]]
+    # Read by ovlt, not passed to TRL as they are: TRL lacks them, or ovlt derives TRL arguments from them.
+    OVLT_KEYS: ClassVar[frozenset[str]] = frozenset({
+        "warmup_ratio",  # TRL's warmup_steps (transformers 5 dropped warmup_ratio; below 1, warmup_steps is a ratio)
+        "save_steps", "save_total_limit",  # TRL's save arguments, and 0 steps: no periodic checkpoints
+        "launch",
+    })
+    # TRL arguments ovlt sets itself (ovlt.stages.training.common.trl_arguments says why), refused as keys: each
+    # with what it is set from.
+    SET_BY_OVLT: ClassVar[dict[str, str]] = {
+        "output_dir": "the stage folder",
+        "seed": "the top-level seed",
+        "data_seed": "the top-level seed",
+        "warmup_steps": "warmup_ratio",
+        "gradient_checkpointing_kwargs": "gradient_checkpointing",
+        "use_cpu": "device and launch.cpu",
+        "model_init_kwargs": "device",
+        "trust_remote_code": "models.student.trust_remote_code",
+        "report_to": "the stage's own logs (log.jsonl, tb/)",
+        "save_strategy": "save_steps",
+        "save_only_model": "save_steps",
+    }
+
+    num_train_epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    bf16: bool = True
+    gradient_checkpointing: bool = False
+    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
+    # resumes from the newest one.
+    save_steps: int = Field(0, ge=0)
+    save_total_limit: int = Field(1, ge=1)
+    launch: Launch = Field(default_factory=Launch)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_trl_fields(cls, data):
+        """Every key but OVLT_KEYS is a TRL field that ovlt does not set, holding a value of the field's type. A field
+        not declared here is kept as that type reads it (YAML reads 1e-5 as a string, TRL would get the string); a
+        declared one is then validated as declared."""
+        if not isinstance(data, dict):
+            return data
+        checked, errors = dict(data), []
+        for key, value in data.items():
+            if key in cls.OVLT_KEYS:
+                continue
+            if key in cls.SET_BY_OVLT:
+                reason = PydanticCustomError("set_by_ovlt", "ovlt sets this TRL argument itself, from {source}",
+                                             {"source": cls.SET_BY_OVLT[key]})
+                errors.append(InitErrorDetails(type=reason, loc=(key,), input=value))
+            elif key not in cls.TRL_FIELDS:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(key,), input=value))
+            else:
+                try:
+                    as_trl_reads_it = _trl_type(cls.TRL_FIELDS[key]).validate_python(value)
+                except ValidationError as exc:
+                    reason = PydanticCustomError("trl_type", "{reasons}",
+                                                 {"reasons": "; ".join(sorted({e["msg"] for e in exc.errors()}))})
+                    errors.append(InitErrorDetails(type=reason, loc=(key,), input=value))
+                    continue
+                if key not in cls.model_fields:
+                    checked[key] = as_trl_reads_it
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return checked
+
+    def passed_to_trl(self) -> dict:
+        """The section's TRL arguments as they are: every key but OVLT_KEYS (fields not set keep TRL's defaults)."""
+        return self.model_dump(exclude=set(self.OVLT_KEYS))
+
+
+class SFT(TrainerSection):
+    """TRL's SFTConfig, and how the student is fine-tuned (the paper: the whole language model, vision frozen)."""
+
+    TRL_FIELDS = trl_fields.SFT_CONFIG
+    OVLT_KEYS = TrainerSection.OVLT_KEYS | {"finetune", "freeze_vision", "lora", "heldout_examples"}
+    SET_BY_OVLT = TrainerSection.SET_BY_OVLT | {
+        "completion_only_loss": "the paper's recipe (the loss on the completion only)",
+        "eval_on_start": "heldout_examples",
+    }
+
     finetune: Literal["full", "lora"] = "full"
     freeze_vision: bool = True
     lora: Lora = Field(default_factory=Lora)
     learning_rate: float = Field(5e-6, gt=0)
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = Field(0.15, ge=0, lt=1)
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1)
     per_device_train_batch_size: int = Field(1, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
     weight_decay: float = Field(0.0, ge=0)
-    bf16: bool = True
-    gradient_checkpointing: bool = False
     max_length: int | None = Field(2048, gt=0)
     logging_steps: int = Field(10, ge=1)
     # Chains held out of training: their loss is measured before and after SFT (0: measure nothing).
     heldout_examples: int = Field(0, ge=0)
-    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
-    # resumes from the newest one.
-    save_steps: int = Field(0, ge=0)
-    save_total_limit: int = Field(1, ge=1)
-    launch: Launch = Field(default_factory=Launch)
 
 
 class SelectHard(Section):
@@ -260,7 +348,16 @@ class SelectHard(Section):
         return self
 
 
-class GRPO(Section):
+class GRPO(TrainerSection):
+    """TRL's GRPOConfig, and the rewards and guard that ovlt adds."""
+
+    TRL_FIELDS = trl_fields.GRPO_CONFIG
+    OVLT_KEYS = TrainerSection.OVLT_KEYS | {"format_reward_weight", "zero_reward_patience"}
+    SET_BY_OVLT = TrainerSection.SET_BY_OVLT | {
+        "reward_weights": "format_reward_weight",
+        "vllm_max_model_length": "models.student.max_model_len",
+    }
+
     num_generations: int = Field(5, ge=2)
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(0.99, gt=0, le=1)
@@ -269,15 +366,10 @@ class GRPO(Section):
     weight_decay: float = Field(0.01, ge=0)
     lr_scheduler_type: str = "constant"
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
-    max_prompt_length: int | None = Field(6144, gt=0)
     max_completion_length: int = Field(2048, ge=1)
     per_device_train_batch_size: int = Field(5, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    num_train_epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, ge=-1)
     loss_type: str = "grpo"
-    bf16: bool = True
-    gradient_checkpointing: bool = False
+    # The total reward is accuracy + format_reward_weight x format (ovlt.stages.training.grpo).
     format_reward_weight: float = Field(0.0, ge=0)
     # Stop a run whose accuracy reward is zero for this many first steps (0 disables the guard).
     zero_reward_patience: int = Field(20, ge=0)
@@ -285,11 +377,6 @@ class GRPO(Section):
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     logging_steps: int = Field(1, ge=1)
-    # A checkpoint every save_steps optimizer steps (0: none), the last save_total_limit kept; a stage that dies
-    # resumes from the newest one.
-    save_steps: int = Field(0, ge=0)
-    save_total_limit: int = Field(1, ge=1)
-    launch: Launch = Field(default_factory=Launch)
 
     @model_validator(mode="after")
     def _batch_divisible(self) -> GRPO:

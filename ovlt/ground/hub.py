@@ -34,7 +34,13 @@ from pathlib import Path
 
 import datasets
 
-from ovlt.ground.schema import PROBLEM_FEATURES, option_letter, validate_problem
+from ovlt.ground.schema import (
+    OPTION_LETTER,
+    PROBLEM_FEATURES,
+    option_letter,
+    option_letters,
+    validate_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +48,8 @@ log = logging.getLogger(__name__)
 # text helpers shared by every source
 
 _CHOICES_MARKER = re.compile(r"\b(?:Choices|Options)\s*:\s*", re.IGNORECASE)
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Z])\s*[.):]\s*(.+?)\s*$")
-_OPTION_INLINE = re.compile(r"(?:^|\s)\(?([A-Z])[.)]\s+")
+_OPTION_LINE = re.compile(rf"^\s*\(?({OPTION_LETTER})\s*[.):]\s*(.+?)\s*$")
+_OPTION_INLINE = re.compile(rf"(?:^|\s)\(?({OPTION_LETTER})[.)]\s+")
 _ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is)?\s*[:：]?\s*", re.IGNORECASE)
 
 
@@ -114,8 +120,8 @@ def make_problem(problem_id: str, image, question: str, answer: str, source: str
     answer = (answer or "").strip()
     if choices:
         letter = answer.strip("().").upper()
-        if len(letter) == 1 and "A" <= letter <= option_letter(len(choices) - 1):
-            answer = choices[ord(letter) - ord("A")]
+        if len(letter) == 1 and letter in option_letters(len(choices)):
+            answer = choices[option_letters(len(choices)).index(letter)]
         else:  # given as text: take the option's own spelling
             answer = next((c for c in choices if c.lower() == answer.lower()), answer)
         answer_type, precision = "multiple_choice", -1

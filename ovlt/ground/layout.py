@@ -14,16 +14,32 @@ def checkpoint_names(cfg: StudyConfig) -> list[str]:
     return names
 
 
+def parse_checkpoint(checkpoint: str) -> tuple[str, int | None]:
+    """A checkpoint name as (kind, iteration): `base` -> ("base", None), `sft-<i>` / `grpo-<i>` -> (kind, i)."""
+    if checkpoint == "base":
+        return "base", None
+    kind, _, iteration = checkpoint.partition("-")
+    if kind not in ("sft", "grpo") or not iteration.isdigit() or int(iteration) < 1:
+        raise ValueError(f"unknown checkpoint {checkpoint!r}: expected base, sft-<i> or grpo-<i>")
+    return kind, int(iteration)
+
+
+def checkpoint_order(checkpoint: str) -> tuple[int, int]:
+    """Sort key of checkpoint names in study order: base, sft-1, grpo-1, sft-2, ..."""
+    kind, iteration = parse_checkpoint(checkpoint)
+    return (0, 0) if iteration is None else (iteration, 0 if kind == "sft" else 1)
+
+
 def checkpoint_path(cfg: StudyConfig, run: Run, checkpoint: str) -> str:
     """Where a named checkpoint (`base`, `sft-<i>`, `grpo-<i>`) lives: a folder of the run, or a hub id."""
-    if checkpoint == "base":
-        if cfg.models.student.name == "tiny":
-            return str(run.stage_dir("student") / "checkpoint")
-        return cfg.models.student.name
-    kind, _, iteration = checkpoint.partition("-")
-    if kind not in ("sft", "grpo") or not iteration.isdigit() or not 1 <= int(iteration) <= cfg.iterations:
+    if checkpoint not in checkpoint_names(cfg):
         raise ValueError(f"unknown checkpoint {checkpoint!r}; expected one of {checkpoint_names(cfg)}")
-    return str(run.stage_dir(kind, int(iteration)) / "checkpoint")
+    kind, iteration = parse_checkpoint(checkpoint)
+    if iteration is not None:
+        return str(run.stage_dir(kind, iteration) / "checkpoint")
+    if cfg.models.student.name == "tiny":
+        return str(run.stage_dir("student") / "checkpoint")
+    return cfg.models.student.name
 
 
 def pool_ranges(cfg: StudyConfig) -> dict[tuple[int, str], tuple[int, int]]:

@@ -13,7 +13,7 @@
 
 Images are drawn with PIL (byte-deterministic for a given Pillow/FreeType) at `DEFAULT_IMAGE_SIZE` = 112
 pixels square: with Qwen2.5-VL's 28x28 merged patches that is 16 visual tokens, the size the tiny-model
-learning experiment in docs/findings.md was measured at. Easy levels are drawn big and plain (few bars
+learning experiment was measured at (docs/findings.md, "Learning on CPU"). Easy levels are drawn big and plain (few bars
 on a unit grid, few objects, large bold figures) so that a ~1-3M parameter model can read them.
 
 Each problem's `scene` column is the JSON of the facts the picture shows, plus the question under

@@ -1,32 +1,50 @@
 """The one problem schema every stage shares (docs/ARCHITECTURE.md), its validation, and the question renderer.
 
 A problem is one record of `PROBLEM_FEATURES`. Procedural and hub data both end up in this form, so
-everything downstream (captioning, distillation, training, evaluation) reads one shape.
+everything downstream (captioning, distillation, training, evaluation) reads one shape. The answer types and
+the option letters defined here are the ones the scorer (`ovlt.scoring`) reads.
 """
 
+import functools
 import re
 import string
 
-import datasets
-
 ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "list", "latex")
 SPLITS = ("train", "test")
+# Options are lettered A, B, C, ... in order (at most 26), as `format_question` shows them: "(B) text".
+OPTION_LETTERS = string.ascii_uppercase
+OPTION_LETTER = f"[{OPTION_LETTERS[0]}-{OPTION_LETTERS[-1]}]"  # one option letter, as a regular expression
 
-PROBLEM_FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "image": datasets.Image(),
-        "question": datasets.Value("string"),
-        "choices": datasets.List(datasets.Value("string")),
-        "answer": datasets.Value("string"),
-        "answer_type": datasets.Value("string"),
-        "precision": datasets.Value("int32"),
-        "source": datasets.Value("string"),
-        "split": datasets.Value("string"),
-        "difficulty": datasets.Value("int32"),
-        "scene": datasets.Value("string"),
-    }
-)
+
+@functools.cache
+def _problem_features():
+    # Built on first use: importing `datasets` takes over a second, and the scorer imports this module (in its
+    # math-verify worker process too) for the answer types and option letters only.
+    import datasets
+
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Image(),
+            "question": datasets.Value("string"),
+            "choices": datasets.List(datasets.Value("string")),
+            "answer": datasets.Value("string"),
+            "answer_type": datasets.Value("string"),
+            "precision": datasets.Value("int32"),
+            "source": datasets.Value("string"),
+            "split": datasets.Value("string"),
+            "difficulty": datasets.Value("int32"),
+            "scene": datasets.Value("string"),
+        }
+    )
+
+
+def __getattr__(name: str):
+    """`PROBLEM_FEATURES`: the problem's fields as `datasets.Features`."""
+    if name == "PROBLEM_FEATURES":
+        return _problem_features()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # ids become file names (per-problem artifacts), so only a conservative character set is allowed
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -34,9 +52,14 @@ _ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]+")
 
 def option_letter(i: int) -> str:
     """The letter of the i-th option: 0 -> "A"."""
-    if not 0 <= i < len(string.ascii_uppercase):
+    if not 0 <= i < len(OPTION_LETTERS):
         raise ValueError(f"option index {i} is outside A-Z (at most 26 options)")
-    return string.ascii_uppercase[i]
+    return OPTION_LETTERS[i]
+
+
+def option_letters(n: int) -> str:
+    """The letters of the first `n` options (of 26 at most): 3 -> "ABC"."""
+    return OPTION_LETTERS[:n]
 
 
 def format_question(problem: dict) -> str:
@@ -55,7 +78,7 @@ def validate_problem(record: dict, where: str) -> None:
     def fail(key: str, why: str):
         raise ValueError(f"{where}: key {key!r}: {why}")
 
-    for key in PROBLEM_FEATURES:
+    for key in _problem_features():
         if key not in record:
             fail(key, "missing")
 

@@ -32,6 +32,7 @@ from ovlt.engines.generation import render_prompt
 from ovlt.ground.config import PAPER_CAPTION_PROMPT
 from ovlt.ground.hub import load_source
 from ovlt.rehearsal.local_hub import write_hub
+from ovlt.scoring.answers import chain_text
 from ovlt.scoring.prompts import assistant_turn, student_chat, student_text
 from ovlt.stages.teachers import distill_prompt
 
@@ -62,7 +63,7 @@ CAPTION = "The image shows a chart or a figure with labels and numbers."
 
 
 def student_chain(answer: str) -> str:
-    return f"<think>I read the image and the question. So the answer is {answer}.</think>\n<answer>{answer}</answer>"
+    return chain_text(f"I read the image and the question. So the answer is {answer}.", answer)
 
 
 def reasoner_reply(answer: str) -> str:

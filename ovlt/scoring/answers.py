@@ -43,6 +43,10 @@ chains) goes through `score`. It works in two steps:
 math-verify runs only when the cheap rules cannot decide, in a separate worker process under a hard time limit
 (`MATH_VERIFY_TIMEOUT_S`): a sympy computation stuck in C code cannot be interrupted by a signal, but a process can
 be killed. A time-out counts as wrong and is logged. Model output is never executed or eval'd.
+
+The think/answer format the student learns (`REASONING_INSTRUCTION`) is written and read here too: `chain_text`
+writes a chain, `think_text` / `answer_text` / `split_reasoning` read its parts, `well_formed` checks its form, so
+curation, the teachers and the rewards read a chain exactly as the scorer does.
 """
 
 from __future__ import annotations
@@ -57,17 +61,12 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
+from ovlt.ground.schema import ANSWER_TYPES, OPTION_LETTER, option_letters
+
 log = logging.getLogger(__name__)
 
-REASONING_INSTRUCTION = (
-    "You should first think through the reasoning process inside <think> </think> tags, "
-    "then give the final answer inside <answer> </answer> tags."
-)
-ANSWER_TYPES = ("multiple_choice", "integer", "float", "text", "list", "latex")
 PROTOCOLS = ("strict", "mathvista", "mathvision")
 PROTOCOL_ALIASES = {"official": "mathvista"}
-RULES = ("answer_tag", "boxed", "answer_phrase", "refusal", "option_letter", "yes_no", "count_phrase", "option_text",
-         "option_words", "last_number", "none")
 MATH_VERIFY_TIMEOUT_S = 3.0
 # Answers sit at the end of a response; scanning only the tail bounds the cost of pathological inputs.
 MAX_SCAN_CHARS = 20_000
@@ -87,6 +86,60 @@ class Verdict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the think/answer format: the one place that writes and reads its tags
+
+REASONING_INSTRUCTION = (
+    "You should first think through the reasoning process inside <think> </think> tags, "
+    "then give the final answer inside <answer> </answer> tags."
+)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_WELL_FORMED = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*"
+                          r"</answer>\s*(?:<\|im_end\|>|<\|endoftext\|>|</s>)?\s*", re.DOTALL)
+
+
+def chain_text(think: str, answer: str) -> str:
+    """A chain in the format the student learns: `<think>think</think>`, a new line, `<answer>answer</answer>`."""
+    return f"<think>{think}</think>\n<answer>{answer}</answer>"
+
+
+def _last_answer_tag(text: str) -> str | None:
+    end = text.rfind("</answer>")
+    if end < 0:
+        return None
+    start = text.rfind("<answer>", 0, end)
+    return text[start + len("<answer>") : end] if start >= 0 else None
+
+
+def answer_text(chain: str) -> str | None:
+    """The content of the chain's last <answer>...</answer>, trimmed, or None."""
+    tagged = _last_answer_tag(chain)
+    return tagged.strip() if tagged is not None else None
+
+
+def think_text(chain: str) -> str:
+    """The reasoning of a chain: inside its first <think>...</think>, else everything before <answer>; trimmed."""
+    found = _THINK.search(chain)
+    return (found.group(1) if found else chain.split("<answer>")[0]).strip()
+
+
+def split_reasoning(response: str) -> tuple[str, str]:
+    """(reasoning, rest) of a reasoner's response. With a </think>: the text before the last one, from the last
+    <think> (R1-distill's chat template opens <think> in the prompt, so a response may start inside it), and the
+    text after it. Without: the text before the first <answer> less any <think>, and the response from that
+    <answer> on; when nothing follows an <answer> (or there is none), the rest is the text before it."""
+    if "</think>" in response:
+        think, _, rest = response.rpartition("</think>")
+        return think.split("<think>")[-1], rest
+    think, _, rest = response.partition("<answer>")
+    return think.replace("<think>", ""), ("<answer>" + rest if rest else think)
+
+
+def well_formed(text: str) -> bool:
+    """<think>...</think> then <answer>...</answer>, and nothing after </answer> but whitespace or an eos token."""
+    return _WELL_FORMED.fullmatch(text or "") is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # extraction
 
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])|(?<![\w\d])[-−]?\.\d+")
@@ -97,23 +150,15 @@ _PHRASE = re.compile(
 )
 # An option letter in its usual dresses: "B", "(B)", "B.", "B)", "B:", "Option B", optionally followed by the
 # option text: "B (No)", "(B) No", "B. No", "B: No". The letter itself must be upper case ("a horse" is prose).
-_LETTER_SPAN = re.compile(r"^(?:(?i:the\s+)?(?i:option|choice)\s*)?(?P<open>\(?)(?P<letter>[A-Z])\)?"
+_LETTER_SPAN = re.compile(rf"^(?:(?i:the\s+)?(?i:option|choice)\s*)?(?P<open>\(?)(?P<letter>{OPTION_LETTER})\)?"
                           r"(?P<sep>[.:)]|\s+|$)(?P<rest>.*)$", re.DOTALL)
 NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
     "seventeen eighteen nineteen twenty".split())}
 _COUNT = re.compile(r"\bthere\s+(?:are|is|were|was)\s+(?:only\s+|exactly\s+)?(\d+|" + "|".join(NUMBER_WORDS) + r")\b",
                     re.IGNORECASE)
-_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
-_TRAILING_LETTER = re.compile(r"(?:^|[\s:*(])\(?([A-Z])\)?[.)]?\s*(?:\([^()\n]{0,80}\))?[.*\s]*$")
-
-
-def _last_answer_tag(text: str) -> str | None:
-    end = text.rfind("</answer>")
-    if end < 0:
-        return None
-    start = text.rfind("<answer>", 0, end)
-    return text[start + len("<answer>") : end] if start >= 0 else None
+_PAREN_LETTER = re.compile(rf"\(({OPTION_LETTER})\)")
+_TRAILING_LETTER = re.compile(rf"(?:^|[\s:*(])\(?({OPTION_LETTER})\)?[.)]?\s*(?:\([^()\n]{{0,80}}\))?[.*\s]*$")
 
 
 def _balanced_group(text: str, open_at: int) -> str | None:
@@ -148,13 +193,9 @@ def _trim_span(span: str) -> str:
     return span.strip().strip("*").strip().rstrip(".").strip().strip("*\"'`").strip()
 
 
-def _letters(choices) -> str:
-    return "".join(chr(ord("A") + i) for i in range(min(len(choices), 26)))
-
-
 def _as_letter(span: str, choices) -> str | None:
     """The option letter a span names, if it names one of `choices`' letters."""
-    letters = _letters(choices)
+    letters = option_letters(len(choices))
     span = span.strip().strip("*$").strip()
     m = _LETTER_SPAN.match(span)
     if m and m.group("letter") in letters:
@@ -245,6 +286,11 @@ _CONCLUSION = re.compile(r"[*\s]*(?:therefore|thus|so|hence|in conclusion|in sum
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def sentences(text: str) -> list[str]:
+    """The non-blank sentences of a text, split where whitespace follows ".", "!" or "?"."""
+    return [s for s in _SENTENCE_END.split(text) if s.strip()]
+
+
 def _own_turn(text: str, turns: str) -> str:
     """The part of a run-on response that answers the question: before the first invented turn ("first", how a
     careful grader reads it) or after the last one ("last", how MathVista's GPT extractor read it)."""
@@ -267,9 +313,9 @@ def _refusal(text: str) -> str | None:
 def _verdict_sentence(text: str) -> str:
     """The sentence of the last paragraph that gives the verdict: its last conclusion ("Therefore, ...", "So
     ...") or else its first, since a paragraph without one states its answer first and then justifies it."""
-    sentences = [s for s in _SENTENCE_END.split(_last_line(text)) if s.strip()]
-    conclusions = [s for s in sentences if _CONCLUSION.match(s)]
-    return conclusions[-1] if conclusions else (sentences[0] if sentences else "")
+    said = sentences(_last_line(text))
+    conclusions = [s for s in said if _CONCLUSION.match(s)]
+    return conclusions[-1] if conclusions else (said[0] if said else "")
 
 
 def _yes_no(text: str, choices) -> str | None:
@@ -331,7 +377,7 @@ def extract(response: str, choices=(), turns: str = "first") -> Extraction:
         letter = _as_letter(last, choices)
         if letter is None:
             m = _TRAILING_LETTER.search(last[-200:])
-            letter = m.group(1) if m and m.group(1) in _letters(choices) else None
+            letter = m.group(1) if m and m.group(1) in option_letters(len(choices)) else None
         if letter:
             return Extraction(letter, "option_letter")
         yes_no = _yes_no(text, choices)
@@ -488,7 +534,7 @@ def _mathvista_equal(extracted: str, answer: str, answer_type: str, choices, pre
         paren = re.findall(r"\(([a-zA-Z])\)", extracted)
         if paren:
             extracted = paren[0].upper()
-        letters = _letters(choices)
+        letters = option_letters(len(choices))
         if len(extracted) == 1 and extracted in letters:
             return choices[letters.index(extracted)] == answer
         # Neither a letter nor an option: MathVista takes the option nearest in edit distance (first on ties).
@@ -531,7 +577,7 @@ def _strict_scalar_equal(pred: str, gold: str, answer_type: str, precision: int)
 
 def _strict_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
     if answer_type == "multiple_choice":
-        letters = _letters(choices)
+        letters = option_letters(len(choices))
         stripped = extracted.strip()
         if len(stripped) == 1 and stripped in letters:
             return _normalise_text(choices[letters.index(stripped)]) == _normalise_text(answer)
@@ -573,7 +619,7 @@ def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
     """MATH-V is_equal against the gold letter or the gold option: lower-cased exact match, then two-decimal
     numeric equivalence (math-verify in place of latex2sympy + eval)."""
     golds = [answer]
-    letters = _letters(choices)
+    letters = option_letters(len(choices))
     if choices and answer in choices:  # our records keep the option text; MATH-V also accepts the letter
         golds.append(letters[list(choices).index(answer)])
     pred = extracted.lower().strip()
@@ -632,9 +678,6 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
 # ----------------------------------------------------------------------------------------------------------------
 # TRL reward functions
 
-_WELL_FORMED = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*"
-                          r"</answer>\s*(?:<\|im_end\|>|<\|endoftext\|>|</s>)?\s*", re.DOTALL)
-
 
 def _completion_text(completion) -> str:
     """TRL passes plain strings, or conversational lists [{"role": "assistant", "content": ...}]."""
@@ -642,11 +685,6 @@ def _completion_text(completion) -> str:
         return completion
     return "".join(m["content"] if isinstance(m["content"], str) else
                    "".join(part.get("text", "") for part in m["content"]) for m in completion)
-
-
-def well_formed(text: str) -> bool:
-    """<think>...</think> then <answer>...</answer>, and nothing after </answer> but whitespace or an eos token."""
-    return _WELL_FORMED.fullmatch(text or "") is not None
 
 
 def accuracy_reward(completions, answer, answer_type, choices, precision, **kwargs) -> list[float]:

@@ -1,5 +1,4 @@
-"""Benchmarks: small declarative definitions (source, split, prompt, protocol, breakdowns), one scoring loop, and
-the statistics that compare two runs.
+"""Benchmarks: small declarative definitions (source, split, prompt, protocol, breakdowns) and one scoring loop.
 
 A benchmark is a `BenchmarkSpec` in `BENCHMARKS`, in the spirit of lmms-eval's task files. Each reads the hub
 (`load_hub`) or the authors' own local files plus an image folder (`load_local`):
@@ -23,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ovlt.ground.schema import OPTION_LETTER, OPTION_LETTERS, format_question, option_letters
 from ovlt.scoring import answers
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,11 @@ MATHVISTA_HINTS = {
     "list": "Hint: Please answer the question requiring a Python list as an answer and provide the final list, "
             "e.g., [1, 2, 3], [1.2, 1.3, 1.4], at the end.",
 }
-JUDGE_PROMPT = (
-    "You are checking a student's answer to a math problem against the reference answer.\n"
-    "Question: {question}\nReference answer: {answer}\nStudent's answer: {extracted}\n"
-    "End of the student's response: {response_tail}\n"
-    "Are the student's answer and the reference answer the same (equivalent values or the same option)? "
-    "Reply with exactly \"Judgement: 1\" if they are and \"Judgement: 0\" if they are not."
-)
 
 
-def _letters(n: int) -> list[str]:
-    return [chr(ord("A") + i) for i in range(n)]
+def _letter_index(answer: str) -> int:
+    """The index of the option an answer's first character names as a letter ("B" -> 1), else -1."""
+    return OPTION_LETTERS.find(answer[:1]) if answer[:1] else -1
 
 
 def _image(value, image_dir: Path | None):
@@ -63,10 +57,6 @@ def _image(value, image_dir: Path | None):
 
 
 def _with_choices(question: str, choices: list[str]) -> str:
-    from ovlt.ground.schema import (
-        format_question,  # lazy: ovlt.ground.procedural is heavier and optional for scoring
-    )
-
     return format_question({"question": question, "choices": choices})
 
 
@@ -86,7 +76,7 @@ def _mathvista_record(row: dict, image_dir: Path | None) -> dict:
         hint_key = "multi_choice" if question_type == "multi_choice" else (
             f"float{precision}" if source_type == "float" else source_type)
         question = f"Question: {row['question']}" + (f" (Unit: {row['unit']})" if row.get("unit") else "")
-        options = ["Choices:"] + [f"({letter}) {c}" for letter, c in zip(_letters(len(choices)), choices,
+        options = ["Choices:"] + [f"({letter}) {c}" for letter, c in zip(option_letters(len(choices)), choices,
                                                                             strict=True)] if choices else []
         prompt = "\n".join([MATHVISTA_HINTS.get(hint_key, MATHVISTA_HINTS["integer"]), question, *options])
     meta = dict(row.get("metadata") or {})
@@ -97,7 +87,7 @@ def _mathvista_record(row: dict, image_dir: Path | None) -> dict:
 
 
 _CHOICES_BLOCK = re.compile(r"\n\s*Choices:\s*\n(?P<block>.*)$", re.DOTALL | re.IGNORECASE)
-_CHOICE_LINE = re.compile(r"^\s*\(?([A-Z])\)?\s*[:.)]\s*(.*?)\s*$")
+_CHOICE_LINE = re.compile(rf"^\s*\(?({OPTION_LETTER})\)?\s*[:.)]\s*(.*?)\s*$")
 
 
 def _mathverse_choices(question: str) -> list[str]:
@@ -115,8 +105,8 @@ def _mathverse_record(row: dict, image_dir: Path | None) -> dict:
     choices, answer_type = [], "latex"
     if multiple_choice:
         # Vision-only items show their options only in the image: the letters themselves are the options.
-        choices = _mathverse_choices(row["question"]) or _letters(5)
-        letter_index = ord(answer[:1] or "?") - ord("A")
+        choices = _mathverse_choices(row["question"]) or list(option_letters(5))
+        letter_index = _letter_index(answer)
         answer = choices[letter_index] if 0 <= letter_index < len(choices) else answer
         answer_type = "multiple_choice"
     meta = dict(row.get("metadata") or {})
@@ -130,7 +120,7 @@ def _mathvision_record(row: dict, image_dir: Path | None) -> dict:
     choices = [str(c) for c in row.get("options") or []]
     answer, answer_type = str(row["answer"]).strip(), "latex"
     if choices:
-        index = ord(answer[:1] or "?") - ord("A")
+        index = _letter_index(answer)
         if not (len(answer) == 1 and 0 <= index < len(choices)):
             raise ValueError(f"MathVision item {row['id']}: answer {answer!r} is not an option letter")
         answer, answer_type = choices[index], "multiple_choice"
@@ -213,7 +203,6 @@ class BenchmarkSpec:
     to_record: Callable[[dict, Path | None], dict]
     official_protocol: str
     breakdown_keys: tuple[str, ...]
-    judge_free_form: bool = False  # an optional judge may re-check free-form answers (MathVerse style)
 
     def protocol(self, protocol: str) -> str:
         """Map "official" to this benchmark's published rules; other names go through unchanged."""
@@ -228,7 +217,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       _mathvista_record, "mathvista", ("question_type", "answer_type")),
         BenchmarkSpec("mathverse_testmini", "AI4Math/MathVerse", "testmini", "testmini",
                       ("sample_index", "problem_version", "question", "answer", "question_type", "query_cot"),
-                      _mathverse_record, "strict", ("problem_version",), judge_free_form=True),
+                      _mathverse_record, "strict", ("problem_version",)),
         BenchmarkSpec("mathvision_test", "MathLLMs/MathVision", None, "test",
                       ("id", "question", "options", "answer", "subject", "level"),
                       _mathvision_record, "mathvision", ("subject", "level")),
@@ -314,20 +303,6 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
 # scoring
 
 
-@dataclass
-class Judge:
-    """An optional model judge for free-form answers. `complete` maps prompts to replies; the lead wires it to
-    any local model through the generation backends. Named in every summary it takes part in."""
-
-    model: str
-    complete: Callable[[list[str]], list[str]]
-    prompt: str = JUDGE_PROMPT
-
-    def __call__(self, items: list[dict]) -> list[bool]:
-        replies = self.complete([self.prompt.format(**item) for item in items])
-        return [bool(re.search(r"Judgement:\s*1\b", reply or "")) for reply in replies]
-
-
 def _tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
     table = defaultdict(lambda: [0, 0])
     for row in rows:
@@ -337,12 +312,12 @@ def _tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
     return {value: {"correct": c, "total": n, "accuracy": c / n} for value, (c, n) in sorted(table.items())}
 
 
-def score_responses(spec_name: str, records: list[dict], responses: dict[str, str], protocol: str = "official",
-                    judge: Judge | None = None) -> tuple[list[dict], dict]:
+def score_responses(spec_name: str, records: list[dict], responses: dict[str, str],
+                    protocol: str = "official") -> tuple[list[dict], dict]:
     """Score one response per record. Records without a response count as wrong and are listed in the summary.
 
     Returns rows {"id", "extracted", "rule", "correct"} in record order, and a summary with accuracy, the
-    breakdowns named by the spec, the protocol actually used and, when a judge took part, its model and prompt.
+    breakdowns named by the spec, the protocol actually used and the extraction rules that fired.
     """
     from tqdm import tqdm
 
@@ -352,7 +327,7 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
     unknown = [i for i in responses if i not in by_id]
     if unknown:
         raise KeyError(f"{len(unknown)} response id(s) not in {spec.name}: {', '.join(map(str, unknown[:10]))}")
-    rows, missing, to_judge = [], [], []
+    rows, missing = [], []
     for record in tqdm(records, desc=f"score {spec.name}", disable=len(records) < 2000):
         if record["id"] not in responses:
             missing.append(record["id"])
@@ -362,15 +337,6 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
                                 record["choices"], record["precision"], used)
         rows.append({"id": record["id"], "extracted": verdict.extracted, "rule": verdict.rule,
                      "correct": verdict.correct})
-        if judge and spec.judge_free_form and record["answer_type"] != "multiple_choice" and not verdict.correct:
-            to_judge.append(len(rows) - 1)
-    if to_judge:
-        items = [{"question": by_id[rows[i]["id"]]["question"], "answer": by_id[rows[i]["id"]]["answer"],
-                  "extracted": rows[i]["extracted"], "response_tail": responses[rows[i]["id"]][-1500:]}
-                 for i in to_judge]
-        for i, ok in zip(to_judge, judge(items), strict=True):
-            if ok:
-                rows[i].update(correct=True, rule="judge")
     correct = sum(r["correct"] for r in rows)
     summary = {
         "benchmark": spec.name, "protocol": used, "correct": correct, "total": len(rows),
@@ -378,14 +344,6 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
         "breakdowns": {key: _tally(rows, by_id, key) for key in spec.breakdown_keys},
         "rules": dict(sorted(Counter(r["rule"] for r in rows).items())),
     }
-    if judge:
-        summary["judge"] = {"model": judge.model, "prompt": judge.prompt, "judged": len(to_judge)}
     if missing:
         log.warning("%s: %d record(s) had no response and count as wrong", spec.name, len(missing))
     return rows, summary
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# statistics
-
-

@@ -30,9 +30,20 @@ from ovlt.ground.artifacts import Run, Stage, atomic_write_text, load_dataset_di
 from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
 from ovlt.ground.procedural import COLORS
-from ovlt.scoring.answers import extract, match, score, well_formed
+from ovlt.ground.schema import OPTION_LETTER, option_letters
+from ovlt.scoring.answers import (
+    answer_text,
+    chain_text,
+    extract,
+    match,
+    score,
+    sentences,
+    think_text,
+    well_formed,
+)
 from ovlt.scoring.prompts import assistant_turn, student_chat, student_text
 from ovlt.scoring.statistics import pass_at_k
+from ovlt.stages.registry import Outcome, stage
 from ovlt.stages.rows import (
     Tally,
     open_image,
@@ -45,10 +56,7 @@ from ovlt.stages.rows import (
 
 log = logging.getLogger(__name__)
 
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_OPTION_MARK = re.compile(r"\s*\([A-Z]\)$")  # a trailing option letter, as in "red (B)"
+_OPTION_MARK = re.compile(rf"\s*\({OPTION_LETTER}\)$")  # a trailing option letter, as in "red (B)"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -59,21 +67,9 @@ def words(text: str) -> int:
     return len(text.split())
 
 
-def think_text(chain: str) -> str:
-    """The reasoning of a chain: inside <think>, else everything before <answer>."""
-    found = _THINK.search(chain)
-    return (found.group(1) if found else chain.split("<answer>")[0]).strip()
-
-
-def answer_text(chain: str) -> str | None:
-    """The content of the chain's last <answer> tag, or None."""
-    found = _ANSWER.findall(chain)
-    return found[-1].strip() if found else None
-
-
 def _as_option(span: str, choices: list[str], letter_first: bool) -> str:
     """A span as an option text when it names one (an option letter or text), else the span itself."""
-    letters = [chr(ord("A") + i) for i in range(len(choices))]
+    letters = list(option_letters(len(choices)))
     by_text = next((c for c in choices if c.lower() == span.lower()), None)
     by_letter = choices[letters.index(span)] if span in letters else None
     first, second = (by_letter, by_text) if letter_first else (by_text, by_letter)
@@ -83,10 +79,10 @@ def _as_option(span: str, choices: list[str], letter_first: bool) -> str:
 def concluded_answer(chain: str, choices=()) -> str:
     """What the last sentence of the reasoning concludes: the value after its last " is " ("The tallest bar
     is red." -> "red", "..., so the answer is No." -> "No"), else what `ovlt.scoring.answers.extract` finds in it."""
-    sentences = [s for s in _SENTENCE_END.split(think_text(chain)) if s.strip()]
-    if not sentences:
+    said = sentences(think_text(chain))
+    if not said:
         return ""
-    last = sentences[-1].strip()
+    last = said[-1].strip()
     value = last.rsplit(" is ", 1)[1] if " is " in last else extract(last, choices).text
     value = _OPTION_MARK.sub("", value.strip().rstrip(".!").strip())  # "red (B)": the red bar, marked as option B
     return value[4:] if value.lower().startswith("the ") else value
@@ -121,7 +117,7 @@ def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
     family = scene["family"]
     if family == "chart":
         truth = {b["label"]: b["value"] for b in scene["bars"]}
-        stated = re.findall(rf"\b({'|'.join(COLORS)})(?: \([A-Z]\))? is (\d+)\b", think)
+        stated = re.findall(rf"\b({'|'.join(COLORS)})(?: \({OPTION_LETTER}\))? is (\d+)\b", think)
         return bool(stated) and all(truth.get(label) == int(value) for label, value in stated)
     if family == "table":
         truth = {r["item"]: r["value"] for r in scene["rows"]}
@@ -202,15 +198,11 @@ SELECTED_FEATURES = datasets.Features({
     "n_chains": datasets.Value("int32"), "n_correct": datasets.Value("int32")})
 
 
-def select(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+@stage("select")
+def select(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Score all chains; keep one per problem by cfg.select.rule. Writes `<stage dir>/selected`."""
     upstream = "distill" if iteration == 1 else "self_generate"
     verify = iteration > 1  # self-generated chains: well formed and consistent, and a balanced mix
-    params = cfg.section("select", "seed") | (cfg.section("self_generate.max_share") if verify else {})
-    st = Stage(run, "select", iteration, params=params, inputs=[run.manifest(upstream, iteration)])
-    if st.done:
-        return st.manifest
-    st.begin()
     chains = load_dataset_dir(run.stage_dir(upstream, iteration) / "chains")
     problems = {r["id"]: r for r in iteration_problems(cfg, run, iteration, "sft").remove_columns("image")}
     k = cfg.distill.sampling.n if iteration == 1 else cfg.self_generate.sampling.n
@@ -257,8 +249,7 @@ def select(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     for source, p in passes.items():
         log.info("%s pass@1 %.3f, pass@%d %.3f over %d problems (%s)", source, p["pass@1"], k, p["pass@k"],
                  p["problems"], upstream)
-    return st.finish(counts=tally.as_dict(**extra), outputs=["selected"],
-                     extra={"pass_at_k": passes, "rule": cfg.select.rule, "verified": verify})
+    return Outcome(tally.as_dict(**extra), {"pass_at_k": passes, "rule": cfg.select.rule, "verified": verify})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -283,7 +274,7 @@ def cut_reflections(chain: str, markers) -> tuple[str | None, str]:
     kept, removed = think[:at].rstrip(), think[at:]
     if not kept or answer is None:
         return None, removed
-    return f"<think>{kept}</think>\n<answer>{answer}</answer>", removed
+    return chain_text(kept, answer), removed
 
 
 CHAT_FEATURE = [{"role": datasets.Value("string"),
@@ -357,7 +348,8 @@ def _student_tokenizer(cfg: StudyConfig, run: Run):
     return getattr(processor, "tokenizer", processor)
 
 
-def filter_reflections(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+@stage("filter")
+def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Apply cfg.filter.rule to the selected chains and write the SFT set at `<stage dir>/sft`.
 
     Columns: prompt, completion (TRL conversational prompt/completion), images, id, source, words, tokens
@@ -365,11 +357,6 @@ def filter_reflections(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     funnel goes into the manifest.
     """
     rule, markers = cfg.filter.rule, cfg.filter.markers
-    st = Stage(run, "filter", iteration, params=cfg.section("filter", "models.student.name"),
-               inputs=[run.manifest("select", iteration), run.manifest("student")])
-    if st.done:
-        return st.manifest
-    st.begin()
     selected = load_dataset_dir(run.stage_dir("select", iteration) / "selected")
     chains = {r["id"]: r for r in selected}
     problems = iteration_problems(cfg, run, iteration, "sft")
@@ -417,7 +404,7 @@ def filter_reflections(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     log.info("filter (%s): %d of %d kept; words %d -> %d, reflection markers %d -> %d", rule, counts["out"],
              counts["in"], counts["words_before"], counts["words_after"], counts["reflections_before"],
              counts["reflections_after"])
-    return st.finish(counts=counts, outputs=["sft", "cut.jsonl"], extra={"funnel": table, "rule": rule})
+    return Outcome(counts, {"funnel": table, "rule": rule})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -467,35 +454,28 @@ GRPO_FEATURES = datasets.Features({
     "source": datasets.Value("string"),
 })
 
-def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+@stage("select_hard")
+def select_hard(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Keep GRPO candidates the SFT-i model solves sometimes; writes the GRPO set at `<stage dir>/grpo`."""
     spec, sh = cfg.models.student, cfg.select_hard
     plan = cfg.schedule[iteration - 1]
-    st = Stage(run, "select_hard", iteration,
-               params=cfg.section("select_hard", f"schedule.{iteration - 1}", "models.student", "seed"),
-               inputs=[run.manifest("decontaminate"), run.manifest("sft", iteration)])
-    if st.done:
-        return st.manifest
-    st.begin()
     problems = iteration_problems(cfg, run, iteration, "grpo")
-    backend = study_backend(cfg, spec, checkpoint_path(cfg, run, f"sft-{iteration}"))
     params = sampling_from(sh.sampling, cfg.seed + 1000 * iteration)
+    # closed however the block ends: its engines hold the GPUs the next stage trains on
+    with study_backend(cfg, spec, checkpoint_path(cfg, run, f"sft-{iteration}")) as backend:
 
-    def work(batch: list[dict]) -> list[dict]:
-        usable, images, out = usable_rows(batch, pass_rate=None, above_chance=None)
-        if usable:
-            generated = backend.generate([student_chat(student_text(r)) for r in usable],
-                                         [[image] for image in images], params)
-            for r, cs in zip(usable, generated, strict=True):
-                rate = pass_rate([c.text for c in cs], r)
-                out.append({"id": r["id"], "source": r["source"], "status": "out", "pass_rate": rate,
-                            "above_chance": above_chance(rate, r)})
-        return out
+        def work(batch: list[dict]) -> list[dict]:
+            usable, images, out = usable_rows(batch, pass_rate=None, above_chance=None)
+            if usable:
+                generated = backend.generate([student_chat(student_text(r)) for r in usable],
+                                             [[image] for image in images], params)
+                for r, cs in zip(usable, generated, strict=True):
+                    rate = pass_rate([c.text for c in cs], r)
+                    out.append({"id": r["id"], "source": r["source"], "status": "out", "pass_rate": rate,
+                                "above_chance": above_chance(rate, r)})
+            return out
 
-    try:
         done = run_sharded(st, list(problem_rows(problems)), shard_size(spec, backend), work, "select_hard")
-    finally:
-        backend.close()  # its engines hold the GPUs the next stage trains on
     band_on = "above_chance" if sh.correct_for_guessing else "pass_rate"
     rates = {r["id"]: r[band_on] for r in done if r["status"] == "out"}
     chosen = set(select_by_band(rates, sh.bands, plan.grpo_problems, cfg.seed, sh.include_never_solved))
@@ -517,7 +497,5 @@ def select_hard(cfg: StudyConfig, run: Run, iteration: int) -> dict:
     if counts["out"] < plan.grpo_problems:
         log.warning("select_hard: only %d problems in band, fewer than the %d planned", counts["out"],
                     plan.grpo_problems)
-    return st.finish(counts=counts, outputs=["grpo", "pass_rates.jsonl"],
-                     extra={"histogram": {s: dict(sorted(h.items())) for s, h in sorted(histogram.items())},
-                            "banded_on": band_on,
-                            "model": f"sft-{iteration}", "k": sh.sampling.n})
+    return Outcome(counts, {"histogram": {s: dict(sorted(h.items())) for s, h in sorted(histogram.items())},
+                            "banded_on": band_on, "model": f"sft-{iteration}", "k": sh.sampling.n})

@@ -20,6 +20,7 @@ from ovlt.ground.hub import load_source
 from ovlt.ground.layout import pool_size
 from ovlt.ground.procedural import generate
 from ovlt.ground.schema import check_unique_ids
+from ovlt.stages.registry import Outcome, stage
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +90,9 @@ def synthetic_families(cfg: StudyConfig) -> list[str]:
     return [s.name[len(SYNTHETIC):] for s in cfg.data.sources if s.name.startswith(SYNTHETIC)]
 
 
-def build_data(cfg: StudyConfig, run: Run) -> dict:
+@stage("data")
+def build_data(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
     """Stage `data`: data/train (the pool, shuffled) and data/heldout (the synthetic benchmark)."""
-    st = Stage(run, "data", params=cfg.section("seed", "data", "schedule"))
-    if st.done:
-        return st.manifest
-    st.begin()
     wanted = int(pool_size(cfg) * (1 + DECONTAMINATION_MARGIN)) + 1
     drawn, by_source = _draw_pool(cfg, wanted)
     train = datasets.concatenate_datasets(list(drawn.values())).shuffle(seed=cfg.seed).flatten_indices()
@@ -110,7 +108,7 @@ def build_data(cfg: StudyConfig, run: Run) -> dict:
                            difficulty=levels or None, image_size=cfg.data.procedural.image_size)
         save_dataset(heldout, st.dir / "heldout")
         counts["heldout"] = len(heldout)
-    return st.finish(counts=counts, outputs=["train", "heldout"] if families else ["train"])
+    return Outcome(counts)
 
 
 def benchmark_items(cfg: StudyConfig, run: Run, name: str) -> datasets.Dataset:
@@ -124,15 +122,12 @@ def benchmark_items(cfg: StudyConfig, run: Run, name: str) -> datasets.Dataset:
     return benchmark_problems(ref, run, cfg.data.hub_root)
 
 
-def decontaminate_pool(cfg: StudyConfig, run: Run) -> dict:
+@stage("decontaminate")
+def decontaminate_pool(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
     """Stage `decontaminate`: drop every pool problem that matches a benchmark item (image or question)."""
     from ovlt.ground.decontaminate import decontaminate
 
     d = cfg.decontaminate
-    st = Stage(run, "decontaminate", params=cfg.section("decontaminate"), inputs=[run.manifest("data")])
-    if st.done:
-        return st.manifest
-    st.begin()
     pool = load_dataset_dir(run.stage_dir("data") / "train")
     drops = []
     if d.enabled and d.benchmarks:
@@ -146,4 +141,4 @@ def decontaminate_pool(cfg: StudyConfig, run: Run) -> dict:
     counts = {"in": len(pool) + len(drops), "out": len(pool), "dropped": len(drops),
               "dropped_by_source_and_benchmark": dict(by_pair),
               "dropped_by_reason": dict(Counter(row["reason"].split(" ")[0] for row in drops))}
-    return st.finish(counts=counts, outputs=["train", "drops.jsonl"])
+    return Outcome(counts)

@@ -13,18 +13,20 @@ import json
 import logging
 import math
 from collections import Counter, defaultdict
+from contextlib import ExitStack
 from pathlib import Path
 
 import datasets
 from PIL import Image
 
 from ovlt.engines.generation import SamplingParams, study_backend
-from ovlt.ground.artifacts import Run, Stage, atomic_write_json, atomic_write_text, load_dataset_dir
+from ovlt.ground.artifacts import MANIFEST, Run, Stage, atomic_write_json, atomic_write_text, load_dataset_dir
 from ovlt.ground.config import BenchmarkRef, StudyConfig
 from ovlt.ground.layout import checkpoint_names, checkpoint_path
 from ovlt.scoring import benchmarks as bench
 from ovlt.scoring import statistics
 from ovlt.scoring.prompts import student_chat
+from ovlt.stages.registry import Outcome, checkpoint_stage, stage
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +61,7 @@ def benchmark_problems(ref: BenchmarkRef, run: Run, hub_root: str | None = None)
 
 
 def _checkpoint_manifest(run: Run, checkpoint: str) -> dict:
-    if checkpoint == "base":
-        return run.manifest("student")
-    kind, _, iteration = checkpoint.partition("-")
-    return run.manifest(kind, int(iteration))
+    return run.manifest(*checkpoint_stage(checkpoint))
 
 
 def _prompts(ref: BenchmarkRef, records: list[dict]) -> tuple[list, list[list[Image.Image]]]:
@@ -71,57 +70,54 @@ def _prompts(ref: BenchmarkRef, records: list[dict]) -> tuple[list, list[list[Im
     return chats, [[_open_image(r["image"])] if r["image"] is not None else [] for r in records]
 
 
-def evaluate(cfg: StudyConfig, run: Run, checkpoint: str) -> dict:
+@stage("evaluate")
+def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
     """Stage `evaluate` of one checkpoint: predictions and metrics for every configured benchmark."""
     path = checkpoint_path(cfg, run, checkpoint)
-    st = Stage(run, "evaluate", params={"checkpoint": checkpoint, **cfg.section("evaluation", "models.student")},
-               inputs=[_checkpoint_manifest(run, checkpoint)], folder=run.eval_dir(checkpoint))
-    if st.done:
-        return st.manifest
-    st.begin()
     sampling = cfg.evaluation.sampling
     params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=sampling.max_new_tokens, seed=cfg.seed)
-    backend = None
-    counts, outputs = {}, []
-    for ref in cfg.evaluation.benchmarks:
-        records = benchmark_records(ref, run, cfg.data.hub_root)
-        shards = st.shards(ref.name)
-        done = shards.done_keys()
-        todo = [r for r in records if r["id"] not in done]
-        if todo and backend is None:
-            backend = study_backend(cfg, cfg.models.student, path)
-        size = SHARD_SIZE * (backend.engines if backend is not None else 1)  # SHARD_SIZE items per engine
-        for start in range(0, len(todo), size):
-            chunk = todo[start:start + size]
-            completions = backend.generate(*_prompts(ref, chunk), params)
-            shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
-                          for r, c in zip(chunk, completions, strict=True)])
-        generated = {row["id"]: row for row in shards.rows()}
-        rows, summary = bench.score_responses(ref.name, records, {i: g["response"] for i, g in generated.items()},
-                                              protocol=ref.protocol)
-        interval = statistics.accuracy_ci([r["correct"] for r in rows], n_boot=cfg.evaluation.bootstrap_samples, seed=cfg.seed)
-        summary.update(ci95=[interval["low"], interval["high"]], n=interval["n"], prompt=ref.prompt,
-                       protocol_requested=ref.protocol)
-        folder = st.dir / ref.name
-        predictions = [{**row, "response": generated[row["id"]]["response"], "num_tokens": generated[row["id"]]["num_tokens"]}
-                       for row in rows]
-        atomic_write_text(folder / "predictions.jsonl", "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
-        atomic_write_json(folder / "metrics.json", summary)
-        counts[ref.name] = {"items": len(records), "correct": summary["correct"], "accuracy": summary["accuracy"]}
-        outputs += [f"{ref.name}/predictions.jsonl", f"{ref.name}/metrics.json"]
-        log.info("%s on %s: %d/%d = %.3f [%.3f, %.3f]", checkpoint, ref.name, summary["correct"], len(records),
-                 summary["accuracy"], *summary["ci95"])
-    if backend is not None:
-        backend.close()
-    return st.finish(counts=counts, outputs=outputs, extra={"checkpoint": checkpoint, "model_path": path})
+    counts = {}
+    # The backend opens at the first benchmark with items left to generate (none after a resume past the last shard)
+    # and closes however the stage ends.
+    with ExitStack() as opened:
+        backend = None
+        for ref in cfg.evaluation.benchmarks:
+            records = benchmark_records(ref, run, cfg.data.hub_root)
+            shards = st.shards(ref.name)
+            done = shards.done_keys()
+            todo = [r for r in records if r["id"] not in done]
+            if todo and backend is None:
+                backend = opened.enter_context(study_backend(cfg, cfg.models.student, path))
+            size = SHARD_SIZE * (backend.engines if backend is not None else 1)  # SHARD_SIZE items per engine
+            for start in range(0, len(todo), size):
+                chunk = todo[start:start + size]
+                completions = backend.generate(*_prompts(ref, chunk), params)
+                shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
+                              for r, c in zip(chunk, completions, strict=True)])
+            generated = {row["id"]: row for row in shards.rows()}
+            rows, summary = bench.score_responses(ref.name, records, {i: g["response"] for i, g in generated.items()},
+                                                  protocol=ref.protocol)
+            interval = statistics.accuracy_ci([r["correct"] for r in rows], n_boot=cfg.evaluation.bootstrap_samples,
+                                              seed=cfg.seed)
+            summary.update(ci95=[interval["low"], interval["high"]], n=interval["n"], prompt=ref.prompt,
+                           protocol_requested=ref.protocol)
+            predictions = [{**row, "response": generated[row["id"]]["response"],
+                            "num_tokens": generated[row["id"]]["num_tokens"]} for row in rows]
+            atomic_write_text(run.predictions_path(checkpoint, ref.name),
+                              "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+            atomic_write_json(run.metrics_path(checkpoint, ref.name), summary)
+            counts[ref.name] = {"items": len(records), "correct": summary["correct"], "accuracy": summary["accuracy"]}
+            log.info("%s on %s: %d/%d = %.3f [%.3f, %.3f]", checkpoint, ref.name, summary["correct"], len(records),
+                     summary["accuracy"], *summary["ci95"])
+    return Outcome(counts, {"checkpoint": checkpoint, "model_path": path})
 
 
 # --- the study's summary -------------------------------------------------------------------------------
 
 
 def read_predictions(run: Run, checkpoint: str, benchmark: str) -> list[dict]:
-    path = run.eval_dir(checkpoint) / benchmark / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows `evaluate` wrote for a checkpoint on a benchmark (id, extracted, rule, correct, response, ...)."""
+    return [row for _, row in bench.read_jsonl(run.predictions_path(checkpoint, benchmark))]
 
 
 def majority_baseline(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> float:
@@ -154,12 +150,12 @@ def _comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
 
 def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = None, wall_seconds: float | None = None) -> dict:
     """Gather every evaluated checkpoint into runs/<run>/summary.json (its shape: docs/ARCHITECTURE.md, "The run folder")."""
-    names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / "manifest.json").exists()]
+    names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / MANIFEST).exists()]
     stages, verdicts = [], {}
     for name in names:
         entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "benchmarks": {}}
         for ref in cfg.evaluation.benchmarks:
-            metrics = json.loads((run.eval_dir(name) / ref.name / "metrics.json").read_text())
+            metrics = json.loads(run.metrics_path(name, ref.name).read_text())
             entry["benchmarks"][ref.name] = {
                 "accuracy": metrics["accuracy"], "ci95": metrics["ci95"], "n": metrics["n"],
                 "protocol": metrics["protocol"], "prompt": metrics["prompt"], "breakdowns": metrics["breakdowns"],
@@ -206,13 +202,10 @@ def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temper
     if ref is None:
         raise KeyError(f"benchmark {benchmark!r} is not in the config's evaluation.benchmarks")
     records = benchmark_records(ref, run, cfg.data.hub_root)
-    backend = study_backend(cfg, cfg.models.student, checkpoint_path(cfg, run, checkpoint))
     params = SamplingParams(n=n, temperature=temperature, top_p=1.0,
                             max_new_tokens=cfg.evaluation.sampling.max_new_tokens, seed=cfg.seed)
-    try:
+    with study_backend(cfg, cfg.models.student, checkpoint_path(cfg, run, checkpoint)) as backend:
         completions = backend.generate(*_prompts(ref, records), params)
-    finally:
-        backend.close()
     hits = Counter()
     for j in range(n):
         rows, _ = bench.score_responses(ref.name, records, {r["id"]: c[j].text for r, c in

@@ -29,8 +29,9 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ovlt.ground.artifacts import ArtifactError, Run, load_dataset_dir
+from ovlt.ground.artifacts import METRICS, ArtifactError, Run, load_dataset_dir
 from ovlt.ground.config import StudyConfig, load_config
+from ovlt.ground.layout import checkpoint_order, parse_checkpoint
 
 FIGURE_DPI = 80  # the embedded default's HTML must stay well under 10 MB
 THUMBNAIL_PX = 112
@@ -127,30 +128,19 @@ def _in(iteration: int | None) -> str:
     return "" if iteration is None else f" in iteration {iteration}"
 
 
-def stage_key(checkpoint: str) -> tuple[int, int]:
-    """Order of checkpoints: base, sft-1, grpo-1, sft-2, ..."""
-    kind, _, i = checkpoint.partition("-")
-    return (0, 0) if kind == "base" else (int(i), 0 if kind == "sft" else 1)
-
-
 def evaluated_checkpoints(run: Run) -> list[str]:
     """Checkpoints whose evaluation has finished, in stage order."""
     names = [p.parent.name for p in (run.root / "eval").glob("*/manifest.json")]
-    return sorted(names, key=stage_key)
+    return sorted(names, key=checkpoint_order)
 
 
 def metrics(run: Run, checkpoints: list[str] | None = None) -> dict[str, dict[str, dict]]:
     """{benchmark: {checkpoint: metrics.json}} for the evaluated checkpoints (summary.json copies these)."""
     out: dict[str, dict[str, dict]] = {}
     for name in checkpoints or evaluated_checkpoints(run):
-        for path in sorted(run.eval_dir(name).glob("*/metrics.json")):
+        for path in sorted(run.eval_dir(name).glob(f"*/{METRICS}")):
             out.setdefault(path.parent.name, {})[name] = json.loads(path.read_text())
     return out
-
-
-def predictions(run: Run, checkpoint: str, benchmark: str) -> list[dict]:
-    path = run.eval_dir(checkpoint) / benchmark / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def paper_values(benchmark: str) -> dict[str, float]:
@@ -176,7 +166,7 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _color(checkpoint: str) -> str:
-    return STAGE_COLORS[checkpoint.partition("-")[0]]
+    return STAGE_COLORS[parse_checkpoint(checkpoint)[0]]
 
 
 def _thumbnail(image) -> str:
@@ -477,7 +467,7 @@ def accuracy_figure(run: Run) -> Figure | HTML:
             xs = [x for x, s in enumerate(stages) if s in paper]
             axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd", label="paper (7B)")
             axes.axhline(paper["base"], color="#9467bd", linestyle=(0, (1, 3)), linewidth=1)
-            final = max(paper, key=stage_key)
+            final = max(paper, key=checkpoint_order)
             axes.axhline(paper[final], color="#9467bd", linestyle=(0, (5, 5)), linewidth=1,
                          label=f"paper final ({final})")
         axes.set_xticks(range(len(stages)), stages)
@@ -574,10 +564,11 @@ def trace_table(run: Run, n: int = 4) -> HTML:
     names = evaluated_checkpoints(run)
     if not names:
         return note("No evaluated checkpoint yet: no reasoning traces.")
+    read_predictions = _import_quietly("ovlt.stages.evaluation").read_predictions
     parts = [STYLE]
     for benchmark in metrics(run):
-        by_stage = {s: {p["id"]: p for p in predictions(run, s, benchmark)} for s in names
-                    if (run.eval_dir(s) / benchmark / "predictions.jsonl").exists()}
+        by_stage = {s: {p["id"]: p for p in read_predictions(run, s, benchmark)} for s in names
+                    if run.predictions_path(s, benchmark).exists()}
         ids = _sample(sorted(next(iter(by_stage.values()))), n, f"traces-{benchmark}")
         try:
             records = _benchmark_records(run, benchmark, ids)
@@ -602,6 +593,7 @@ def _texts_per_stage(run: Run) -> dict[str, list[str]]:
     """The texts of every stage that writes reasoning: teacher / self-generated chains, the SFT sets, and
     each checkpoint's evaluation responses (all benchmarks). Data sets contribute a fixed sample of
     TEXTS_PER_STAGE rows (all chains of a sampled problem)."""
+    read_predictions = _import_quietly("ovlt.stages.evaluation").read_predictions
     texts: dict[str, list[str]] = {}
     for i in sorted(set(iterations(run, "distill")) | set(iterations(run, "self_generate"))):
         stage = _chains_stage(run, i)
@@ -614,7 +606,7 @@ def _texts_per_stage(run: Run) -> dict[str, list[str]]:
                               TEXTS_PER_STAGE, f"reflections-sft-{i}")
             texts[f"SFT set (iter {i})"] = [row["completion"][0]["content"][0]["text"] for row in sft_set]
     for name in evaluated_checkpoints(run):
-        texts[f"eval {name}"] = [p["response"] for b in metrics(run, [name]) for p in predictions(run, name, b)]
+        texts[f"eval {name}"] = [p["response"] for b in metrics(run, [name]) for p in read_predictions(run, name, b)]
     return texts
 
 

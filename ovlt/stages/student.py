@@ -8,8 +8,10 @@ import datasets
 
 from ovlt.engines.models import build_tiny, count_parameters, load
 from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
-from ovlt.ground.artifacts import Stage, load_dataset_dir
+from ovlt.ground.artifacts import Run, Stage, load_dataset_dir
+from ovlt.ground.config import StudyConfig
 from ovlt.scoring.prompts import student_text
+from ovlt.stages.registry import Outcome, stage
 
 
 def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> list[str]:
@@ -28,27 +30,18 @@ def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> l
 
 
 
-def build_student(cfg, run) -> dict:
+@stage("student")
+def build_student(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
     """Stage `student`: the base model. `tiny` is built locally (its tokenizer trained on the study's own
     text: prompts, captions and chains drawn from the pool); any other name is a hub id or folder, recorded
     as is."""
-
     spec = cfg.models.student
-    tiny = spec.name == "tiny"
-    st = Stage(run, "student", params={"seed": cfg.seed, **cfg.section("models.student")},
-               inputs=[run.manifest("decontaminate")] if tiny else [])
-    if st.done:
-        return st.manifest
-    st.begin()
-    if not tiny:
-        return st.finish(counts={}, extra={"model": spec.name})
-    from ovlt.stages.student import corpus_for_tokenizer
-
+    if spec.name != "tiny":
+        return Outcome({}, {"model": spec.name})
     pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
     built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
                        **spec.tiny.model_dump())
     built.rename(st.dir / "checkpoint")
     shutil.rmtree(st.dir / "build")
     model, _ = load(st.dir / "checkpoint", device="cpu")
-    return st.finish(counts={"parameters": count_parameters(model)}, outputs=["checkpoint"], extra={"model": "tiny"})
-
+    return Outcome({"parameters": count_parameters(model)}, {"model": "tiny"})

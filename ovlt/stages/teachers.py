@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import nullcontext
 
 import datasets
 
@@ -34,8 +35,9 @@ from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
 from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.ground.config import ModelSpec, StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
-from ovlt.scoring.answers import extract
+from ovlt.scoring.answers import chain_text, extract, split_reasoning
 from ovlt.scoring.prompts import student_chat, student_text
+from ovlt.stages.registry import Outcome, stage
 from ovlt.stages.rows import Tally, problem_rows, rows_to_dataset, run_sharded, shard_size, usable_rows
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,6 @@ CAPTIONS_FEATURES = datasets.Features({
     "source": datasets.Value("string"),
     "caption": datasets.Value("string"),
 })
-
-
-# --------------------------------------------------------------------------------------------------------
-# problem rows: images decoded one at a time, so a bad one is a counted skip and not a crash
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -72,25 +70,12 @@ def to_think_answer(text: str, choices=()) -> str | None:
     text = (text or "").strip()
     if not text:
         return None
-    if "</think>" in text:
-        think, _, rest = text.rpartition("</think>")
-        think = think.split("<think>")[-1]
-    else:
-        think, _, rest = text.partition("<answer>")
-        think, rest = think.replace("<think>", ""), "<answer>" + rest if rest else think
+    think, rest = split_reasoning(text)
     found = extract(rest, choices)
     think = think.strip()
     if not think or found.rule in ("none", "refusal") or not found.text.strip():  # declining teaches nothing
         return None
-    return f"<think>{think}</think>\n<answer>{found.text.strip()}</answer>"
-
-
-# --------------------------------------------------------------------------------------------------------
-# scripted captioner: a description of the scene with omitted, rounded and misread facts
-
-
-# --------------------------------------------------------------------------------------------------------
-# scripted reasoner: caption + question -> k dense chains
+    return chain_text(think, found.text.strip())
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -103,49 +88,48 @@ def _scripted_note(spec: ModelSpec, role: str) -> dict:
             **({k: getattr(spec, k) for k in knobs} if spec.backend == "scripted" else {})}
 
 
-def caption(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+def _backend(cfg: StudyConfig, spec: ModelSpec, model_path: str | None = None):
+    """The model's generation backend, closed when the `with` block ends however it ends (its engines hold the GPUs
+    the next stage needs); None for a scripted teacher."""
+    return nullcontext() if spec.backend == "scripted" else study_backend(cfg, spec, model_path)
+
+
+@stage("caption")
+def caption(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Describe each SFT problem's image with the captioner (prompt: cfg.caption.prompt, the paper's).
 
     Writes `<stage dir>/captions` (id, source, caption); problems without a usable image, without a gold
     answer, or with an empty caption are counted and skipped.
     """
     spec = cfg.models.captioner
-    st = Stage(run, "caption", iteration, params=cfg.section("caption", "models.captioner", "seed"),
-               inputs=[run.manifest("decontaminate")])
-    if st.done:
-        return st.manifest
-    st.begin()
-    problems = iteration_problems(cfg, run, iteration, "sft")
-    rows = list(problem_rows(problems))
-    backend = None
-    if spec.backend == "scripted":
-        captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
-        describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
-    else:
-        backend = study_backend(cfg, spec)
-        params = sampling_from(cfg.caption.sampling, cfg.seed)
-        chat = student_chat(cfg.caption.prompt)
-        describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
-            [chat] * len(batch), [[image] for image in images], params)]
+    rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
+    with _backend(cfg, spec) as backend:
+        if backend is None:
+            captioner = ScriptedCaptioner(spec.fidelity, spec.omit_rate, seed=cfg.seed)
+            describe = lambda batch, images: [captioner.describe(row) for row in batch]  # noqa: E731
+        else:
+            params = sampling_from(cfg.caption.sampling, cfg.seed)
+            chat = student_chat(cfg.caption.prompt)
+            describe = lambda batch, images: [c[0].text for c in backend.generate(  # noqa: E731
+                [chat] * len(batch), [[image] for image in images], params)]
 
-    def work(batch: list[dict]) -> list[dict]:
-        usable, images, out = usable_rows(batch, caption="")
-        for row, text in zip(usable, describe(usable, images) if usable else [], strict=True):
-            text = (text or "").strip()
-            if not text:
-                log.warning("problem %s: empty caption: skipped", row["id"])
-            out.append({"id": row["id"], "source": row["source"], "status": "out" if text else "empty_response",
-                        "caption": text})
-        return out
+        def work(batch: list[dict]) -> list[dict]:
+            usable, images, out = usable_rows(batch, caption="")
+            for row, text in zip(usable, describe(usable, images) if usable else [], strict=True):
+                text = (text or "").strip()
+                if not text:
+                    log.warning("problem %s: empty caption: skipped", row["id"])
+                out.append({"id": row["id"], "source": row["source"], "status": "out" if text else "empty_response",
+                            "caption": text})
+            return out
 
-    done = _run_and_close(st, rows, spec, work, "caption", backend)
+        done = run_sharded(st, rows, shard_size(spec, backend), work, "caption")
     tally = Tally()
     tally.extend(done)
     kept = [r for r in done if r["status"] == "out"]
     save_dataset(rows_to_dataset(kept, CAPTIONS_FEATURES), st.dir / "captions")
     skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
-    return st.finish(counts=tally.as_dict(), outputs=["captions"],
-                     extra={"teacher": _scripted_note(spec, "captioner"), "skipped": skipped})
+    return Outcome(tally.as_dict(), {"teacher": _scripted_note(spec, "captioner"), "skipped": skipped})
 
 
 DISTILL_INSTRUCTION = "You cannot see the image; here is a description of it."
@@ -180,16 +164,7 @@ def _generated_rows(batch: list[dict], generated: list[list[Completion]], conver
                         [sum(c.truncated for c in cs) for cs in generated])
 
 
-def _run_and_close(st: Stage, rows: list[dict], spec: ModelSpec, work, desc: str, backend) -> list[dict]:
-    """`run_sharded`, then the backend's engines (and their GPUs) are released, whether or not it finished."""
-    try:
-        return run_sharded(st, rows, shard_size(spec, backend), work, desc)
-    finally:
-        if backend is not None:
-            backend.close()
-
-
-def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
+def _chains_outcome(st: Stage, done: list[dict], extra: dict) -> Outcome:
     tally = Tally()
     tally.extend(done)
     kept = [r for r in done if r["status"] == "out"]
@@ -205,59 +180,48 @@ def _finish_chains(st: Stage, done: list[dict], extra: dict) -> dict:
         responses = counts["chains"] + counts["empty_responses"] + counts["truncated"]
         log.warning("%s: %d of %d responses cut at max_new_tokens (%d) and dropped; by source: %s", st.label,
                     counts["truncated"], responses, extra["max_new_tokens"], dict(sorted(truncated.items())))
-    return st.finish(counts=counts, outputs=["chains"], extra={**extra, "skipped": skipped})
+    return Outcome(counts, {**extra, "skipped": skipped})
 
 
-def distill(cfg: StudyConfig, run: Run, iteration: int = 1) -> dict:
+@stage("distill")
+def distill(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """k chains per captioned problem from the text-only reasoner; writes `<stage dir>/chains`."""
     spec, sampling = cfg.models.reasoner, cfg.distill.sampling
-    st = Stage(run, "distill", iteration, params=cfg.section("distill", "models.reasoner", "seed"),
-               inputs=[run.manifest("caption", iteration)])
-    if st.done:
-        return st.manifest
-    st.begin()
     captions = {r["id"]: r["caption"] for r in load_dataset_dir(run.stage_dir("caption", iteration) / "captions")}
     problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
     rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
-    backend = None
-    if spec.backend == "scripted":
-        reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
-                                    stepwise=spec.stepwise, answer_with=spec.answer_with)
-        work = lambda batch: _chains_rows(  # noqa: E731
-            batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], True, [0] * len(batch))
-    else:
-        backend = study_backend(cfg, spec)
-        params = sampling_from(sampling, cfg.seed)
-        work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
-            [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
-    done = _run_and_close(st, rows, spec, work, "distill", backend)
-    return _finish_chains(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
-                                     "max_new_tokens": sampling.max_new_tokens})
+    with _backend(cfg, spec) as backend:
+        if backend is None:
+            reasoner = ScriptedReasoner(spec.fidelity, spec.reflection_rate, spec.verbosity, seed=cfg.seed,
+                                        stepwise=spec.stepwise, answer_with=spec.answer_with)
+            work = lambda batch: _chains_rows(  # noqa: E731
+                batch, [reasoner.chains(r, r["caption"], sampling.n) for r in batch], True, [0] * len(batch))
+        else:
+            params = sampling_from(sampling, cfg.seed)
+            work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
+                [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
+        done = run_sharded(st, rows, shard_size(spec, backend), work, "distill")
+    return _chains_outcome(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
+                                      "max_new_tokens": sampling.max_new_tokens})
 
 
-def self_generate(cfg: StudyConfig, run: Run, iteration: int) -> dict:
+@stage("self_generate")
+def self_generate(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """The previous iteration's GRPO model answers this iteration's fresh problems from the image, k samples
     each; writes `<stage dir>/chains` for `curation.select`."""
-    if iteration < 2:
-        raise ValueError(f"self_generate runs from iteration 2 on (it needs grpo-{iteration - 1}); got {iteration}")
     spec, sampling = cfg.models.student, cfg.self_generate.sampling
     model = f"grpo-{iteration - 1}"
-    st = Stage(run, "self_generate", iteration, params=cfg.section("self_generate.sampling", "models.student", "seed"),
-               inputs=[run.manifest("decontaminate"), run.manifest("grpo", iteration - 1)])
-    if st.done:
-        return st.manifest
-    st.begin()
     rows = list(problem_rows(iteration_problems(cfg, run, iteration, "sft")))
-    backend = study_backend(cfg, spec, checkpoint_path(cfg, run, model))
     params = sampling_from(sampling, cfg.seed + iteration)
+    with _backend(cfg, spec, checkpoint_path(cfg, run, model)) as backend:
 
-    def work(batch: list[dict]) -> list[dict]:
-        usable, images, out = usable_rows(batch, chains=[], empty=0, truncated=0)
-        if usable:
-            generated = backend.generate([student_chat(student_text(r)) for r in usable],
-                                         [[image] for image in images], params)
-            out += _generated_rows(usable, generated, convert=False)
-        return out
+        def work(batch: list[dict]) -> list[dict]:
+            usable, images, out = usable_rows(batch, chains=[], empty=0, truncated=0)
+            if usable:
+                generated = backend.generate([student_chat(student_text(r)) for r in usable],
+                                             [[image] for image in images], params)
+                out += _generated_rows(usable, generated, convert=False)
+            return out
 
-    done = _run_and_close(st, rows, spec, work, "self_generate", backend)
-    return _finish_chains(st, done, {"model": model, "k": sampling.n, "max_new_tokens": sampling.max_new_tokens})
+        done = run_sharded(st, rows, shard_size(spec, backend), work, "self_generate")
+    return _chains_outcome(st, done, {"model": model, "k": sampling.n, "max_new_tokens": sampling.max_new_tokens})

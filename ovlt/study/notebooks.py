@@ -1,9 +1,10 @@
 """`ovlt reproduce`: run the study's notebooks with papermill, iteration by iteration, then the report.
 
 Each notebook is executed with its parameters (config, run folder, iteration, checkpoint) and saved, with
-its outputs, in `runs/<run>/notebooks/`. The stage functions the notebooks call skip finished stages by
-their manifests, so rerunning resumes; a notebook error stops the study with the failing cell's message
-and the executed notebook's path.
+its outputs, in `runs/<run>/notebooks/`. A notebook runs its stages through `run_notebook`, which takes them from
+the study's order and the stage registry; the stage functions skip finished stages by their manifests, so
+rerunning resumes. A notebook error stops the study with the failing cell's message and the executed notebook's
+path, and so does a notebook that ends without a manifest for each of its stages.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from ovlt.ground.artifacts import (
     fingerprint,
 )
 from ovlt.ground.config import StudyConfig, load_config
-from ovlt.study.order import NOTEBOOKS, Step, steps
+from ovlt.stages.registry import STAGES, run_stage
+from ovlt.study.order import Step, notebook_step, steps
 
 log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "ovlt"
+REPORT_NOTEBOOK = "08_report.ipynb"
 
 
 class StudyError(RuntimeError):
@@ -39,9 +42,18 @@ class StudyError(RuntimeError):
 
 
 def step_manifests(run: Run, step: Step) -> list[Path]:
-    if step.checkpoint:
-        return [run.eval_dir(step.checkpoint) / MANIFEST]
-    return [run.stage_dir(name, step.iteration) / MANIFEST for name in step.stages]
+    return [STAGES[ref.name].folder(run, ref.key) / MANIFEST for ref in step.refs]
+
+
+def check_step_finished(cfg: StudyConfig, run: Run, step: Step) -> None:
+    """A notebook that ran to its end must have finished every stage of its step under this config: otherwise the
+    step would be recorded as done and skipped from then on, with a stage missing or stale."""
+    for ref in step.refs:
+        st = STAGES[ref.name].open(cfg, run, ref.key)
+        if not st.done:
+            state = "is from other parameters or inputs" if st.manifest_path.exists() else "does not exist"
+            raise StudyError(f"notebook {step.notebook} ran to its end without finishing stage {ref.label}: its manifest "
+                             f"{st.manifest_path} {state}; its work cell must run its stages with ovlt.study.run_notebook")
 
 
 def _step_record(run: Run, step: Step) -> Path:
@@ -164,6 +176,7 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
         execute(NOTEBOOK_DIR / step.notebook, run.notebooks_dir / step.output_name,
                 {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
                  "checkpoint": step.checkpoint or ""}, step.label)
+        check_step_finished(cfg, run, step)
         atomic_write_json(_step_record(run, step), {"config": config_fingerprint,
                                                     "manifests": _manifest_fingerprints(run, step_manifests(run, step))})
         durations.setdefault(step.notebook, []).append(time.time() - t0)
@@ -183,8 +196,8 @@ def render_report(run_dir: str | Path, report_dir: str | Path) -> Path:
     run = Run(Path(run_dir).resolve())
     if not run.summary_path.exists():
         raise ArtifactError(f"{run.summary_path} does not exist: finish the study (ovlt reproduce) before the report")
-    executed = run.notebooks_dir / NOTEBOOKS["report"]
-    execute(NOTEBOOK_DIR / NOTEBOOKS["report"], executed, {"run_dir": str(run.root)}, "report")
+    executed = run.notebooks_dir / REPORT_NOTEBOOK
+    execute(NOTEBOOK_DIR / REPORT_NOTEBOOK, executed, {"run_dir": str(run.root)}, "report")
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = exporter.from_filename(str(executed))
     report_dir = Path(report_dir)
@@ -203,3 +216,10 @@ def open_study(config: str, run_dir: str, iteration: int = 0, checkpoint: str = 
         raise ValueError(f"notebook parameter 'iteration' = {iteration} is outside 0..{cfg.iterations} ({config})")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S", force=True)
     return cfg, Run(run_dir)
+
+
+def run_notebook(cfg: StudyConfig, run: Run, notebook: str, iteration: int = 0, checkpoint: str = "") -> dict[str, dict]:
+    """What a stage notebook's work cell does: run, in the study's order, the stages the study gives `notebook` for
+    this iteration or checkpoint; returns their manifests by stage name."""
+    step = notebook_step(cfg, notebook, iteration or None, checkpoint or None)
+    return {ref.name: run_stage(cfg, run, ref.name, ref.key) for ref in step.refs}

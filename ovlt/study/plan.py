@@ -1,10 +1,5 @@
-"""The study's shape: which stages run, in which order, per iteration, and what each consumes.
-
-Iteration semantics follow the paper: iteration 1 makes SFT data with the teachers (caption -> distill ->
-select -> filter); iteration i > 1 self-generates it with the previous iteration's GRPO model. Every SFT
-restarts from the base model; GRPO starts from that iteration's SFT checkpoint. The base model and every
-checkpoint are evaluated.
-"""
+"""`ovlt plan`: what each stage of the study would read and write (from the stage registry), its volumes, and
+the GPU-hours and wall-clock hours they would take (the cost model below), without loading a model."""
 
 from __future__ import annotations
 
@@ -12,14 +7,16 @@ import re
 from dataclasses import dataclass, field
 
 from ovlt.engines.placement import engine_count, gpus_per_engine
+from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import pool_ranges, pool_size
+from ovlt.stages.registry import STAGES
 from ovlt.study.order import StageRef, stage_order
 
 # --- GPU-hours: training throughput MEASURED on an H100, generation ASSUMED from public reports -------------
-# benchmarks/gpu_check.sh measured the 7B student's forward + backward and transformers' decoding on one NVIDIA
-# H100 80GB HBM3 (benchmarks/RESULTS.md). vLLM was not installed there, so the generation figures still come from
-# public reports. Every figure is per GPU, NVIDIA H100 80GB SXM, bf16.
+# Every figure is per GPU, NVIDIA H100 80GB SXM, bf16. vLLM was not on the machine that measured training
+# (benchmarks/RESULTS.md), so generation comes from public reports. Each figure's source and arithmetic:
+# docs/findings.md, "GPU-hours: where the figures come from".
 
 
 @dataclass(frozen=True)
@@ -30,26 +27,14 @@ class Throughput:
 
 
 THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's name ("Qwen2.5-VL-7B" -> "7B")
-    # Qwen2.5-VL-3B (captioner). No public vLLM figure found; decoding is memory-bound, so the 7B figure scaled by
-    # weight bytes (6,000 x 7/3 = 14,000), taken down to 10,000: captions are short and each prefills an image.
+    # Qwen2.5-VL-3B (captioner), assumed: the 7B figure scaled by weight bytes (decoding is memory-bound), lowered
+    # because captions are short and each prefills an image.
     "3B": Throughput(generate=10_000),
-    # Qwen2.5-VL-7B (student).
-    # generate (assumed): DeepSeek-R1-Distill-Qwen-7B with vLLM's default config on 1x A100 80GB: 3,363 tokens/s
-    #   (morphllm.com/vllm-benchmarks, 2026), x ~2 for an H100 (Lambda, github.com/LambdaLabsML/vllm-benchmark:
-    #   "H100 offers ~2x better throughput than A100") = ~6,700; 6,000 for the image tokens each prompt prefills.
-    #   Measured lower bound (RESULTS.md): transformers' generate at batch 64, 1,014 tokens/s, bound by Python
-    #   overhead per step (63 ms at batch 64, 60 ms at batch 1), which vLLM is built to avoid (CUDA graphs).
-    # decode (assumed): vLLM at one request runs at ~77% of the HBM roofline (Llama-3.1-8B on an A100,
-    #   johnmusgrave.com, vLLM 0.23); the roofline measured with the real shape is 202 tokens/s (15.4 GiB of bf16
-    #   weights / 3.35 TB/s): ~155; 150 for the ~20 sequences per GPU a GRPO rollout decodes together.
-    # train (measured x assumed factor): forward + backward of the real shape, bf16, gradient checkpointing, one
-    #   2,048-token sequence: 8,688 tokens/s on one H100 (40% MFU; RESULTS.md). x 0.3 (assumed) for what that
-    #   measurement leaves out: DeepSpeed ZeRO-3's per-layer all-gathers, which 2 unpacked ~1k-token examples per
-    #   device are too short to hide, padding, and the AdamW step = ~2,600.
+    # Qwen2.5-VL-7B (student): generate and decode assumed from public vLLM figures; train measured on one H100
+    # (8,688 tokens/s) x an assumed 0.3 for ZeRO-3's all-gathers, padding and the optimizer step.
     "7B": Throughput(generate=6_000, decode=150, train=2_600),
-    # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2): 3,004 tokens/s on 1x A100 80GB
-    # (morphllm.com, as above), x 2 for an H100 = ~6,000; split over 2 GPUs by tensor parallelism (which gains
-    # less than 2x: Lambda, as above) with 8k-token chains capping the batch the KV cache holds: 3,500 per GPU.
+    # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2), assumed: tensor parallelism gains less than
+    # 2x, and 8k-token chains cap the batch the KV cache holds.
     "14B": Throughput(generate=3_500),
 }
 
@@ -65,7 +50,7 @@ GRPO_REFERENCE_FORWARD = 1.25  # beta > 0: a reference forward = 1/4 of a checkp
 # 3,040 and testmini 304: the benchmarks' papers and cards).
 BENCHMARK_ITEMS = {"mathvista_testmini": 1000, "mathverse_testmini": 3940, "mathvision_test": 3040,
                    "mathvision_testmini": 304}
-# The authors' hardware as reported for the paper (quoted in the project's brief; our search did not find the
+# The authors' hardware as reported for the paper (quoted when this project began; a search did not find the
 # passage again): SFT of 5k examples ~30 min on 2x H100; GRPO 80 steps ~19 h on 4x H100, one step being EasyR1's
 # rollout batch, 512 prompts x 5 samples (train/easyr1/examples/config.yaml in the authors' repository; that config
 # also offloads parameters and optimizer states to CPU, which slows a step and is not modelled here).
@@ -160,6 +145,13 @@ def _train_steps(examples: int, per_device: int, accumulation: int, processes: i
     return max(1, int(examples * epochs) // (per_device * accumulation * processes))
 
 
+def _written(cfg: StudyConfig, ref: StageRef) -> str:
+    """What the stage writes, as the registry declares it, relative to the run folder: `iter1/sft/{checkpoint, ...}`."""
+    spec = STAGES[ref.name]
+    folder, outputs = spec.folder(Run(""), ref.key), spec.outputs(cfg)
+    return f"{folder}/{outputs[0]}" if len(outputs) == 1 else f"{folder}/{{{', '.join(outputs)}}}"
+
+
 def plan(cfg: StudyConfig) -> list[PlannedStage]:
     """What each stage would consume and produce. Token counts are upper bounds (max_new_tokens x samples);
     GPU-hours use expected lengths (EXPECTED_FRACTION) and the THROUGHPUT figures."""
@@ -175,17 +167,19 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
         i = ref.iteration
         sched = cfg.schedule[i - 1] if i else None
         n_sft = sched.sft_problems if sched else 0
+        consumed = ", ".join(StageRef(name, key).label for name, key in STAGES[ref.name].upstream(cfg, ref.key))
+        outputs = _written(cfg, ref)
         if ref.name == "data":
-            p = PlannedStage(ref, "sources: " + ", ".join(s.name for s in cfg.data.sources), "data/train, data/heldout",
+            p = PlannedStage(ref, "sources: " + ", ".join(s.name for s in cfg.data.sources), outputs,
                              {"problems": pool_size(cfg), "heldout": cfg.data.heldout_size})
         elif ref.name == "decontaminate":
-            p = PlannedStage(ref, "data/train + benchmarks " + ", ".join(cfg.decontaminate.benchmarks),
-                             "decontaminate/train", {"problems": pool_size(cfg)})
+            p = PlannedStage(ref, "data/train + benchmarks " + ", ".join(cfg.decontaminate.benchmarks), outputs,
+                             {"problems": pool_size(cfg)})
         elif ref.name == "student":
-            p = PlannedStage(ref, cfg.models.student.name, "student/checkpoint", {})
+            p = PlannedStage(ref, cfg.models.student.name, outputs, {})
         elif ref.name == "caption":
             s = cfg.caption.sampling
-            p = PlannedStage(ref, f"pool rows {ranges[(i, 'sft')]}", "captions",
+            p = PlannedStage(ref, f"pool rows {ranges[(i, 'sft')]}", outputs,
                              {"problems": n_sft, "samples": n_sft, "max_tokens": n_sft * s.max_new_tokens},
                              _generation_hours(n_sft, s.max_new_tokens, EXPECTED_FRACTION["caption"],
                                                throughput(cfg.models.captioner.name)), *sampling["captioner"])
@@ -194,26 +188,27 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             who = cfg.models.reasoner.name if ref.name == "distill" else f"grpo-{i - 1}"
             speed, fraction = ((throughput(cfg.models.reasoner.name), EXPECTED_FRACTION["reasoner"])
                                if ref.name == "distill" else (student, EXPECTED_FRACTION["student"]))
-            p = PlannedStage(ref, f"{n_sft} problems, model {who}", "chains",
+            p = PlannedStage(ref, f"{n_sft} problems, model {who}", outputs,
                              {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens},
                              _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed),
                              *sampling["reasoner" if ref.name == "distill" else "student"])
         elif ref.name == "select":
-            p = PlannedStage(ref, "chains", "one verified chain per problem", {"problems": n_sft})
+            p = PlannedStage(ref, consumed, outputs, {"problems": n_sft})
         elif ref.name == "filter":
-            p = PlannedStage(ref, "selected chains", "SFT set (prompt/completion/images)", {"examples_max": n_sft})
+            p = PlannedStage(ref, consumed, outputs, {"examples_max": n_sft})
         elif ref.name == "sft":
             t = cfg.sft
             steps = _train_steps(n_sft, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                                  t.launch.num_processes, t.num_train_epochs, t.max_steps)
-            p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", f"iter{i}/sft/checkpoint",
+            p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", outputs,
                              {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes},
                              sft_gpu_hours(cfg, n_sft), t.launch.num_processes)
         elif ref.name == "select_hard":
             s = cfg.select_hard.sampling
             n = sched.grpo_candidates
-            p = PlannedStage(ref, f"{n} candidates, model sft-{i}", f"{sched.grpo_problems} GRPO problems",
-                             {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens},
+            p = PlannedStage(ref, f"{n} candidates, model sft-{i}", outputs,
+                             {"problems": n, "samples": n * s.n, "max_tokens": n * s.n * s.max_new_tokens,
+                              "grpo_problems": sched.grpo_problems},
                              _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student),
                              *sampling["student"])
         elif ref.name == "grpo":
@@ -222,19 +217,19 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             steps = _train_steps(sched.grpo_problems * g.num_generations, g.per_device_train_batch_size,
                                  g.gradient_accumulation_steps, g.launch.num_processes, g.num_train_epochs, g.max_steps)
             step_gpu_s = grpo_step_gpu_seconds(cfg, completions_per_step)
-            p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", f"iter{i}/grpo/checkpoint",
+            p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", outputs,
                              {"steps": steps, "samples": steps * completions_per_step,
                               "max_tokens": steps * completions_per_step * g.max_completion_length},
                              None if step_gpu_s is None else steps * step_gpu_s / 3600, g.launch.num_processes)
         elif ref.name == "evaluate":
             items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
-            p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", f"eval/{ref.checkpoint}",
+            p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", outputs,
                              {"benchmarks": n_eval, "max_tokens_per_item": max_new},
                              None if items is None else
                              _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student),
                              *sampling["student"])
-        else:  # pragma: no cover - stage_order and plan are written together
-            raise AssertionError(ref.name)
+        else:  # a stage without a volume model: what the registry says it reads and writes
+            p = PlannedStage(ref, consumed, outputs)
         planned.append(p)
     return planned
 

@@ -72,8 +72,8 @@ class ZeroRewardGuard(TrainerCallback):
     """Stops a GRPO run whose accuracy reward is exactly zero at every logging step of its first `patience` steps.
 
     With all rewards zero every group's advantage is zero and the policy cannot move, so the rest of the run
-    would only burn compute (a random or badly formatted start; docs/findings.md). Every process sees the same
-    gathered metrics, so every process raises together. `patience` 0 disables the guard.
+    would only burn compute (a random or badly formatted start; docs/findings.md, "Learning on CPU"). Every process
+    sees the same gathered metrics, so every process raises together. `patience` 0 disables the guard.
     """
 
     def __init__(self, patience: int, key: str = ACCURACY_KEY):

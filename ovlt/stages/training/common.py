@@ -1,4 +1,4 @@
-"""What every training process shares, SFT or GRPO: the TRL arguments common to both, the training set, resuming
+"""What every training process shares, SFT or GRPO: the TRL arguments from the config, the training set, resuming
 from the newest complete checkpoint, and the result the stage's manifest records.
 
 The trainer's periodic checkpoints go to `<stage dir>/shards/trainer`: `Stage.begin` keeps `shards/` when the stage
@@ -20,7 +20,7 @@ from transformers.trainer_utils import sort_checkpoints
 
 from ovlt.engines.models import attention_options
 from ovlt.ground.artifacts import SHARDS, atomic_write_json, load_dataset_dir
-from ovlt.ground.config import Launch, StudyConfig
+from ovlt.ground.config import Launch, StudyConfig, TrainerSection
 
 log = logging.getLogger(__name__)
 
@@ -30,41 +30,35 @@ RESULT_FILE = "train_result.json"
 
 def uses_cpu(cfg: StudyConfig, launch: Launch) -> bool:
     """Train on CPU: asked for, or `auto` on a machine without CUDA (several CPU processes need it to use gloo)."""
-    import torch
-
     return launch.cpu or cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
 
 
-def common_args(cfg: StudyConfig, section) -> dict:
-    """TrainingArguments that SFT and GRPO share, from their config section (`cfg.sft` or `cfg.grpo`)."""
+def trl_arguments(cfg: StudyConfig, section: TrainerSection, output_dir: str | Path, **stage_arguments) -> dict:
+    """The keyword arguments of TRL's SFTConfig or GRPOConfig: the section's TRL fields as they are, and those that
+    ovlt sets itself (`section.SET_BY_OVLT` refuses them as keys), with the stage's own (`stage_arguments`)."""
     cpu = uses_cpu(cfg, section.launch)
-    return dict(
-        learning_rate=section.learning_rate,
-        lr_scheduler_type=section.lr_scheduler_type,
-        warmup_steps=section.warmup_ratio,  # transformers 5: a float below 1 is a ratio of the total steps
-        num_train_epochs=section.num_train_epochs,
-        max_steps=section.max_steps,
-        per_device_train_batch_size=section.per_device_train_batch_size,
-        gradient_accumulation_steps=section.gradient_accumulation_steps,
-        weight_decay=section.weight_decay,
-        bf16=section.bf16,
-        gradient_checkpointing=section.gradient_checkpointing,
+    set_by_ovlt = dict(
+        output_dir=str(output_dir),  # the stage's trainer folder, where its periodic checkpoints go (trainer_dir)
+        # transformers 5 has no warmup_ratio; a warmup_steps below 1 is a ratio of the total steps (the config keeps
+        # the ratio's name and bounds it below 1, so a value never turns into a count of steps).
+        warmup_steps=section.warmup_ratio,
         # Non-reentrant checkpointing works with a frozen vision tower (no input needs a gradient there).
         gradient_checkpointing_kwargs={"use_reentrant": False} if section.gradient_checkpointing else None,
-        logging_steps=section.logging_steps,
-        seed=cfg.seed,
+        seed=cfg.seed,  # one seed for the study: model init, data order and sampling follow from it
         data_seed=cfg.seed,
-        use_cpu=cpu,
+        use_cpu=cpu,  # several CPU processes need it to join a gloo group (uses_cpu)
         # fp32 master weights; bf16 is autocast (or DeepSpeed's bf16 with fp32 optimizer state). On CPU the
         # attention that `ovlt.engines.models.load` uses too (grouped key/value heads without copies).
         model_init_kwargs={"dtype": "float32", **attention_options(cpu)},
-        trust_remote_code=cfg.models.student.trust_remote_code,
+        trust_remote_code=cfg.models.student.trust_remote_code,  # the student's own setting, as everywhere it loads
         report_to="none",  # tensorboard is added as a callback writing into the stage folder
         **save_args(section),
+        **stage_arguments,
     )
+    return section.passed_to_trl() | set_by_ovlt
 
 
-def save_args(section) -> dict:
+def save_args(section: TrainerSection) -> dict:
     """Periodic checkpoints (`save_steps` 0: none), from which a stage that died resumes. Optimizer, scheduler and
     RNG state are saved too (not `save_only_model`), so the resumed run continues exactly where the saved one was;
     only the newest `save_total_limit` are kept (a 7B ZeRO-3 checkpoint with optimizer state is ~100 GB)."""
@@ -72,7 +66,6 @@ def save_args(section) -> dict:
         return {"save_strategy": "no"}
     return {"save_strategy": "steps", "save_steps": section.save_steps, "save_total_limit": section.save_total_limit,
             "save_only_model": False}
-
 
 
 def load_training_set(path: Path, columns: tuple[str, ...]):

@@ -6,7 +6,7 @@ is accuracy + `grpo.format_reward_weight` x format; with weight 0 (the paper) TR
 format reward (`rewards/format_reward/mean`), it only adds nothing. Every logging step goes to
 `<stage dir>/log.jsonl` and tensorboard; a run whose accuracy reward stays at zero stops early (ZeroRewardGuard).
 
-`grpo.max_prompt_length` has no GRPOConfig counterpart in TRL 1.16 (prompts are not truncated, which would cut
+TRL 1.16's GRPOConfig has no max_prompt_length, so the config has none: prompts are not truncated (that would cut
 image tokens); with vLLM the student's `max_model_len` bounds prompt + completion.
 """
 
@@ -24,12 +24,12 @@ from ovlt.ground.layout import checkpoint_path
 from ovlt.scoring.answers import accuracy_reward, format_reward
 from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, tensorboard_callback
 from ovlt.stages.training.common import (
-    common_args,
     finish,
     load_training_set,
     resume_point,
     train,
     trainer_dir,
+    trl_arguments,
 )
 
 log = logging.getLogger(__name__)
@@ -44,23 +44,12 @@ def reward_weights(cfg: StudyConfig) -> list[float]:
 
 
 def grpo_args(cfg: StudyConfig, output_dir: str | Path) -> GRPOConfig:
-    """The study config's `grpo` section as TRL arguments (the mapping the tests check)."""
-    g = cfg.grpo
-    return GRPOConfig(
-        output_dir=str(output_dir),
-        num_generations=g.num_generations,
-        temperature=g.temperature,
-        top_p=g.top_p,
-        beta=g.beta,
-        max_completion_length=g.max_completion_length,
-        loss_type=g.loss_type,
-        reward_weights=reward_weights(cfg),
-        use_vllm=g.use_vllm,
-        vllm_mode=g.vllm_mode,
-        vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
-        vllm_max_model_length=cfg.models.student.max_model_len,
-        **common_args(cfg, g),
-    )
+    """The study config's `grpo` section as TRL arguments (`trl_arguments`), with the two that GRPO sets itself."""
+    return GRPOConfig(**trl_arguments(
+        cfg, cfg.grpo, output_dir,
+        reward_weights=reward_weights(cfg),  # one weight per REWARD_FUNCS, the format's from the config
+        vllm_max_model_length=cfg.models.student.max_model_len,  # the student's bound wherever vLLM serves it
+    ))
 
 
 def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> dict:
@@ -68,7 +57,8 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> d
 
     dataset = load_training_set(run.stage_dir("select_hard", iteration) / "grpo", GRPO_COLUMNS)
     start = checkpoint_path(cfg, run, f"sft-{iteration}")
-    # Left padding: TRL re-tokenises prompts, and right-padded Qwen2.5-VL batches crash get_rope_index (docs/findings.md).
+    # Left padding: TRL re-tokenises prompts, and right-padded Qwen2.5-VL batches crash get_rope_index
+    # (docs/findings.md, "TRL 1.16 with Qwen2.5-VL").
     # The pixel bounds resize every training image and are saved with the checkpoint's processor.
     processor = load_processor(start, trust_remote_code=cfg.models.student.trust_remote_code,
                                min_pixels=cfg.data.image_min_pixels, max_pixels=cfg.data.image_max_pixels)
@@ -80,7 +70,8 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> d
         reward_funcs=list(REWARD_FUNCS),
         args=grpo_args(cfg, output_dir),
         train_dataset=dataset,
-        processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md)
+        # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
+        processing_class=processor,
         callbacks=[
             JsonlLogger(stage_dir / "log.jsonl"),  # first, so the log holds the steps the guard saw
             tensorboard_callback(stage_dir / "tb"),

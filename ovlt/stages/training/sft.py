@@ -20,12 +20,12 @@ from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import checkpoint_path
 from ovlt.stages.training.callbacks import JsonlLogger, tensorboard_callback
 from ovlt.stages.training.common import (
-    common_args,
     finish,
     load_training_set,
     resume_point,
     train,
     trainer_dir,
+    trl_arguments,
 )
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,17 @@ SFT_COLUMNS = ("prompt", "completion", "images")
 
 
 def sft_args(cfg: StudyConfig, output_dir: str | Path, resuming: bool = False) -> SFTConfig:
-    """The study config's `sft` section as TRL arguments (the mapping the tests check).
+    """The study config's `sft` section as TRL arguments (`trl_arguments`), with the two that SFT sets itself.
 
     The held-out loss before training is measured by `eval_on_start`, inside `train()`: a standalone `evaluate()`
     before `train()` makes DeepSpeed build an inference engine that training then frees, and ZeRO-3's backward
     runs on nothing. `eval_on_start` evaluates whatever the eval strategy; the strategy stays "no", so nothing is
     evaluated during training. A resumed run finds that first loss in the checkpoint's log history instead."""
-    return SFTConfig(
-        output_dir=str(output_dir),
-        max_length=cfg.sft.max_length,
-        completion_only_loss=True,
+    return SFTConfig(**trl_arguments(
+        cfg, cfg.sft, output_dir,
+        completion_only_loss=True,  # the paper's recipe: the loss on the chain, not on the prompt
         eval_on_start=bool(cfg.sft.heldout_examples) and not resuming,
-        **common_args(cfg, cfg.sft),
-    )
+    ))
 
 
 def heldout_loss_before(trainer) -> float:
@@ -99,7 +97,8 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         args=sft_args(cfg, output_dir, resuming=resume_from is not None),
         train_dataset=dataset,
         eval_dataset=heldout,
-        processing_class=processor,  # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md)
+        # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
+        processing_class=processor,
         peft_config=lora_config(cfg) if lora else None,
         callbacks=[JsonlLogger(stage_dir / "log.jsonl"), tensorboard_callback(stage_dir / "tb")],
     )
