@@ -64,7 +64,7 @@ def main() -> None:
     if not (folder / "testmini.json").is_file():
         sys.exit(f"fixtures not found at {folder}; set OVLT_FIXTURES")
     items = load_items(folder)
-    answers.MATH_VERIFY.equal("1", "1")  # start the math-verify worker outside the timing
+    answers.SYMPY_WORKER.equal("1", "1")  # start the scorer's sympy worker outside the timing
     official = rate(lambda *it: answers.score(*it, protocol="official"), items)
     strict = rate(lambda *it: answers.score(*it, protocol="strict"), items)
     math_verify_baseline(*items[0])  # import outside the timing

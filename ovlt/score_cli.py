@@ -1,7 +1,7 @@
 """`ovlt score`: score a file of model responses against a benchmark's official annotations.
 
-    ovlt score --benchmark mathvista --annotations testmini.json --responses responses.jsonl [--protocol official]
-               [--out verdicts.jsonl]
+    ovlt score --benchmark mathvista --annotations testmini.json --responses responses.jsonl
+               [--protocol official|strict|authors] [--out verdicts.jsonl]
 
 --responses is JSON lines {"id": ..., "response": "..."} (MathVista ids are the pid). --out writes JSON lines
 {"id", "extracted", "rule", "correct"}. stdout prints the breakdowns (MathVista by question and answer type,
@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the benchmark's official file: MathVista testmini.json, MathVerse testmini.json, "
                              "MathVision test.jsonl / testmini.jsonl")
     parser.add_argument("--responses", required=True, type=Path, help='JSON lines {"id": ..., "response": ...}')
-    parser.add_argument("--protocol", default="official", choices=["official", "strict"])
+    parser.add_argument("--protocol", default="official", choices=["official", "strict", "authors"],
+                        help="official: the benchmark's own rules (MathVerse: strict); strict: ours; authors: the "
+                             "OpenVLThinker authors' harness (mathruler on the \\boxed{} answer their prompt asks "
+                             "for), the protocol of the paper's reported numbers")
     parser.add_argument("--out", type=Path, help="write per-item verdicts as JSON lines")
     return parser
 

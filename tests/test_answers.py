@@ -1,5 +1,6 @@
-"""The answer scorer: one test per extraction rule and answer type, the protocols, the math-verify time limit,
-TRL rewards, and a fuzz test."""
+"""The answer scorer: one test per extraction rule and answer type, the protocols, the time limit of the sympy-backed
+checkers (math-verify, mathruler), TRL rewards (ours and the authors' r1v), and a fuzz test. The `authors` protocol's
+verdicts are checked against mathruler itself in tests/test_authors_protocol.py."""
 
 import threading
 import time
@@ -159,17 +160,17 @@ def test_unknown_protocol_and_answer_type_are_errors():
         score("1", "1", "number")
 
 
-# --- math-verify under a hard time limit --------------------------------------------------------------------------
+# --- the sympy-backed checkers under a hard time limit -------------------------------------------------------------
 
 def test_math_verify_timeout_counts_wrong_and_does_not_hang(monkeypatch, caplog):
     monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
-    answers.MATH_VERIFY.equal("1", "1")  # worker started outside the measured time
-    before = answers.MATH_VERIFY.timeouts
+    answers.SYMPY_WORKER.equal("1", "1")  # worker started outside the measured time
+    before = answers.SYMPY_WORKER.timeouts
     start = time.perf_counter()
     verdict = score("\\boxed{9^{9^{9^{9^{9}}}}}", "3^{3^{3^{3}}}", "latex")
     assert verdict.correct is False
     assert time.perf_counter() - start < 5
-    assert answers.MATH_VERIFY.timeouts == before + 1
+    assert answers.SYMPY_WORKER.timeouts == before + 1
     assert "timed out" in caplog.text
     assert score("\\boxed{\\sqrt{12}}", "2\\sqrt{3}", "latex").correct  # a fresh worker took over
 
@@ -221,6 +222,49 @@ def test_accuracy_reward_takes_strings_and_conversations():
     assert rewards == [1.0, 1.0, 0.0]
 
 
+@pytest.mark.parametrize("completion, answer, answer_type, choices, reward", [
+    ("<think>B is taller.</think> So B. <answer>B</answer>", "No", "multiple_choice", YES_NO, 1.0),
+    ("<think>B is taller.</think>\n<answer>B</answer>", "No", "multiple_choice", YES_NO, 0.5),  # nothing between
+    ("<think>x</think>\n<answer>A</answer>", "No", "multiple_choice", YES_NO, 0.0),  # wrong: no penalty to take
+    ("<think>x</think> so <answer>No</answer>", "No", "multiple_choice", YES_NO, 0.0),  # the gold is the letter
+    ("<think>x</think> so <answer>b</answer>", "No", "multiple_choice", YES_NO, 1.0),  # case ignored
+    ("<think>x</think> so <answer>\\frac{1}{2}</answer>", "0.5", "float", [], 1.0),  # mathruler's grade_answer
+    ("<think>x</think> so <answer>12 cm</answer>", "12", "integer", [], 1.0),
+    ("<think>x</think> so <answer>2/4</answer>", "1/2", "latex", [], 0.0),  # unreduced fractions differ
+    ("<think>x</think> so <answer>\n7\n</answer>", "7", "integer", [], 0.0),  # an answer over lines is not read
+    ("<think>x</think> so <answer>3</answer> or <answer>7</answer>", "7", "integer", [], 0.0),  # the first tag
+    ("7", "7", "integer", [], 1.0),  # no tags: the whole completion
+    ("<answer>7</answer>", "7", "integer", [], 1.0),  # no </think>: no penalty
+    ("<think>a</think>b</think>\n<answer>7</answer>", "7", "integer", [], 0.5),  # the last </think>
+    ("<think>x <answer>7</answer></think>", "7", "integer", [], 0.5),  # nothing after </think> at all
+])
+def test_r1v_reward_is_the_authors_accuracy(completion, answer, answer_type, choices, reward):
+    assert answers.r1v_reward([completion, [{"role": "assistant", "content": completion}]], answer=[answer] * 2,
+                              answer_type=[answer_type] * 2, choices=[choices] * 2, precision=[-1] * 2,
+                              prompts=None) == [reward] * 2
+
+
+def test_r1v_reward_of_hostile_input_is_zero_in_bounded_time(monkeypatch):
+    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    answers.SYMPY_WORKER.grade_answer("1", "1")
+    start = time.perf_counter()
+    assert answers.r1v_reward(["<think>x</think> so <answer>9**9**9**9</answer>"], answer=["\\frac{1}{3}"],
+                              answer_type=["latex"], choices=[[]]) == [0.0]
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("completion, reward", [
+    ("<think>a\nb</think>\n\n<answer>B</answer>", 1.0),
+    ("<think>a</think><answer>B</answer>", 1.0),
+    (" <think>a</think><answer>B</answer>", 0.0),  # nothing before <think>
+    ("<think>a</think><answer>B</answer><|im_end|>", 0.0),  # nothing after </answer>
+    ("<think>a</think> so <answer>B</answer>", 0.0),  # only whitespace between
+    ("<answer>B</answer>", 0.0),
+])
+def test_r1v_format_reward_is_the_authors_format_score(completion, reward):
+    assert answers.r1v_format_reward([completion], prompts=None) == [reward]
+
+
 # --- fuzz ---------------------------------------------------------------------------------------------------------
 
 pieces = st.sampled_from(["\\boxed{", "{", "}", "<answer>", "</answer>", "The answer is ", "(B)", " B.", "9" * 400,
@@ -230,10 +274,11 @@ fuzz_text = st.lists(st.one_of(pieces, st.text(max_size=30)), max_size=40).map("
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(response=fuzz_text, answer_type=st.sampled_from(["multiple_choice", "integer", "float", "text", "list"]),
-       protocol=st.sampled_from(["strict", "mathvista", "mathvision"]))
+       protocol=st.sampled_from(answers.PROTOCOLS))
 def test_fuzz_never_raises_and_is_bounded(response, answer_type, protocol):
     choices = ["3", "\\frac{1}{2}", "Yes"] if answer_type == "multiple_choice" else ()
     start = time.perf_counter()
     verdict = score(response, "3", answer_type, choices, 1 if answer_type == "float" else -1, protocol)
     assert isinstance(verdict.correct, bool) and verdict.rule
-    assert time.perf_counter() - start < answers.MATH_VERIFY_TIMEOUT_S + 2
+    # `authors` asks mathruler twice (the boxed answer, then the whole response)
+    assert time.perf_counter() - start < 2 * answers.MATH_VERIFY_TIMEOUT_S + 2

@@ -20,7 +20,9 @@ MATHVISTA = {
 MATHVERSE = [
     {"sample_index": "10", "problem_index": "5", "problem_version": "Text Dominant", "question_type": "multi-choice",
      "question": "Find the angle.\nChoices:\nA:145°\nB:155°\nC:165°", "answer": "B", "image": "a.png",
-     "query_cot": "Please reason. Find the angle.", "metadata": {"subject": "Plane Geometry"}},
+     "query_cot": "Please first conduct reasoning, and then answer the question and provide the correct option letter, "
+                  "e.g., A, B, C, D, at the end.\nQuestion: Find the angle.\nChoices:\nA:145°\nB:155°\nC:165°",
+     "metadata": {"subject": "Plane Geometry"}},
     {"sample_index": "11", "problem_index": "5", "problem_version": "Vision Only", "question_type": "multi-choice",
      "question": "", "answer": "C", "image": "b.png", "query_cot": "According to the image...", "metadata": {}},
     {"sample_index": "12", "problem_index": "6", "problem_version": "Vision Only", "question_type": "free-form",
@@ -78,6 +80,45 @@ def test_prompts_plain_and_reasoning(files):
     assert "(A) red" in reasoning and reasoning.endswith("<answer> </answer> tags.")
     with pytest.raises(ValueError, match="unknown prompt style"):
         benchmarks.build_prompt("mathvision_test", record, "fancy")
+
+
+def test_authors_prompts_are_the_benchmarks_instruction_and_their_suffix(files):
+    """eval_qwen.py: MathVista `query`, MathVerse `query_cot`, MathVision's question and options under their hint."""
+    suffix = benchmarks.AUTHORS_INSTRUCTION
+    assert suffix.startswith(" You FIRST think") and suffix.endswith("The final answer MUST BE put in \\boxed{}.")
+    vista = {r["id"]: r for r in benchmarks.load_local("mathvista", files["mathvista"])}
+    assert benchmarks.build_prompt("mathvista", vista["3"], "authors") == vista["3"]["prompt"] + suffix
+    verse = {r["id"]: r for r in benchmarks.load_local("mathverse", files["mathverse"])}
+    assert benchmarks.build_prompt("mathverse", verse["10"], "authors") == MATHVERSE[0]["query_cot"] + suffix
+    vision = {r["id"]: r for r in benchmarks.load_local("mathvision_test", files["mathvision"])}
+    assert benchmarks.build_prompt("mathvision_test", vision["7"], "authors") == (
+        "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, E, at the end.\n"
+        "Question: Which colour?\n<image1>\nChoices:\n(A) red\n(B) blue" + suffix)
+    assert benchmarks.build_prompt("mathvision_test", vision["8"], "authors") == (
+        "Hint: Please answer the question requiring an answer.\nQuestion: How many?" + suffix)
+
+
+@pytest.mark.parametrize("style", benchmarks.PROMPT_STYLES)
+def test_every_prompt_states_what_the_benchmarks_instruction_states(files, style):
+    """No style drops the question, an option, MathVista's unit or the answer's form (its hint)."""
+    for family in ("mathvista", "mathverse", "mathvision"):
+        for record in benchmarks.load_local(family, files[family]):
+            prompt = benchmarks.build_prompt(family, record, style)
+            assert record["question"].strip() in prompt, (family, style, record["id"])
+            if record["meta"].get("problem_version") != "Vision Only":  # whose options are in the image
+                assert all(c in prompt for c in record["choices"]), (family, style, record["id"])
+    vista = {r["id"]: benchmarks.build_prompt("mathvista", r, style)
+             for r in benchmarks.load_local("mathvista", files["mathvista"])}
+    assert "(Unit: cm)" in vista["3"] and "one decimal place" in vista["3"] and "integer" in vista["2"]
+    verse = {r["id"]: benchmarks.build_prompt("mathverse", r, style)
+             for r in benchmarks.load_local("mathverse", files["mathverse"])}
+    assert "According to the image" in verse["11"]  # vision-only: the benchmark's instruction is all there is
+
+
+def test_paper_prompts_end_with_the_think_answer_instruction(files):
+    for family in ("mathvista", "mathverse", "mathvision"):
+        for record in benchmarks.load_local(family, files[family]):
+            assert benchmarks.build_prompt(family, record, "paper").endswith("<answer> </answer> tags.")
 
 
 def test_wrong_benchmark_file_is_named(files):

@@ -112,3 +112,36 @@ def test_operational_settings_do_not_redo_stages(repo):
     for sections in (("seed", "data", "schedule"), ("sft", "models.student"), ("grpo", "models.student")):
         assert moved.section(*sections) == base.section(*sections)
     assert load_config(path, {"sft": {"learning_rate": 1e-5}}).section("sft") != base.section("sft")
+
+
+def test_released_config_says_what_the_released_scripts_ran():
+    cfg = load_config(REPO / "configs/openvlthinker-7b-released.yaml")
+    g = cfg.grpo
+    assert (g.num_generations, g.temperature, g.top_p, g.beta, g.learning_rate, g.weight_decay) == (
+        5, 1.0, 0.99, 0.01, 1e-6, 0.01)
+    assert g.lr_scheduler_type == "constant" and g.warmup_ratio == 0 and g.max_completion_length == 2048
+    update = g.per_device_train_batch_size * g.gradient_accumulation_steps * g.launch.num_processes
+    assert (g.generation_batch_size // g.num_generations, update // g.num_generations) == (512, 128)
+    assert [(p.name, p.set, p.num_train_epochs, p.freeze_vision) for p in g.phases] == [
+        ("medium", "medium", 5, True), ("hard", "hard", 15, False)]
+    assert (g.reward_funcs, g.reward_weights) == (["r1v_reward", "r1v_format_reward"], [1.0, 0.0])
+    assert cfg.data.pixel_bounds == (262144, 262144) and cfg.models.student.max_model_len == 6144 + 2048
+    s = cfg.self_generate.sampling
+    assert (s.temperature, s.top_k, s.max_new_tokens, cfg.select.rule) == (0.01, 1, 2048, "second_longest_correct")
+    # Everything else is the paper config's.
+    paper = load_config(REPO / "configs/openvlthinker-7b.yaml")
+    for section in ("models.captioner", "models.reasoner", "data.sources", "distill", "filter", "sft", "evaluation",
+                    "schedule"):
+        assert cfg.section(section) == paper.section(section), section
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"filter": {"rule": "max_words"}}, "rule max_words needs max_words"),
+    ({"select_hard": {"sets": [{"name": "a", "bands": [[0.5, 0.2]]}]}}, "must satisfy 0 <= low <= high <= 1"),
+    ({"select_hard": {"sets": [{"name": "a", "bands": [[0, 1]]}, {"name": "a", "bands": [[0, 1]]}]}},
+     "repeated names"),
+    ({"self_generate": {"sampling": {"top_k": -1}}}, "greater than or equal to 0"),
+])
+def test_bad_recipe_settings_are_named(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(REPO / "configs/tiny.yaml", overrides)

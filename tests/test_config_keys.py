@@ -29,7 +29,9 @@ from ovlt.ground.config import (
 
 REPO = Path(__file__).resolve().parents[1]
 TRL_FIELDS_MODULE = REPO / "ovlt" / "ground" / "trl_fields.py"
-COMMITTED = ["tiny", "openvlthinker-7b", "rehearsal"]
+COMMITTED = ["tiny", "openvlthinker-7b", "rehearsal", "openvlthinker-7b-released", "rehearsal-released"]
+# TRL fields that ovlt derives from keys of its own of the same name, so a section declares them among OVLT_KEYS.
+DERIVED = {"save_steps", "save_total_limit", "reward_weights"}
 
 
 # --- the committed table of TRL's fields -------------------------------------------------------------------------
@@ -105,8 +107,8 @@ def test_the_trl_field_table_is_the_installed_trls():
 def test_a_trainer_section_is_trl_fields_and_a_few_keys_of_ovlt(section):
     declared = set(section.model_fields)
     assert section.OVLT_KEYS <= declared  # each of ovlt's own keys has a field, a type and a default
-    # TRL lacks them, except the save arguments that ovlt derives TRL's save strategy from.
-    assert section.OVLT_KEYS & set(section.TRL_FIELDS) == {"save_steps", "save_total_limit"}
+    # TRL lacks them, except those that ovlt derives TRL's arguments from (the save strategy, the reward weights).
+    assert section.OVLT_KEYS & set(section.TRL_FIELDS) == DERIVED & set(section.model_fields)
     for name in declared - section.OVLT_KEYS:
         assert name in section.TRL_FIELDS, f"{section.__name__}.{name} is neither a TRL field nor in OVLT_KEYS"
         default = section.model_fields[name].get_default(call_default_factory=True)
@@ -132,16 +134,17 @@ def test_every_passed_key_lands_in_trls_config_and_ovlt_sets_the_rest(name, bf16
     cfg = load_config(REPO / "configs" / f"{name}.yaml", {"sft": {"save_steps": 5}, "grpo": {"save_steps": 5}})
     for stage, args in trainer_args(cfg).items():
         passed = getattr(cfg, stage).passed_to_trl()
-        assert set(passed) == set(type(getattr(cfg, stage)).model_fields) - getattr(cfg, stage).OVLT_KEYS
+        section = getattr(cfg, stage)
+        assert set(passed) == (set(type(section).model_fields) | set(section.model_extra)) - section.OVLT_KEYS
         for key, value in passed.items():
             assert getattr(args, key) == value, f"{stage}.{key}"
     # The keyword arguments themselves: the passed keys, and exactly those that the section refuses as set by ovlt
-    # (and the save arguments derived from save_steps).
+    # (and those derived from keys of ovlt's: the save arguments, the reward weights).
     monkeypatch.setattr("ovlt.stages.training.sft.SFTConfig", dict)
     monkeypatch.setattr("ovlt.stages.training.grpo.GRPOConfig", dict)
     for stage, kwargs in trainer_args(cfg).items():
         section = getattr(cfg, stage)
-        assert set(kwargs) - set(section.passed_to_trl()) == set(section.SET_BY_OVLT) | {"save_steps", "save_total_limit"}
+        assert set(kwargs) - set(section.passed_to_trl()) == set(section.SET_BY_OVLT) | (DERIVED & set(type(section).model_fields))
 
 
 # Today's TRL arguments for the committed configs, a few of each (the whole SFTConfig / GRPOConfig of the three was
@@ -168,6 +171,16 @@ EXPECTED = {
                 "eval_on_start": True, "save_steps": 2, "use_cpu": True},
         "grpo": {"learning_rate": 1e-6, "max_steps": 4, "max_completion_length": 64, "bf16": False,
                  "use_vllm": False, "gradient_checkpointing": True, "save_steps": 2, "use_cpu": True}},
+    # The released scripts' GRPO (docs/recipes.md): rollouts of 512 prompts x 5, updates of 128 prompts.
+    "openvlthinker-7b-released": {
+        "grpo": {"learning_rate": 1e-6, "weight_decay": 0.01, "lr_scheduler_type": "constant", "warmup_steps": 0.0,
+                 "num_generations": 5, "temperature": 1.0, "top_p": 0.99, "beta": 0.01, "loss_type": "bnpo",
+                 "max_completion_length": 2048, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 40,
+                 "generation_batch_size": 2560, "max_grad_norm": 1.0, "reward_weights": [1.0, 0.0],
+                 "vllm_max_model_length": 8192, "use_vllm": True}},
+    "rehearsal-released": {
+        "grpo": {"per_device_train_batch_size": 5, "gradient_accumulation_steps": 1, "generation_batch_size": 20,
+                 "loss_type": "bnpo", "reward_weights": [1.0, 0.0], "use_cpu": True, "max_steps": -1}},
 }
 
 
@@ -195,7 +208,7 @@ def test_trainer_keys_fail_at_load_naming_the_key(tmp_path):
     path = tmp_path / "study.yaml"
     path.write_text((REPO / "configs" / "tiny.yaml").read_text())
     bad = {"sft": {"seed": 1, "optim": "adam", "packing": "sometimes"},
-           "grpo": {"max_prompt_length": 6144, "reward_weights": [1, 1], "packing": True}}
+           "grpo": {"max_prompt_length": 6144, "packing": True}}
     with pytest.raises(ConfigError) as info:
         load_config(path, bad)
     message = str(info.value)
@@ -204,7 +217,6 @@ def test_trainer_keys_fail_at_load_naming_the_key(tmp_path):
     assert "sft.optim: Input should be 'adamw_torch'" in message  # a value TRL would reject
     assert "sft.packing: Input should be a valid boolean" in message
     assert "grpo.max_prompt_length: unknown key" in message  # TRL 1.16 dropped it
-    assert "grpo.reward_weights: ovlt sets this TRL argument itself, from format_reward_weight" in message
     assert "grpo.packing: unknown key" in message  # an SFTConfig field, not a GRPOConfig one
 
 

@@ -4,6 +4,8 @@
 2. Extracting from the raw `response` by rules alone agrees with `true_false` on >= 95% per model (GPT-4 0.961,
    Claude-2 0.972, LLaVA 0.960 today; docs/scoring.md lists the causes of the rest, mostly where the GPT extractor
    worded a refusal differently or picked another option than the response states).
+3. The `authors` protocol (OpenVLThinker's eval_qwen.py): its gold is the one their harness compares on every
+   MathVista testmini and MATH-V test item, and its verdicts on real MATH-V responses are mathruler's own.
 """
 
 import json
@@ -11,11 +13,14 @@ import os
 from pathlib import Path
 
 import pytest
+from test_authors_protocol import mathruler_verdict
 
-from ovlt.scoring.answers import match, score
+from ovlt.scoring import benchmarks
+from ovlt.scoring.answers import authors_gold, match, score
 
 FIXTURES = Path(os.environ.get("OVLT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 MATHVISTA = FIXTURES / "mathvista"
+MATHVISION = FIXTURES / "mathvision"
 RAW_AGREEMENT_FLOOR = {"gpt4_2shot_solution": 0.95, "claude_2shot_solution": 0.95, "llava_llama_2_13b": 0.95}
 
 pytestmark = pytest.mark.skipif(not (MATHVISTA / "testmini.json").is_file(),
@@ -46,3 +51,52 @@ def test_rules_on_raw_responses_agree_with_official_verdicts(model):
     agree = sum(score(row["response"], *gold, protocol="official").correct == row["true_false"] for row, gold in items)
     print(f"{model}: rules on raw responses -> verdict agreement {agree}/{len(items)} = {agree / len(items):.3f}")
     assert agree / len(items) >= RAW_AGREEMENT_FLOOR[model]
+
+
+# --- the authors' harness -----------------------------------------------------------------------------------------
+
+def _eval_qwen_gold(answer: str, choices, options) -> str:
+    """eval_qwen.py's process_response, as their file does it: the gold's index among MathVista's `choices`, else
+    among MATH-V's `options`, as a letter; else the gold unchanged."""
+    for listed in (choices, options):
+        if listed and answer in listed:
+            return "ABCDEFGHIJ"[listed.index(answer)]
+    return answer
+
+
+needs_mathvision = pytest.mark.skipif(not (MATHVISION / "test.jsonl").is_file(),
+                                      reason=f"MATH-V fixtures not found at {MATHVISION} (set OVLT_FIXTURES)")
+
+
+@needs_mathvision
+def test_authors_gold_is_the_one_eval_qwen_compares():
+    """Also where options repeat (MathVista pid 740, 781) or are letters out of place (MATH-V 654, 742, 941, 1893)."""
+    problems = json.loads((MATHVISTA / "testmini.json").read_text(encoding="utf-8"))
+    records = benchmarks.load_local("mathvista", MATHVISTA / "testmini.json")
+    assert len(records) == 1000
+    for r in records:
+        assert authors_gold(r["answer"], r["answer_type"], r["choices"]) == _eval_qwen_gold(
+            problems[r["id"]]["answer"], problems[r["id"]]["choices"], None), r["id"]
+    rows = {str(row["id"]): row for row in map(json.loads, (MATHVISION / "test.jsonl").read_text().splitlines())}
+    records = benchmarks.load_local("mathvision_test", MATHVISION / "test.jsonl")
+    assert len(records) == 3040
+    for r in records:
+        # our records strip the gold (MATH-V 2521 is "11 "), which grade_answer ignores too
+        assert authors_gold(r["answer"], r["answer_type"], r["choices"]) == _eval_qwen_gold(
+            rows[r["id"]]["answer"].strip(), None, rows[r["id"]]["options"]), r["id"]
+
+
+@needs_mathvision
+def test_authors_verdicts_on_real_responses_are_mathrulers():
+    """GPT-4's MATH-V responses (every fourth, for time; all 3,040 of both models' agreed when measured)."""
+    records = {r["id"]: r for r in benchmarks.load_local("mathvision_test", MATHVISION / "test.jsonl")}
+    lines = (MATHVISION / "gpt4_cot_text_only.jsonl").read_text(encoding="utf-8").splitlines()[::4]
+    differ, right = [], 0
+    for row in map(json.loads, lines):
+        r = records[str(row["id"])]
+        ours = score(row["response"], r["answer"], r["answer_type"], r["choices"], protocol="authors").correct
+        right += ours
+        if ours != mathruler_verdict(row["response"], authors_gold(r["answer"], r["answer_type"], r["choices"])):
+            differ.append(r["id"])
+    print(f"gpt4_cot_text_only, authors protocol: {right}/{len(lines)} right; differ from mathruler: {differ}")
+    assert not differ

@@ -36,6 +36,20 @@ def test_shortest_correct_ignores_shorter_wrong_chains():
     assert curation.choose(chains, [False] * 4, "shortest_correct", rng) is None
 
 
+def test_second_longest_correct_drops_the_longest_and_keeps_a_lone_chain():
+    """The authors' released rule (generate_reasoning_thinker.py): correct chains sorted by words, the longest
+    dropped, the longest of the rest kept; one correct chain is kept as it is; of two, the shorter."""
+    chains = [chain("a b c d e f g h", "2"), chain("a b c", "2"), chain("a b c d e f", "2"), chain("a b c d", "2")]
+    rng = random.Random(0)
+    assert curation.choose(chains, [True, True, True, True], "second_longest_correct", rng) == 2
+    assert curation.choose(chains, [True, True, False, False], "second_longest_correct", rng) == 1
+    assert curation.choose(chains, [False, False, False, True], "second_longest_correct", rng) == 3
+    assert curation.choose(chains, [False] * 4, "second_longest_correct", rng) is None
+    # Ties: a stable sort by length puts the later chain last, so the later one counts as the longest.
+    tied = [chain("a b", "2"), chain("c d", "2"), chain("e f", "2")]
+    assert curation.choose(tied, [True] * 3, "second_longest_correct", rng) == 1
+
+
 # --------------------------------------------------------------------------------------------------------
 # the reflection filter
 
@@ -157,6 +171,21 @@ def test_pass_rate_and_band_selection():
     assert picked != curation.select_by_band(many, [(0.1, 0.9)], 30, seed=2)
 
 
+def test_named_sets_are_drawn_in_order_and_disjoint():
+    from ovlt.ground.config import SelectHard
+
+    rates = {f"p{i}": rate for i, rate in enumerate([0.125, 0.25, 0.5, 0.5, 0.625, 0.875, 0.0, 1.0] * 5)}
+    sh = SelectHard(sets=[{"name": "medium", "bands": [(0.5, 0.875)]}, {"name": "hard", "bands": [(0.125, 0.375)],
+                                                                       "problems": 4},
+                          {"name": "again", "bands": [(0.0, 1.0)]}])
+    sets = curation.named_sets(rates, sh, default_target=12, seed=0)
+    assert len(sets["medium"]) == 12 and all(0.5 <= rates[i] <= 0.875 for i in sets["medium"])
+    assert len(sets["hard"]) == 4 and all(0.125 <= rates[i] <= 0.375 for i in sets["hard"])
+    # The third set draws from what the first two left: never-solved excluded, as for the default set.
+    assert not sets["again"] & (sets["medium"] | sets["hard"]) and all(rates[i] > 0 for i in sets["again"])
+    assert sets == curation.named_sets(rates, sh, default_target=12, seed=0)
+
+
 def test_pass_rate_above_chance_discounts_guessing_among_options():
     two = {"answer_type": "multiple_choice", "choices": ["Yes", "No"]}
     three = {"answer_type": "multiple_choice", "choices": ["red", "blue", "green"]}
@@ -236,6 +265,20 @@ def test_max_words_rule_drops_long_chains(teacher_run):
     curation.filter_reflections(teacher_run[0], run, 1)  # the paper's rule again, for the other tests
 
 
+def test_cut_and_max_words_both_apply_when_both_are_set(teacher_run):
+    cfg, run, _ = teacher_run
+    cut_only = curation.filter_reflections(cfg, run, 1)["counts"]
+    both = cfg.model_copy(update={"filter": cfg.filter.model_copy(update={"max_words": 40})})
+    manifest = curation.filter_reflections(both, run, 1)
+    counts = manifest["counts"]
+    sft = load_dataset_dir(run.stage_dir("filter", 1) / "sft")
+    assert max(sft["words"]) <= 40 and counts["reflections_after"] == 0  # cut, then bounded
+    assert counts["dropped"]["over_max_words"] > 0  # counted as its own reason, beside empty_after_cut
+    assert counts["out"] == cut_only["out"] - counts["dropped"]["over_max_words"]
+    assert curation.funnel_errors(manifest["funnel"]) == []
+    curation.filter_reflections(cfg, run, 1)  # the paper's rule again, for the other tests
+
+
 def test_sft_trainer_accepts_the_set(teacher_run):
     from trl import SFTConfig, SFTTrainer
 
@@ -265,3 +308,23 @@ def test_select_hard_writes_a_grpo_set_and_a_histogram(tmp_path, tiny_checkpoint
     grpo = load_dataset_dir(run.stage_dir("select_hard", 1) / "grpo")
     assert set(grpo.column_names) == set(curation.GRPO_FEATURES) and len(grpo) == 2
     assert grpo[0]["prompt"][0]["content"][1]["text"].endswith("</answer> tags.")
+
+
+def test_select_hard_writes_named_sets_beside_the_default_one(tmp_path, tiny_checkpoint):  # noqa: F811
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = tiny_config(repo, n_sft=4, candidates=6,
+                      select_hard={"sampling": {"n": 2, "temperature": 1.0, "max_new_tokens": 8},
+                                   "bands": [[0.0, 1.0]], "include_never_solved": True,
+                                   "sets": [{"name": "first", "bands": [[0.0, 1.0]], "problems": 4},
+                                            {"name": "rest", "bands": [[0.0, 1.0]]}]})
+    run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
+    add_checkpoint(run, "sft", 1, tiny_checkpoint)
+    manifest = curation.select_hard(cfg, run, 1)
+    assert manifest["counts"]["out"] == 2 and len(load_dataset_dir(run.stage_dir("select_hard", 1) / "grpo")) == 2
+    first, rest = (load_dataset_dir(run.stage_dir("select_hard", 1) / "sets" / name) for name in ("first", "rest"))
+    assert (len(first), len(rest)) == (4, 2)  # 4, then the schedule's target 2 of the 2 left
+    assert not set(first["id"]) & set(rest["id"]) and set(first.column_names) == set(curation.GRPO_FEATURES)
+    assert {name: s["problems"] for name, s in manifest["sets"].items()} == {"first": 4, "rest": 2}
+    assert "sets" in manifest["outputs"]

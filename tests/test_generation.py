@@ -113,6 +113,18 @@ def test_greedy_n_repeats_the_one_greedy_answer(loaded):
     assert all(len(r) == 3 and len(set(r)) == 1 for r in results)
 
 
+def test_top_k_1_sampling_is_the_greedy_answer(loaded):
+    """The authors' near-greedy self-generation (temperature 0.01, top-p 0.001, top-k 1) decodes the greedy chain;
+    top-k 1 alone does so at any temperature, and top-k 0 (no limit) samples."""
+    greedy = backend(loaded, batch_size=2).generate(PROMPTS[:3], IMAGES[:3], SamplingParams(max_new_tokens=10))
+    for params in (SamplingParams(n=2, temperature=0.01, top_p=0.001, top_k=1, max_new_tokens=10, seed=0),
+                   SamplingParams(n=2, temperature=1.5, top_k=1, max_new_tokens=10, seed=0)):
+        sampled = backend(loaded, batch_size=2).generate(PROMPTS[:3], IMAGES[:3], params)
+        assert [[c.text for c in r] for r in sampled] == [[r[0].text] * 2 for r in greedy]
+    free = SamplingParams(n=4, temperature=1.5, top_k=0, max_new_tokens=10, seed=0)
+    assert any(len({c.text for c in r}) > 1 for r in backend(loaded, 2).generate(PROMPTS[:3], IMAGES[:3], free))
+
+
 def test_seeded_sampling_is_reproducible(loaded):
     params = SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=7)
     first = backend(loaded, batch_size=2).generate(PROMPTS, IMAGES, params)
@@ -182,6 +194,8 @@ def test_sampling_params_are_checked():
         SamplingParams(n=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0)
+    with pytest.raises(ValueError, match="top_k"):
+        SamplingParams(top_k=-1)
 
 
 def test_unknown_backend_lists_known_ones(tiny):

@@ -11,12 +11,21 @@ import pytest
 from ovlt.ground.config import load_config
 from ovlt.ground.layout import checkpoint_names, pool_ranges
 from ovlt.study.order import stage_order
-from ovlt.study.plan import AUTHORS_SFT, GPU_STAGES, THROUGHPUT, format_plan, plan, throughput
+from ovlt.study.plan import (
+    AUTHORS_SFT,
+    GPU_STAGES,
+    THROUGHPUT,
+    format_plan,
+    grpo_gpu_seconds,
+    grpo_volume,
+    plan,
+    throughput,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "openvlthinker-7b.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "openvlthinker-7b.yaml", "openvlthinker-7b-released.yaml"])
 def test_plan_cli_runs_without_loading_models(name):
     code = (
         "import sys; from ovlt.cli import main; rc = main(['plan', '--config', sys.argv[1]]);"
@@ -137,3 +146,34 @@ def test_engine_count_rules():
     assert engine_count(ModelSpec(name="m", backend="vllm", data_parallel_size="auto"), 0) == 1
     assert engine_count(ModelSpec(name="m", backend="transformers", data_parallel_size="auto"), 8) == 1
     assert engine_count(ModelSpec(name="m", backend="transformers", data_parallel_size=2), 0) == 2
+
+
+RELEASED = REPO / "configs/openvlthinker-7b-released.yaml"
+
+
+def test_grpo_volumes_count_rollouts_updates_epochs_and_reuse():
+    section = load_config(RELEASED).grpo
+    # 5,000 prompts x 5 = 25,000 completions an epoch, in whole rollouts of 2,560 (TRL drops the last partial one):
+    # 9 rollouts, 36 updates of 640.
+    one_epoch = grpo_volume(section.model_copy(update={"phases": [], "num_train_epochs": 1.0}), 5000)
+    assert (one_epoch.rollouts, one_epoch.generation_batch, one_epoch.sampled, one_epoch.steps) == (9, 2560, 23040, 36)
+    reused = grpo_volume(section.model_copy(update={"phases": [], "num_train_epochs": 1.0, "num_iterations": 2}), 5000)
+    assert (reused.rollouts, reused.sampled, reused.trained, reused.steps) == (9, 23040, 46080, 72)
+    # The paper config: one rollout per update (generation batch = the update's 160 completions).
+    paper = grpo_volume(load_config(PAPER).grpo, 5000)
+    assert (paper.rollouts, paper.generation_batch, paper.steps) == (156, 160, 156)
+
+
+def test_released_plan_runs_both_phases_and_costs_their_sum():
+    cfg = load_config(RELEASED)
+    grpo_1 = next(p for p in plan(cfg) if p.ref.label == "iter1/grpo")
+    assert grpo_1.volumes["steps"] == 36 * 5 + 36 * 15 and grpo_1.volumes["rollouts"] == 9 * 5 + 9 * 15
+    assert "medium 5,000 problems x 5 epoch(s)" in grpo_1.volumes["phases"] and "vision frozen" in grpo_1.volumes["phases"]
+    medium, hard = cfg.grpo.phase_sections()
+    seconds = [grpo_gpu_seconds(cfg, section, v.rollouts, v.generation_batch, v.trained)
+               for v, (_, section) in ((grpo_volume(medium[1], 5000), medium), (grpo_volume(hard[1], 5000), hard))]
+    assert grpo_1.gpu_hours == pytest.approx(sum(seconds) / 3600)
+    paper_grpo = next(p for p in plan(load_config(PAPER)) if p.ref.label == "iter1/grpo")
+    assert grpo_1.gpu_hours > 5 * paper_grpo.gpu_hours  # 20 passes of two sets against one pass of one
+    text = format_plan(cfg)
+    assert re.search(r"^  total +[\d.]+ GPU-h$", text, re.MULTILINE)

@@ -98,31 +98,45 @@ def test_figures_are_real_png_images(soup):
     assert all(max(t.size) <= 112 for t in thumbnails)
 
 
+def protocol_label(result: dict) -> str:
+    return result["protocol"] if result["scorer"] == result["protocol"] else f"{result['protocol']} ({result['scorer']})"
+
+
 @pytest.mark.slow
 def test_accuracy_table_matches_summary(soup, summary):
-    rows = {(r["benchmark"], r["stage"]): r for r in table_with(soup, "accuracy (%)")}
+    rows = {(r["benchmark"], r["protocol"], r["stage"]): r for r in table_with(soup, "accuracy (%)")}
     expected = 0
     for stage in summary["stages"]:
-        for benchmark, m in stage["benchmarks"].items():
-            row = rows[benchmark, stage["name"]]
+        for m in stage["results"]:
+            row = rows[m["entry"], protocol_label(m), stage["name"]]
             assert row["accuracy (%)"] == f"{100 * m['accuracy']:.1f}"
             assert row["95% CI (%)"] == f"[{100 * m['ci95'][0]:.1f}, {100 * m['ci95'][1]:.1f}]"
             assert row["n"] == str(m["n"])
-            assert row["protocol"] == m["protocol"] and row["prompt"] == m["prompt"]
+            assert row["prompt"] == m["prompt"]
+            assert "paper (%)" not in row  # the paper's figures stand only beside the authors protocol's
             expected += 1
-    for benchmark, baseline in summary["baselines"].items():
-        assert rows[benchmark, "majority answer"]["accuracy (%)"] == f"{100 * baseline:.1f}"
+    for entry, baseline in summary["baselines"].items():
+        assert rows[entry, "-", "majority answer"]["accuracy (%)"] == f"{100 * baseline:.1f}"
         expected += 1
     assert len(rows) == expected
 
 
 @pytest.mark.slow
+def test_reference_rows_carry_the_protocol(soup):
+    rows = table_with(soup, "paper (%)")
+    assert rows and {r["protocol"] for r in rows} == {"authors"}
+    note = soup.select_one("p.ovlt-reference").get_text()
+    assert "50.2" in note and "GPT-4o" in note and "authors" in note
+
+
+@pytest.mark.slow
 def test_comparisons_table_matches_summary(soup, summary):
-    rows = {(r["benchmark"], r["comparison"]): r for r in table_with(soup, "difference (points)")}
+    rows = {(r["benchmark"], r["protocol"], r["comparison"]): r for r in table_with(soup, "difference (points)")}
     assert len(rows) == len(summary["comparisons"]) > 0
     for c in summary["comparisons"]:
-        row = rows[c["benchmark"], f"{c['from']} -> {c['to']}"]
+        row = rows[c["entry"], c["protocol"], f"{c['from']} -> {c['to']}"]
         assert row["difference (points)"] == f"{100 * c['diff']:+.1f}"
+        assert row["prompt"] == c["prompt"]
         assert row["significant (CI excludes 0)"] == ("yes" if c["significant"] else "no")
 
 
@@ -146,9 +160,11 @@ def test_kind_table_matches_summary_and_chance(soup, summary, study_run):
         assert rows[kind]["n"] == str(sum(counts.values()))
         assert rows[kind]["majority answer"] == f"{100 * counts.most_common(1)[0][1] / sum(counts.values()):.1f}"
         for stage in summary["stages"]:
-            by_kind = stage["benchmarks"]["synthetic"]["breakdowns"]["kind"]
+            [result] = [r for r in stage["results"] if r["entry"] == "synthetic"]
+            by_kind = result["breakdowns"]["kind"]
+            assert rows[kind]["protocol"] == result["protocol"]
             assert rows[kind][stage["name"]] == f"{100 * by_kind[kind]['accuracy']:.1f}"
-    assert sum(by_kind[k]["total"] for k in by_kind) == summary["stages"][0]["benchmarks"]["synthetic"]["n"]
+    assert sum(by_kind[k]["total"] for k in by_kind) == result["n"]
 
 
 @pytest.mark.slow
@@ -183,8 +199,9 @@ def test_model_text_is_escaped(study_run, tmp_path):
     evil = '<script>alert("x")</script>\u2028\x85<img src=x onerror=alert(1)>'
     for path in (run.root / "eval").glob("*/*/predictions.jsonl"):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        path.write_text("".join(json.dumps({**r, "response": evil, "extracted": evil}, ensure_ascii=False) + "\n"
-                                for r in rows), encoding="utf-8")
+        rows = [{**r, "response": evil, "verdicts": {p: {**v, "extracted": evil} for p, v in r["verdicts"].items()}}
+                for r in rows]
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     traces = report.trace_table(run, n=40).data
     assert "<script>" not in traces and "onerror=alert" not in traces.replace(html.escape(evil), "")
     assert html.escape(evil) in traces
@@ -226,6 +243,7 @@ def test_paper_values_follow_benchmark_families():
     assert report.paper_values("mathvista") == report.paper_values("mathvista_testmini")
     assert report.paper_values("mathvista")["base"] < report.paper_values("mathvista")["grpo-3"]
     assert report.paper_values("synthetic") == {}
+    assert report.paper_values("mathvista", "official") == report.paper_values("mathvista", "strict") == {}
 
 
 # --- a real browser -----------------------------------------------------------------------------------------

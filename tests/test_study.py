@@ -39,7 +39,9 @@ def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
     cfg = load_config(study_run / "config.yaml")
     assert [s["name"] for s in summary["stages"]] == checkpoint_names(cfg)
     for stage in summary["stages"]:
-        result = stage["benchmarks"]["synthetic"]
+        [result] = stage["results"]  # one entry, one protocol: every number names its benchmark, prompt and protocol
+        assert (result["benchmark"], result["entry"], result["prompt"]) == ("synthetic", "synthetic", "paper")
+        assert result["protocol"] == result["scorer"] == "strict"
         assert result["n"] == cfg.data.heldout_size
         low, high = result["ci95"]
         assert 0 <= low <= result["accuracy"] <= high <= 1
@@ -47,6 +49,8 @@ def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
     assert 0 < summary["baselines"]["synthetic"] < 1
     pairs = {(c["from"], c["to"]) for c in summary["comparisons"]}
     assert pairs == {("base", "sft-1"), ("sft-1", "grpo-1")}
+    assert {(c["entry"], c["prompt"], c["protocol"]) for c in summary["comparisons"]} == {("synthetic", "paper", "strict")}
+    assert summary["judges"] == {}
     assert summary["teacher"]["scripted"] is True
     assert summary["wall_seconds"] > 0
 

@@ -23,7 +23,14 @@ from ovlt.scoring.prompts import assistant_turn, student_chat
 from ovlt.stages.train import grpo, sft
 from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardError, ZeroRewardGuard
 from ovlt.stages.training.common import resume_point
-from ovlt.stages.training.grpo import REWARD_FUNCS, grpo_args, reward_weights
+from ovlt.stages.training.grpo import (
+    REWARDS,
+    grpo_args,
+    guarded_reward,
+    phase_dir,
+    reward_functions,
+    reward_weights,
+)
 from ovlt.stages.training.sft import sft_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,14 +69,15 @@ def make_run(root: Path, base: Path) -> Run:
     return run
 
 
-def tiny_config(sft=None, grpo=None, data=None):
+def tiny_config(sft=None, grpo=None, data=None, select_hard=None):
     """configs/tiny.yaml with small, fast training sections."""
     sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, "heldout_examples": 0,
                    **(sft or {})}
     grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
                     "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
     return load_config(REPO / "configs/tiny.yaml",
-                       overrides={"sft": sft_section, "grpo": grpo_section, "data": data or {}})
+                       overrides={"sft": sft_section, "grpo": grpo_section, "data": data or {},
+                                  "select_hard": select_hard or {}})
 
 
 class Crash(RuntimeError):
@@ -171,7 +179,7 @@ def test_tiny_config_trains_on_cpu_in_fp32(tmp_path):
 
 
 def test_reward_functions_on_known_completions():
-    accuracy, fmt = REWARD_FUNCS
+    accuracy, fmt = reward_functions(tiny_config().grpo)
     texts = [
         "<think>It is red.</think><answer>red</answer>",  # right, well formed
         "<think>It is blue.</think><answer>blue</answer>",  # wrong, well formed
@@ -184,8 +192,46 @@ def test_reward_functions_on_known_completions():
     right = accuracy(completions=completions, **columns)
     assert [right[0], right[1], right[3]] == [1.0, 0.0, 1.0]  # the collapse's answer is the scorer's call
     assert fmt(completions=completions, **columns) == [1.0, 1.0, 0.0, 0.0]
-    assert [f.__name__ for f in REWARD_FUNCS] == ["accuracy_reward", "format_reward"]
-    assert reward_weights(tiny_config(grpo={"format_reward_weight": 0.25})) == [1.0, 0.25]
+    assert [f.__name__ for f in reward_functions(tiny_config().grpo)] == ["accuracy_reward", "format_reward"]
+    assert reward_weights(tiny_config(grpo={"format_reward_weight": 0.25}).grpo) == [1.0, 0.25]
+
+
+def test_every_reward_name_of_the_config_is_a_reward_function_of_the_scorer():
+    import typing
+
+    from ovlt.ground.config import RewardName
+    from ovlt.scoring import answers
+
+    assert set(REWARDS) == set(typing.get_args(RewardName))
+    for name in REWARDS:  # TRL logs a reward under its function's name: rewards/<name>/mean
+        assert getattr(answers, name).__name__ == name
+
+
+@pytest.mark.parametrize(("grpo_section", "weights", "guarded"), [
+    ({}, [1.0, 0.5], "accuracy_reward"),  # the tiny config: format weighted 0.5
+    ({"reward_funcs": ["r1v_reward", "r1v_format_reward"], "format_reward_weight": 0.0}, [1.0, 0.0], "r1v_reward"),
+    ({"reward_funcs": ["format_reward", "accuracy_reward", "r1v_reward"], "reward_weights": [0.5, 0.0, 1.0],
+      "format_reward_weight": 0.0}, [0.5, 0.0, 1.0], "r1v_reward"),  # the first accuracy reward that counts
+    ({"reward_funcs": ["format_reward"], "reward_weights": [1.0], "format_reward_weight": 0.0}, [1.0], None),
+])
+def test_reward_weights_and_the_reward_the_guard_watches(grpo_section, weights, guarded):
+    section = tiny_config(grpo=grpo_section).grpo
+    assert reward_weights(section) == weights and guarded_reward(section) == guarded
+
+
+@pytest.mark.parametrize(("grpo_section", "message"), [
+    ({"reward_funcs": ["accuracy_reward"], "format_reward_weight": 0.5}, "format_reward is not among reward_funcs"),
+    ({"reward_weights": [1.0]}, "reward_weights has 1 weights for 2 reward_funcs"),
+    ({"reward_weights": [1.0, 1.0]}, "either reward_weights or format_reward_weight"),  # tiny sets the latter
+    ({"reward_funcs": ["accuracy_reward", "accuracy_reward"], "format_reward_weight": 0.0}, "names a function twice"),
+    ({"reward_funcs": ["exact_match"]}, "reward_funcs.0"),
+    ({"phases": [{"name": "a", "set": "medium"}]}, "not among select_hard.sets"),
+    ({"phases": [{"name": "a", "learning_rate": 1.0}]}, "phases.0.learning_rate"),  # a phase replaces a few keys
+    ({"phases": [{"name": "a"}, {"name": "a"}]}, "repeated names"),
+])
+def test_bad_reward_and_phase_settings_fail_at_load(grpo_section, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(grpo=grpo_section)
 
 
 def test_zero_reward_guard_stops_a_run_that_never_scores():
@@ -452,3 +498,48 @@ def test_a_killed_grpo_stage_resumes_from_its_last_checkpoint(tiny_base, tmp_pat
     assert all(torch.equal(resumed[k], v) for k, v in weights(stage_dir / "checkpoint").items())
     # The same completions were sampled after the resume (RNG state restored), not just the same weights reached.
     assert [r["completions/mean_length"] for r in rows] == [r["completions/mean_length"] for r in log_rows(stage_dir)]
+
+
+@pytest.mark.slow
+def test_grpo_in_phases_continues_from_each_phase_and_records_each(trained):
+    """Two phases in one grpo stage: the first on its set with the vision tower frozen, the second on another set
+    from the first one's weights; one checkpoint, one log counting steps on, one manifest recording both."""
+    _, run, _ = trained
+    hard_sets = run.stage_dir("select_hard", 1)
+    problems = datasets.load_from_disk(str(hard_sets / "grpo"))
+    for name, rows in (("medium", range(0, 8)), ("hard", range(8, 16))):
+        save_dataset(problems.select(rows), hard_sets / "sets" / name)
+    cfg = tiny_config(
+        grpo={"format_reward_weight": 0.0, "learning_rate": 1e-4, "max_completion_length": 24, "temperature": 0.5,
+              "reward_funcs": ["accuracy_reward", "format_reward"],
+              "phases": [{"name": "medium", "set": "medium", "max_steps": 1, "freeze_vision": True},
+                         {"name": "hard", "set": "hard", "max_steps": 2}]},
+        select_hard={"sets": [{"name": "medium", "bands": [[0.5, 0.9]]}, {"name": "hard", "bands": [[0.1, 0.4]]}]},
+    )
+    stage_dir = run.stage_dir("grpo", 1)
+    real_train_grpo = __import__("ovlt.stages.training.grpo", fromlist=["train_grpo"]).train_grpo
+    phase_weights = {}
+
+    def keeping_each_phase(cfg, run, iteration, folder, phase=None):
+        result = real_train_grpo(cfg, run, iteration, folder, phase)
+        phase_weights[phase] = weights(folder / "checkpoint")
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ovlt.stages.training.worker.train_grpo", keeping_each_phase)
+        manifest = grpo(cfg, run, 1)
+    train = manifest["train"]
+    assert [(p["phase"], p["set"], p["examples"], p["steps"], p["vision_frozen"]) for p in train["phases"]] == [
+        ("medium", "medium", 8, 1, True), ("hard", "hard", 8, 2, False)]
+    assert train["phases"][1]["start"] == str(phase_dir(stage_dir, "medium") / "checkpoint")
+    assert manifest["counts"] == {"problems": {"medium": 8, "hard": 8}, "steps": {"medium": 1, "hard": 2},
+                                  "processes": 1}
+    assert [(r["phase"], r["step"]) for r in log_rows(stage_dir)] == [("medium", 1), ("hard", 2), ("hard", 3)]
+    assert sorted(p.name for p in (stage_dir / "tb").iterdir()) == ["hard", "medium"]
+    assert not (stage_dir / "shards").exists()  # the phases' folders went with the stage's shards
+    sft_weights, medium, final = (weights(run.stage_dir("sft", 1) / "checkpoint"), phase_weights[0],
+                                  weights(stage_dir / "checkpoint"))
+    vision = [k for k in medium if k.startswith("visual.")]
+    assert all(torch.equal(medium[k], sft_weights[k]) for k in vision)  # frozen in the medium phase
+    assert any(not torch.equal(final[k], medium[k]) for k in vision)  # trained in the hard one
+    assert all(torch.equal(final[k], phase_weights[1][k]) for k in final)  # the last phase's checkpoint is the stage's

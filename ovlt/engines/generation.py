@@ -42,6 +42,7 @@ class SamplingParams:
     n: int = 1
     temperature: float = 0.0  # 0 = greedy
     top_p: float = 1.0
+    top_k: int = 0  # sample among the k likeliest tokens; 0: no such limit
     max_new_tokens: int = 512
     seed: int | None = None
     stop: tuple[str, ...] = ()  # generation ends after the first of these; it stays in the text
@@ -54,6 +55,8 @@ class SamplingParams:
             raise ValueError(f"SamplingParams.temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"SamplingParams.top_k must be >= 0 (0: no limit), got {self.top_k}")
         if self.max_new_tokens < 1:
             raise ValueError(f"SamplingParams.max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
@@ -246,7 +249,7 @@ class TransformersBackend(Backend):
             # `params` is the whole recipe: checkpoint defaults (Qwen2.5-VL-Instruct ships top_k=1 and
             # repetition_penalty=1.05) would otherwise fill in what it leaves unset, and top_k=1 is greedy.
             "repetition_penalty": 1.0,
-            **({"temperature": params.temperature, "top_p": params.top_p, "top_k": 0} if sample else {}),
+            **({"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k} if sample else {}),
             **({"min_new_tokens": params.max_new_tokens} if params.ignore_eos else {}),
             **({"stop_strings": list(params.stop), "tokenizer": self.tokenizer} if params.stop else {}),
         }
@@ -348,6 +351,7 @@ class VLLMBackend(Backend):
             n=params.n,
             temperature=params.temperature,
             top_p=params.top_p,
+            top_k=params.top_k or -1,  # vLLM's "no limit" is -1 (0 too in newer releases)
             max_tokens=params.max_new_tokens,
             seed=None if params.seed is None else params.seed + index * params.n,
             stop=list(params.stop) or None,
@@ -578,7 +582,7 @@ def study_backend(cfg, spec, model_path: str | Path | None = None) -> Backend:
 
 def sampling_from(sampling, seed: int) -> SamplingParams:
     """SamplingParams from a config `Sampling` section."""
-    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+    return SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
                           max_new_tokens=sampling.max_new_tokens, seed=seed)
 
 

@@ -157,6 +157,9 @@ class Sampling(Section):
     n: int = Field(1, ge=1)
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
+    # Sample among the k likeliest tokens only; 0: no such limit. The authors' self-generation decodes with top-k 1
+    # at temperature 0.01 (docs/recipes.md).
+    top_k: int = Field(0, ge=0)
     max_new_tokens: int = Field(256, ge=1)
 
 
@@ -176,8 +179,10 @@ class Distill(Section):
 
 
 class Select(Section):
-    # The paper keeps the shortest correct chain of k; the others are there to measure the rule.
-    rule: Literal["shortest_correct", "longest_correct", "first_correct", "random_correct"] = "shortest_correct"
+    # The paper keeps the shortest correct chain of k; the authors' released self-generation script keeps the second
+    # longest (the longest dropped; a lone correct chain kept); the others are there to measure the rule.
+    rule: Literal["shortest_correct", "second_longest_correct", "longest_correct", "first_correct",
+                  "random_correct"] = "shortest_correct"
 
 
 DEFAULT_REFLECTION_MARKERS = ["Wait,", "But wait,", "But the question", "Wait a second", "Hold on,", "Let me double-check"]
@@ -186,7 +191,15 @@ DEFAULT_REFLECTION_MARKERS = ["Wait,", "But wait,", "But the question", "Wait a 
 class Filter(Section):
     rule: Literal["cut_reflections", "max_words", "none"] = "cut_reflections"
     markers: list[str] = Field(default_factory=lambda: list(DEFAULT_REFLECTION_MARKERS))
-    max_words: int = Field(500, ge=1)
+    # Chains longer than this many words are dropped ("overly verbose", the paper's Table 3): the rule `max_words`
+    # needs it; under `cut_reflections` it applies to the cut chain when set; None: no bound.
+    max_words: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _max_words_given(self) -> Filter:
+        if self.rule == "max_words" and self.max_words is None:
+            raise ValueError("rule max_words needs max_words (the most words a kept chain may have)")
+        return self
 
 
 class SelfGenerate(Section):
@@ -331,10 +344,34 @@ class SFT(TrainerSection):
     heldout_examples: int = Field(0, ge=0)
 
 
+def _check_bands(bands: list[tuple[float, float]]) -> None:
+    for i, (low, high) in enumerate(bands):
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"bands[{i}] = [{low}, {high}] must satisfy 0 <= low <= high <= 1")
+
+
+class HardSet(Section):
+    """A named GRPO set drawn from the same pass rates as the default one (e.g. the authors' medium and hard sets), for
+    a GRPO phase (`grpo.phases[].set`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    bands: list[tuple[float, float]] = Field(min_length=1)
+    # At most this many problems; None: the iteration's schedule.grpo_problems.
+    problems: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> HardSet:
+        _check_bands(self.bands)
+        return self
+
+
 class SelectHard(Section):
     sampling: Sampling = Field(default_factory=lambda: Sampling(n=8, temperature=1.0, top_p=0.99, max_new_tokens=2048))
     # Pass-rate bands [low, high] kept for GRPO; problems always or never solved carry no GRPO signal.
     bands: list[tuple[float, float]] = Field(default_factory=lambda: [(0.0, 0.5)])
+    # Named sets beside the default one, drawn in this order, each from the candidates the sets before it left
+    # (disjoint), under the same pass-rate rules (include_never_solved, correct_for_guessing).
+    sets: list[HardSet] = Field(default_factory=list)
     include_never_solved: bool = False
     # Band on the pass rate corrected for guessing, (rate - 1/c) / (1 - 1/c) for c options (free-form: as is), so a
     # two-option problem solved 3 times in 6 counts as never solved: its rewards are coin flips, no GRPO signal.
@@ -342,19 +379,42 @@ class SelectHard(Section):
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> SelectHard:
-        for i, (low, high) in enumerate(self.bands):
-            if not 0 <= low <= high <= 1:
-                raise ValueError(f"bands[{i}] = [{low}, {high}] must satisfy 0 <= low <= high <= 1")
+        _check_bands(self.bands)
+        names = [s.name for s in self.sets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"sets have repeated names: {names}")
         return self
 
 
+# The reward functions a GRPO run may name (ovlt.stages.training.grpo.REWARDS holds them, from ovlt.scoring.answers):
+# ours, strict answer match and think/answer form; the authors' (their r1v.py), accuracy with a 0.5 penalty for no
+# text between </think> and <answer>, and their format score, which they logged and did not reward.
+RewardName = Literal["accuracy_reward", "format_reward", "r1v_reward", "r1v_format_reward"]
+
+
+class GRPOPhase(Section):
+    """One phase of a GRPO stage: the `grpo` section with these keys replaced, on a named set of `select_hard.sets`,
+    starting from the previous phase's weights (the first from the iteration's SFT checkpoint). A key left out keeps
+    the section's value."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    # A name in select_hard.sets; None: the default GRPO set (select_hard.bands).
+    set: str | None = None
+    num_train_epochs: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=-1)
+    freeze_vision: bool | None = None
+
+    def overrides(self) -> dict:
+        return {k: v for k, v in self.model_dump(exclude={"name", "set"}).items() if v is not None}
+
+
 class GRPO(TrainerSection):
-    """TRL's GRPOConfig, and the rewards and guard that ovlt adds."""
+    """TRL's GRPOConfig, and the rewards, guard and phases that ovlt adds."""
 
     TRL_FIELDS = trl_fields.GRPO_CONFIG
-    OVLT_KEYS = TrainerSection.OVLT_KEYS | {"format_reward_weight", "zero_reward_patience"}
+    OVLT_KEYS = TrainerSection.OVLT_KEYS | {"reward_funcs", "reward_weights", "format_reward_weight",
+                                            "zero_reward_patience", "freeze_vision", "phases"}
     SET_BY_OVLT = TrainerSection.SET_BY_OVLT | {
-        "reward_weights": "format_reward_weight",
         "vllm_max_model_length": "models.student.max_model_len",
     }
 
@@ -369,14 +429,46 @@ class GRPO(TrainerSection):
     max_completion_length: int = Field(2048, ge=1)
     per_device_train_batch_size: int = Field(5, ge=1)
     loss_type: str = "grpo"
-    # The total reward is accuracy + format_reward_weight x format (ovlt.stages.training.grpo).
+    # The rewards, by name; the total is their weighted sum. TRL logs each as rewards/<name>/mean, a weight-0 one too.
+    reward_funcs: list[RewardName] = Field(default_factory=lambda: ["accuracy_reward", "format_reward"], min_length=1)
+    # One weight per reward function (TRL's reward_weights); None: 1 for accuracy rewards, format_reward_weight for
+    # format_reward, 0 for r1v_format_reward (logged, not rewarded, as the authors ran it).
+    reward_weights: list[float] | None = None
     format_reward_weight: float = Field(0.0, ge=0)
+    # Vision tower and projector frozen during GRPO (the authors' medium phase); a phase may say otherwise.
+    freeze_vision: bool = False
+    # GRPO in phases, one after another in the one grpo stage (e.g. the authors' medium then hard); empty: one run.
+    phases: list[GRPOPhase] = Field(default_factory=list)
     # Stop a run whose accuracy reward is zero for this many first steps (0 disables the guard).
     zero_reward_patience: int = Field(20, ge=0)
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     logging_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _rewards_named_once(self) -> GRPO:
+        if len(set(self.reward_funcs)) != len(self.reward_funcs):
+            raise ValueError(f"reward_funcs names a function twice: {self.reward_funcs}")
+        if self.format_reward_weight and "format_reward" not in self.reward_funcs:
+            raise ValueError("format_reward_weight is set but format_reward is not among reward_funcs")
+        if self.reward_weights is not None:
+            if len(self.reward_weights) != len(self.reward_funcs):
+                raise ValueError(f"reward_weights has {len(self.reward_weights)} weights for {len(self.reward_funcs)} "
+                                 "reward_funcs")
+            if self.format_reward_weight:
+                raise ValueError("set either reward_weights or format_reward_weight, not both")
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phases have repeated names: {names}")
+        return self
+
+    def phase_sections(self) -> list[tuple[GRPOPhase | None, GRPO]]:
+        """Each phase with the section it trains by (the section with the phase's keys replaced); without phases,
+        one (None, the section itself)."""
+        if not self.phases:
+            return [(None, self)]
+        return [(p, self.model_copy(update={**p.overrides(), "phases": []})) for p in self.phases]
 
     @model_validator(mode="after")
     def _batch_divisible(self) -> GRPO:
@@ -392,19 +484,78 @@ class GRPO(TrainerSection):
 # --- evaluation and schedule ---------------------------------------------------------------------------
 
 
+ProtocolName = Literal["official", "strict", "authors"]
+# The prompt styles whose responses each protocol can score: `authors` reads the \boxed{} answer its own prompt asks
+# for; the others read the answer tag of the paper's prompt or the benchmark's own answer formats.
+PROTOCOL_PROMPTS = {"official": ("paper", "plain"), "strict": ("paper", "plain"), "authors": ("authors",)}
+
+
+class Judge(Section):
+    """An OpenAI-compatible chat-completions endpoint (e.g. a local vLLM server) that re-checks the free-form answers
+    the rules marked wrong, on the benchmark entries that set `judge: true` (the authors re-checked MathVerse so)."""
+
+    base_url: str  # up to the API version, e.g. http://localhost:8000/v1; /chat/completions is appended
+    model: str
+    api_key_env: str | None = None  # the environment variable holding the API key; None: no key is sent
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(1024, ge=1)
+    concurrency: int = Field(8, ge=1)  # requests in flight at once
+
+
 class BenchmarkRef(Section):
+    """One generation of a benchmark (its prompt style, greedy decoding) scored by one protocol or several."""
+
     name: str
-    protocol: Literal["official", "strict"] = "official"
-    prompt: Literal["paper", "plain"] = "paper"
+    protocol: ProtocolName = "official"
+    # Several protocols scoring the same responses (instead of `protocol`); the first is the entry's headline.
+    protocols: list[ProtocolName] = Field(default_factory=list)
+    prompt: Literal["paper", "plain", "authors"] = "paper"
+    # The entry's folder under eval/<checkpoint>/ and its name in summary.json (default: `name`); needed when a
+    # benchmark is listed twice, e.g. once with the paper's prompt and once with the authors'.
+    label: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$")
+    max_new_tokens: int | None = Field(None, ge=1)  # default: evaluation.sampling.max_new_tokens
+    judge: bool = False  # re-check wrong free-form answers with evaluation.judge
     limit: int | None = Field(None, ge=1)
     annotations: str | None = None
     images: str | None = None
+
+    @model_validator(mode="after")
+    def _protocols_fit_prompt(self) -> BenchmarkRef:
+        if self.protocols and "protocol" in self.model_fields_set:
+            raise ValueError("give `protocol` (one) or `protocols` (a list), not both")
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ValueError(f"protocols {self.protocols} names one twice")
+        for protocol in self.protocols or [self.protocol]:
+            if self.prompt not in PROTOCOL_PROMPTS[protocol]:
+                raise ValueError(
+                    f"protocol {protocol!r} cannot score responses to the {self.prompt!r} prompt (it scores "
+                    f"{' or '.join(PROTOCOL_PROMPTS[protocol])} prompts): list {self.name} again with its own "
+                    f"prompt and label for it")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The entry's name in the run folder and summary.json."""
+        return self.label or self.name
 
 
 class Evaluation(Section):
     benchmarks: list[BenchmarkRef] = Field(min_length=1)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=2048))
     bootstrap_samples: int = Field(2000, ge=100)
+    judge: Judge | None = None  # off by default
+
+    @model_validator(mode="after")
+    def _entries_are_distinct(self) -> Evaluation:
+        keys = [b.key for b in self.benchmarks]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise ValueError(f"benchmark entries {twice} appear more than once: give each entry of one benchmark "
+                             f"its own `label`")
+        judged = [b.key for b in self.benchmarks if b.judge]
+        if judged and self.judge is None:
+            raise ValueError(f"{judged} set `judge: true` but evaluation.judge names no endpoint")
+        return self
 
 
 class IterationPlan(Section):
@@ -451,6 +602,11 @@ class StudyConfig(Section):
         unknown = sorted(set(self.self_generate.max_share) - {s.name for s in self.data.sources})
         if unknown:
             raise ValueError(f"self_generate.max_share names {unknown}, which are not among data.sources")
+        sets = {s.name for s in self.select_hard.sets}
+        for phase in self.grpo.phases:
+            if phase.set is not None and phase.set not in sets:
+                raise ValueError(f"grpo.phases {phase.name!r} trains on set {phase.set!r}, which is not among "
+                                 f"select_hard.sets {sorted(sets)}")
         return self
 
     def section(self, *paths: str) -> dict:

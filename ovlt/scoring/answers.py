@@ -37,16 +37,21 @@ chains) goes through `score`. It works in two steps:
      mathvision  MATH-V's evaluate.py: its own extraction from the raw response, lower-cased exact match against the
                  gold letter or the gold option, then numeric equivalence at two decimals (MATH-V evaluates with
                  latex2sympy + eval; we use math-verify, and never eval model output).
+     authors     the OpenVLThinker authors' harness (evaluation/eval_qwen.py): the \\boxed{} content, else the whole
+                 response, equal to the gold ignoring case or by mathruler's grade_answer; a multiple-choice gold is
+                 its option's letter (`authors_gold`). It reads only its own prompt's \\boxed{} answers.
    "official" is accepted as an alias of "mathvista" (the project stores answers the way MathVista does);
    `ovlt.scoring.benchmarks` maps each benchmark's "official" to its own protocol.
 
-math-verify runs only when the cheap rules cannot decide, in a separate worker process under a hard time limit
-(`MATH_VERIFY_TIMEOUT_S`): a sympy computation stuck in C code cannot be interrupted by a signal, but a process can
-be killed. A time-out counts as wrong and is logged. Model output is never executed or eval'd.
+math-verify (only when the cheap rules cannot decide) and mathruler's grade_answer run in one worker process under
+a hard time limit (`MATH_VERIFY_TIMEOUT_S`, `SYMPY_WORKER`): a sympy computation stuck in C code cannot be
+interrupted by a signal, but a process can be killed. A time-out counts as wrong and is logged. Model output is
+never executed or eval'd by our code (mathruler hands it to sympy's parser, which is why it runs in the worker).
 
 The think/answer format the student learns (`REASONING_INSTRUCTION`) is written and read here too: `chain_text`
 writes a chain, `think_text` / `answer_text` / `split_reasoning` read its parts, `well_formed` checks its form, so
-curation, the teachers and the rewards read a chain exactly as the scorer does.
+curation, the teachers and the rewards read a chain exactly as the scorer does. TRL rewards: ours (`accuracy_reward`,
+`format_reward`) and the authors' (`r1v_reward`, `r1v_format_reward`, their r1v.py).
 """
 
 from __future__ import annotations
@@ -65,8 +70,9 @@ from ovlt.ground.schema import ANSWER_TYPES, OPTION_LETTER, option_letters
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("strict", "mathvista", "mathvision")
+PROTOCOLS = ("strict", "mathvista", "mathvision", "authors")
 PROTOCOL_ALIASES = {"official": "mathvista"}
+# The hard time limit of every sympy-backed check (math-verify, mathruler's grade_answer): a call past it is wrong.
 MATH_VERIFY_TIMEOUT_S = 3.0
 # Answers sit at the end of a response; scanning only the tail bounds the cost of pathological inputs.
 MAX_SCAN_CHARS = 20_000
@@ -452,10 +458,15 @@ def _number_from_span(span: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# math-verify under a hard time limit, in a worker process
+# the sympy-backed checkers (math-verify, mathruler) under a hard time limit, in a worker process
 
 
-def _math_verify_worker(gold: str, pred: str, float_rounding: int) -> bool:
+def _warm_up() -> None:
+    import math_verify  # noqa: F401
+    import mathruler.grader  # noqa: F401
+
+
+def _math_verify_equal(gold: str, pred: str, float_rounding: int) -> bool:
     from math_verify import parse, verify
 
     limit = math.ceil(MATH_VERIFY_TIMEOUT_S)
@@ -466,8 +477,15 @@ def _math_verify_worker(gold: str, pred: str, float_rounding: int) -> bool:
     return bool(verify(gold_parsed, pred_parsed, float_rounding=float_rounding, timeout_seconds=limit))
 
 
-class _MathVerifyPool:
-    """One worker process, killed and replaced when a call overruns its time limit."""
+def _mathruler_grade(given: str, ground_truth: str) -> bool:
+    from mathruler.grader import grade_answer
+
+    return bool(grade_answer(given, ground_truth))
+
+
+class _SympyWorker:
+    """One worker process for the checkers that run sympy on model text, killed and replaced when a call overruns
+    its time limit."""
 
     def __init__(self):
         self._pool = None
@@ -480,33 +498,42 @@ class _MathVerifyPool:
         # shutdown would otherwise print a KeyboardInterrupt traceback from an idle worker into a clean run.
         self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=signal.signal,
                                                                initargs=(signal.SIGINT, signal.SIG_IGN))
-        self._pool.apply(_math_verify_worker, ("1", "1", 6))  # pay the import once, outside the time limit
+        self._pool.apply(_warm_up)  # pay the imports once, outside the time limit
 
     def close(self):
         if self._pool is not None:
             self._pool.terminate()
             self._pool = None
 
-    def equal(self, gold: str, pred: str, float_rounding: int = 6) -> bool:
+    def _call(self, checker, *args: str | int) -> bool:
+        """checker(*args) in the worker; a time-out or an error is False (a wrong answer), logged."""
         with self._lock:
             if self._pool is None:
                 self._start()
-            pending = self._pool.apply_async(_math_verify_worker, (gold, pred, float_rounding))
+            pending = self._pool.apply_async(checker, args)
             try:
                 return pending.get(timeout=MATH_VERIFY_TIMEOUT_S)
             except multiprocessing.TimeoutError:
                 self.timeouts += 1
-                log.warning("math-verify timed out after %.1fs on %r vs gold %r: counted wrong",
-                            MATH_VERIFY_TIMEOUT_S, pred[:80], gold[:80])
+                log.warning("%s timed out after %.1fs on %r: counted wrong", checker.__name__, MATH_VERIFY_TIMEOUT_S,
+                            [str(a)[:80] for a in args])
                 self.close()
                 return False
             except Exception as err:  # a parser bug on odd input is a wrong answer, never a crashed run
-                log.warning("math-verify failed on %r: %s: counted wrong", pred[:80], err)
+                log.warning("%s failed on %r: %s: counted wrong", checker.__name__, [str(a)[:80] for a in args], err)
                 return False
 
+    def equal(self, gold: str, pred: str, float_rounding: int = 6) -> bool:
+        """math-verify: `pred` equals `gold` symbolically (numbers rounded to `float_rounding` decimals)."""
+        return self._call(_math_verify_equal, gold, pred, float_rounding)
 
-MATH_VERIFY = _MathVerifyPool()
-atexit.register(MATH_VERIFY.close)
+    def grade_answer(self, given: str, ground_truth: str) -> bool:
+        """mathruler's grade_answer(given, ground_truth), argument order as mathruler's."""
+        return self._call(_mathruler_grade, given, ground_truth)
+
+
+SYMPY_WORKER = _SympyWorker()
+atexit.register(SYMPY_WORKER.close)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -572,7 +599,7 @@ def _strict_scalar_equal(pred: str, gold: str, answer_type: str, precision: int)
     # math-verify only where there is mathematics on both sides: prose ("an integer") cannot be equivalent.
     if answer_type == "text" or not (_MATHY.search(pred) and _MATHY.search(gold)):
         return False
-    return MATH_VERIFY.equal(gold, pred, precision if precision >= 0 else 6)
+    return SYMPY_WORKER.equal(gold, pred, precision if precision >= 0 else 6)
 
 
 def _strict_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
@@ -629,9 +656,43 @@ def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
             continue
         if pred == gold or _normalise_text(pred) == _normalise_text(gold):
             return True
-        if not (len(gold) == 1 and gold in letters.lower()) and MATH_VERIFY.equal(gold, pred, float_rounding=2):
+        if not (len(gold) == 1 and gold in letters.lower()) and SYMPY_WORKER.equal(gold, pred, float_rounding=2):
             return True
     return False
+
+
+def authors_gold(answer: str, answer_type: str, choices=()) -> str:
+    """The gold answer as the authors' harness and reward compare it: a multiple-choice gold as its option's letter
+    (of the first option equal to it, as their `choices.index` finds it), any other as it is."""
+    choices = list(choices or ())
+    if answer_type == "multiple_choice" and answer in choices:
+        return option_letters(len(choices))[choices.index(answer)]
+    return answer
+
+
+def _authors_equal(gold: str, candidate: str) -> bool:
+    """eval_qwen.py's test of one candidate: equal ignoring case, else mathruler's grade_answer with the gold as its
+    `given_answer` (their argument order; grade_answer is not symmetric)."""
+    return gold.lower() == candidate.lower() or SYMPY_WORKER.grade_answer(gold, candidate)
+
+
+def _authors_verdict(response: str, gold: str) -> Verdict:
+    """eval_qwen.py's verdict: the \\boxed{} content (mathruler's extract_boxed_content, "None" without one, which we
+    report as no extraction), then the whole response, lower-cased. (They split the lower-cased response at "Answer:", which cannot occur in it,
+    so the whole response is what they compare: a bare reply such as "B" counts.) An empty response is wrong."""
+    from mathruler.grader import extract_boxed_content
+
+    text = (response or "")[-MAX_SCAN_CHARS:]
+    if not text:
+        return Verdict("", "none", False)
+    boxed = extract_boxed_content(text)
+    found = Extraction("", "none") if boxed == "None" else Extraction(boxed, "boxed")  # nothing for a judge to read
+    if _authors_equal(gold, boxed):
+        return Verdict(found.text, found.rule, True)
+    whole = text.lower().strip()
+    if _authors_equal(gold, whole):
+        return Verdict(whole, "response", True)
+    return Verdict(found.text, found.rule, False)
 
 
 def resolve_protocol(protocol: str) -> str:
@@ -656,6 +717,8 @@ def match(extracted: str, answer: str, answer_type: str, choices=(), precision: 
         return _mathvista_equal(extracted, answer, answer_type, choices, precision)
     if protocol == "mathvision":
         return _mathvision_equal(extracted, answer, choices)
+    if protocol == "authors":
+        return _authors_equal(authors_gold(answer, answer_type, choices), str(extracted))
     return _strict_equal(extracted, answer, answer_type, choices, precision)
 
 
@@ -667,6 +730,8 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
     if protocol == "mathvision":
         extracted = _mathvision_extract(response)
         return Verdict(extracted, "mathvision", match(extracted, answer, answer_type, choices, precision, protocol))
+    if protocol == "authors":
+        return _authors_verdict(response, authors_gold(str(answer), answer_type, choices))
     # MathVista's verdicts graded the last turn of a run-on response; our own protocols grade the first.
     found = extract(response, choices, "last" if protocol == "mathvista" else "first")
     extracted = found.text
@@ -696,3 +761,33 @@ def accuracy_reward(completions, answer, answer_type, choices, precision, **kwar
 def format_reward(completions, **kwargs) -> list[float]:
     """TRL reward: 1.0 for a well-formed think/answer completion, else 0.0."""
     return [float(well_formed(_completion_text(c))) for c in completions]
+
+
+# The authors' GRPO reward (train/easyr1/examples/reward_function/r1v.py), read as r1v.py reads a completion.
+_R1V_ANSWER = re.compile(r"<answer>(.*?)</answer>")  # the first tag whose content fits on one line
+_R1V_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)  # the whole completion
+R1V_NO_BRIDGE_PENALTY = 0.5
+
+
+def _r1v_accuracy(text: str, gold: str) -> float:
+    found = _R1V_ANSWER.search(text)
+    given = found.group(1).strip() if found else text.strip()
+    if not (given.lower() == gold.lower() or SYMPY_WORKER.grade_answer(given, gold.strip())):
+        return 0.0
+    # r1v.py punishes a right answer with nothing between the last </think> and the <answer> after it.
+    no_bridge = "</think>" in text and "<answer>" in text and not split_reasoning(text)[1].split("<answer>")[0].strip()
+    return 1.0 - R1V_NO_BRIDGE_PENALTY if no_bridge else 1.0
+
+
+def r1v_reward(completions, answer, answer_type, choices, **kwargs) -> list[float]:
+    """TRL reward, the authors' (r1v.py): 1.0 when the content of the first one-line <answer>...</answer> (without
+    one, the whole completion) equals the gold ignoring case or by mathruler's grade_answer, 0.5 when it does but
+    nothing stands between </think> and <answer>, else 0.0. A multiple-choice gold is its option's letter."""
+    return [_r1v_accuracy(_completion_text(c), authors_gold(str(a), t, ch))
+            for c, a, t, ch in zip(completions, answer, answer_type, choices, strict=True)]
+
+
+def r1v_format_reward(completions, **kwargs) -> list[float]:
+    """TRL reward, the authors' format score (r1v.py; logged, not rewarded): 1.0 when the completion is exactly
+    <think>...</think>, whitespace, <answer>...</answer>, with nothing before or after."""
+    return [float(_R1V_FORMAT.fullmatch(_completion_text(c)) is not None) for c in completions]

@@ -9,7 +9,8 @@ A benchmark is a `BenchmarkSpec` in `BENCHMARKS`, in the spirit of lmms-eval's t
   synthetic            the data generator's held-out set, a `datasets.save_to_disk` folder (problem schema)
 Records are dicts: id, question, choices, answer (option TEXT for multiple choice), answer_type, precision, image
 (a path, a PIL image or None), prompt (the benchmark's plain prompt) and meta (the breakdown fields).
-`build_prompt(spec, record, style)` gives the plain prompt or the paper's think/answer prompt.
+`build_prompt(spec, record, style)` gives the prompt of a style: the benchmark's plain prompt, the paper's think/answer
+prompt, or the authors' harness's (`PROMPT_STYLES`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ MATHVISION_INSTRUCTION = (
     "Please solve the problem step by step and put your answer in one \"\\boxed{}\". "
     "If it is a multiple choice question, only one letter is allowed in the \"\\boxed{}\"."
 )
+# The authors' harness (OpenVLThinker evaluation/eval_qwen.py) appends this to every benchmark's instruction, and
+# states MathVision problems under these hints.
+AUTHORS_INSTRUCTION = (
+    " You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
+    "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
+)
+AUTHORS_MATHVISION_HINTS = {
+    "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, E, at the end.",
+    "free_form": "Hint: Please answer the question requiring an answer.",
+}
 MATHVISTA_HINTS = {
     "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
     "integer": "Hint: Please answer the question requiring an integer answer and provide the final value, "
@@ -283,20 +294,42 @@ def load_hub(spec: BenchmarkSpec | str, hub_root: str | Path | None = None) -> l
     return records
 
 
+PROMPT_STYLES = ("plain", "paper", "authors")
+
+
+def _mathvision_authors_instruction(record: dict) -> str:
+    """eval_qwen.py's MathVision instruction: a hint, the question, and the options as "(A) text" lines."""
+    if not record["choices"]:
+        return f"{AUTHORS_MATHVISION_HINTS['free_form']}\nQuestion: {record['question']}"
+    options = "\n".join(f"({letter}) {text}" for letter, text in zip(option_letters(len(record["choices"])),
+                                                                     record["choices"], strict=True))
+    return f"{AUTHORS_MATHVISION_HINTS['multi_choice']}\nQuestion: {record['question']}\nChoices:\n{options}"
+
+
 def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") -> str:
-    """"plain": the benchmark's own prompt. "paper": the question with lettered options and the paper's
-    think/answer instruction, exactly as the student sees problems in training (ovlt.scoring.prompts)."""
+    """The prompt of a benchmark record in one of PROMPT_STYLES:
+    plain    the benchmark's own prompt (`record["prompt"]`);
+    paper    the benchmark's own statement of the problem, then the paper's think/answer instruction: MathVista's
+             `query` (its hint, the question with its unit, the choices), MathVerse's question with its choices
+             (`query_cot` for vision-only items, whose question is in the image), MathVision's and the synthetic
+             set's question with lettered options, as the student sees problems in training (ovlt.scoring.prompts);
+    authors  the authors' harness (eval_qwen.py): MathVista `query`, MathVerse `query_cot`, MathVision's question
+             with options under their hint, then their think-and-box instruction (AUTHORS_INSTRUCTION)."""
+    spec = get_benchmark(spec) if isinstance(spec, str) else spec
     if style == "plain":
         return record["prompt"]
     if style == "paper":
         from ovlt.scoring.prompts import student_text
 
-        spec = get_benchmark(spec) if isinstance(spec, str) else spec
         if spec.name == "mathverse_testmini":  # options already live in the question text (or in the image)
-            question = record["question"] or record["prompt"]
-            return f"{question}\n{answers.REASONING_INSTRUCTION}"
+            return f"{record['question'] or record['prompt']}\n{answers.REASONING_INSTRUCTION}"
+        if spec.name == "mathvista_testmini":  # `query` states the unit and the answer's form the question omits
+            return f"{record['prompt']}\n{answers.REASONING_INSTRUCTION}"
         return student_text(record)
-    raise ValueError(f"unknown prompt style {style!r}; known: plain, paper")
+    if style == "authors":
+        own = _mathvision_authors_instruction(record) if spec.to_record is _mathvision_record else record["prompt"]
+        return own + AUTHORS_INSTRUCTION
+    raise ValueError(f"unknown prompt style {style!r}; known: {', '.join(PROMPT_STYLES)}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

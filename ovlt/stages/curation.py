@@ -6,7 +6,8 @@
   answer (a weak model guesses right often), and no source may exceed its cap on the kept set's share
   (`cfg.self_generate.max_share`; docs/ARCHITECTURE.md).
 - `filter_reflections` applies `cfg.filter.rule`: cut each chain at its first reflection marker and keep the
-  final answer (the paper's), or drop chains over `max_words` words. It writes the SFT set in TRL's vision
+  final answer (the paper's), or drop chains over `max_words` words; under the cut, `max_words` (when set) drops
+  cut chains still longer than that. It writes the SFT set in TRL's vision
   prompt/completion format and the funnel (problems -> captioned -> with chains -> with a correct chain ->
   selected -> kept) per source.
 - `select_hard` estimates each GRPO candidate's pass rate under the SFT checkpoint and keeps the problems
@@ -143,12 +144,16 @@ def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
 
 def choose(chains: list[str], ok: list[bool], rule: str, rng: random.Random) -> int | None:
     """Index of the chain `rule` keeps among those marked ok (None if none): shortest/longest by words
-    (first on ties), first, or random."""
+    (first on ties), the second longest (the authors' released rule: the longest dropped, a lone chain kept; on
+    ties the later chain counts as the longer), first, or random."""
     candidates = [i for i, good in enumerate(ok) if good]
     if not candidates:
         return None
     if rule == "shortest_correct":
         return min(candidates, key=lambda i: (words(chains[i]), i))
+    if rule == "second_longest_correct":
+        by_length = sorted(candidates, key=lambda i: (words(chains[i]), i))
+        return by_length[-2] if len(by_length) > 1 else by_length[0]
     if rule == "longest_correct":
         return max(candidates, key=lambda i: (words(chains[i]), -i))
     if rule == "first_correct":
@@ -369,14 +374,15 @@ def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) ->
         chain, source = chains[row["id"]]["chain"], row["source"]
         before_words[source] += words(chain)
         before_markers[source] += count_markers(chain, markers)
-        kept, removed = chain, ""
+        kept, removed, status = chain, "", "out"
         if rule == "cut_reflections":
             kept, removed = cut_reflections(chain, markers)
-        elif rule == "max_words" and words(chain) > cfg.filter.max_words:
-            kept = None
+            status = "out" if kept else "empty_after_cut"
+        if kept and rule != "none" and cfg.filter.max_words is not None and words(kept) > cfg.filter.max_words:
+            kept, status = None, "over_max_words"
         image = open_image(row) if kept else None
-        status = ("out" if image is not None else "unreadable_image") if kept else \
-            "empty_after_cut" if rule == "cut_reflections" else "over_max_words"
+        if kept and image is None:
+            status = "unreadable_image"
         tally.add(source, status)
         if removed:
             cut.append({"id": row["id"], "source": source, "kept": kept, "removed": removed})
@@ -429,16 +435,17 @@ def above_chance(rate: float, problem: dict) -> float:
 
 
 def select_by_band(pass_rates: dict[str, float], bands, target: int, seed: int,
-                   include_never_solved: bool = False) -> list[str]:
+                   include_never_solved: bool = False, draw: str = "") -> list[str]:
     """Ids whose pass rate lies in one of `bands` ([low, high], inclusive), at most `target` of them.
 
     A rate of 0 is kept only with `include_never_solved` (it carries no GRPO signal). When more qualify, a
-    seeded draw picks `target`; ids come back in input order.
+    seeded draw picks `target` (`draw` names the set, so that each named set draws on its own); ids come back in
+    input order.
     """
     eligible = [i for i, rate in pass_rates.items()
                 if any(low <= rate <= high for low, high in bands) and (rate > 0 or include_never_solved)]
     if len(eligible) > target:
-        chosen = set(random.Random(f"select-hard-{seed}").sample(eligible, target))
+        chosen = set(random.Random(f"select-hard-{seed}" + (f"-{draw}" if draw else "")).sample(eligible, target))
         eligible = [i for i in eligible if i in chosen]
     return eligible
 
@@ -488,9 +495,16 @@ def select_hard(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcom
             histogram[r["source"]][f"{r[band_on]:.3f}"] += 1
             histogram["all"][f"{r[band_on]:.3f}"] += 1
     atomic_write_text(st.dir / "pass_rates.jsonl", "".join(json.dumps(r) + "\n" for r in done))
-    grpo = [{**row, "prompt": student_chat(student_text(row)), "image": open_image(row)}
-            for row in problem_rows(problems) if row["id"] in chosen]
-    save_dataset(rows_to_dataset(grpo, GRPO_FEATURES), st.dir / "grpo")
+    in_sets = named_sets(rates, sh, plan.grpo_problems, cfg.seed)
+    wanted = chosen.union(*in_sets.values())
+    grpo_rows = [{**row, "prompt": student_chat(student_text(row)), "image": open_image(row)}
+                 for row in problem_rows(problems) if row["id"] in wanted]
+    save_dataset(rows_to_dataset([r for r in grpo_rows if r["id"] in chosen], GRPO_FEATURES), st.dir / "grpo")
+    sets = {}
+    for name, ids in in_sets.items():
+        save_dataset(rows_to_dataset([r for r in grpo_rows if r["id"] in ids], GRPO_FEATURES), st.dir / "sets" / name)
+        sets[name] = {"problems": len(ids), "by_source": dict(Counter(r["source"] for r in grpo_rows if r["id"] in ids))}
+        log.info("select_hard: set %s, %d problems", name, len(ids))
     counts = tally.as_dict()
     log.info("select_hard: %d of %d candidates in bands %s (target %d)", counts["out"], counts["in"], sh.bands,
              plan.grpo_problems)
@@ -498,4 +512,17 @@ def select_hard(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcom
         log.warning("select_hard: only %d problems in band, fewer than the %d planned", counts["out"],
                     plan.grpo_problems)
     return Outcome(counts, {"histogram": {s: dict(sorted(h.items())) for s, h in sorted(histogram.items())},
-                            "banded_on": band_on, "model": f"sft-{iteration}", "k": sh.sampling.n})
+                            "banded_on": band_on, "model": f"sft-{iteration}", "k": sh.sampling.n,
+                            **({"sets": sets} if sets else {})})
+
+
+def named_sets(rates: dict[str, float], sh, default_target: int, seed: int) -> dict[str, set[str]]:
+    """The ids of each of `select_hard.sets`, drawn in order, each from the candidates the sets before it left."""
+    out, taken = {}, set()
+    for hard_set in sh.sets:
+        left = {i: rate for i, rate in rates.items() if i not in taken}
+        ids = select_by_band(left, hard_set.bands, hard_set.problems or default_target, seed, sh.include_never_solved,
+                             draw=hard_set.name)
+        out[hard_set.name] = set(ids)
+        taken.update(ids)
+    return out

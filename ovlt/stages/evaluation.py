@@ -1,10 +1,13 @@
 """Evaluate checkpoints on the configured benchmarks, and summarise the study.
 
-`evaluate(cfg, run, checkpoint)` generates one greedy response per benchmark item with the student's
-generation backend, scores it with the benchmark's protocol (the one scorer in `ovlt.scoring.answers`) and writes
-`eval/<checkpoint>/<benchmark>/predictions.jsonl` and `metrics.json`. `write_summary` gathers every
-checkpoint into `summary.json`: accuracy with its 95% interval and n, the majority-answer baseline, wall
-times, and paired comparisons between stages.
+`evaluate(cfg, run, checkpoint)` generates, per configured benchmark entry, one greedy response per item under the
+entry's prompt style, with the student's generation backend, and scores that one generation by each of the entry's
+protocols (the one scorer in `ovlt.scoring.answers`); where the entry sets `judge`, a language-model judge
+(`ovlt.stages.judge`) re-checks the free-form answers the rules marked wrong, as a further verdict set
+`<protocol>+judge`. It writes `eval/<checkpoint>/<entry>/predictions.jsonl` (each response once, with its verdict per
+protocol) and `metrics.json` (one result per protocol). `write_summary` gathers every checkpoint into `summary.json`:
+per entry and protocol, accuracy with its 95% interval and n, named with the prompt and protocol that produced it;
+the majority-answer baseline, wall times, and paired comparisons between stages under each protocol.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from ovlt.ground.layout import checkpoint_names, checkpoint_path
 from ovlt.scoring import benchmarks as bench
 from ovlt.scoring import statistics
 from ovlt.scoring.prompts import student_chat
+from ovlt.stages.judge import ChatJudge
 from ovlt.stages.registry import Outcome, checkpoint_stage, stage
 
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 256
+JUDGE_SHARD_SIZE = 64  # judged answers saved together: a failed judge loses at most this many
 
 
 def benchmark_records(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> list[dict]:
@@ -65,25 +70,109 @@ def _checkpoint_manifest(run: Run, checkpoint: str) -> dict:
 
 
 def _prompts(ref: BenchmarkRef, records: list[dict]) -> tuple[list, list[list[Image.Image]]]:
-    """The student's chats and images for benchmark records, as every evaluation asks them."""
+    """The student's chats and images for benchmark records, as the entry's prompt style asks them."""
     chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in records]
     return chats, [[_open_image(r["image"])] if r["image"] is not None else [] for r in records]
 
 
+def scored_by(ref: BenchmarkRef) -> list[str]:
+    """The protocols that score a benchmark entry's responses (`protocols`, else the one `protocol`), the headline
+    first."""
+    return list(ref.protocols) or [ref.protocol]
+
+
+def max_new_tokens(cfg: StudyConfig, ref: BenchmarkRef) -> int:
+    """The entry's response budget: its own, else evaluation.sampling's."""
+    return ref.max_new_tokens or cfg.evaluation.sampling.max_new_tokens
+
+
+def _result(protocol: str, scorer: str, rows: list[dict], breakdowns: dict, cfg: StudyConfig) -> dict:
+    """One protocol's numbers over one generation: accuracy with its 95% interval, n, breakdowns."""
+    interval = statistics.accuracy_ci([r["correct"] for r in rows], n_boot=cfg.evaluation.bootstrap_samples,
+                                      seed=cfg.seed)
+    correct = sum(r["correct"] for r in rows)
+    return {"protocol": protocol, "scorer": scorer, "accuracy": correct / len(rows) if rows else 0.0,
+            "ci95": [interval["low"], interval["high"]], "n": interval["n"], "correct": correct,
+            "breakdowns": breakdowns}
+
+
+def score_generation(cfg: StudyConfig, ref: BenchmarkRef, records: list[dict],
+                     responses: dict[str, str]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The entry's responses scored by each of its protocols: {protocol: rows (id, extracted, rule, correct)}, and
+    one result per protocol (`protocol` as configured, `scorer` the rules that ran, e.g. official -> mathvista)."""
+    verdicts, results = {}, []
+    for protocol in scored_by(ref):
+        rows, scored = bench.score_responses(ref.name, records, responses, protocol=protocol)
+        verdicts[protocol] = rows
+        results.append({**_result(protocol, scored["protocol"], rows, scored["breakdowns"], cfg),
+                        "missing": scored["missing"], "rules": scored["rules"]})
+    return verdicts, results
+
+
+def _write_entry(run: Run, checkpoint: str, ref: BenchmarkRef, generated: dict[str, dict],
+                 verdicts: dict[str, list[dict]], metrics: dict) -> None:
+    """predictions.jsonl (each response once, with its verdict per protocol) and metrics.json of one entry."""
+    by_protocol = {p: {row["id"]: row for row in rows} for p, rows in verdicts.items()}
+    order = [row["id"] for row in next(iter(verdicts.values()))]
+    predictions = [{"id": i, "response": generated[i]["response"] if i in generated else "",
+                    "num_tokens": generated[i]["num_tokens"] if i in generated else 0,
+                    "verdicts": {p: {k: rows[i][k] for k in ("extracted", "rule", "correct")}
+                                 for p, rows in by_protocol.items()}} for i in order]
+    atomic_write_text(run.predictions_path(checkpoint, ref.key),
+                      "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+    atomic_write_json(run.metrics_path(checkpoint, ref.key), metrics)
+
+
+def _judge_entry(cfg: StudyConfig, st: Stage, ref: BenchmarkRef, records: list[dict],
+                 verdicts: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], list[dict], dict]:
+    """Each protocol's verdicts re-checked by the judge where the rules said wrong on a free-form answer they could
+    extract, as `<protocol>+judge`, their results, and the judge as summary.json names it. Answers already judged (in
+    this stage's shards) are not asked again, so a rerun after a failure asks only the rest."""
+    judge = ChatJudge.from_config(cfg.evaluation.judge)
+    by_id = {r["id"]: r for r in records}
+    store = st.shards(f"{ref.key}.judge")
+
+    def key(row: dict) -> str:
+        return json.dumps([row["id"], row["extracted"]])
+
+    wanted = {key(row): row for rows in verdicts.values() for row in rows if not row["correct"] and row["extracted"]
+              and by_id[row["id"]]["answer_type"] != "multiple_choice"}
+    todo = [k for k in wanted if k not in store.done_keys("key")]
+    for start in range(0, len(todo), JUDGE_SHARD_SIZE):
+        chunk = [wanted[k] for k in todo[start:start + JUDGE_SHARD_SIZE]]
+        answers = judge.ask_many([(by_id[r["id"]]["prompt"], by_id[r["id"]]["answer"], r["extracted"]) for r in chunk])
+        store.write([{"key": key(r), **a} for r, a in zip(chunk, answers, strict=True)])
+    judged = {row["key"]: row for row in store.rows()}
+    spec = bench.get_benchmark(ref.name)
+    extra_verdicts, extra_results = {}, []
+    for protocol, rows in verdicts.items():
+        asked = [judged[key(r)] for r in rows if key(r) in wanted]
+        rechecked = [{**r, "correct": True, "rule": "judge"} if key(r) in wanted and judged[key(r)]["correct"] else r
+                     for r in rows]
+        name = f"{protocol}+judge"
+        extra_verdicts[name] = rechecked
+        breakdowns = {field: bench._tally(rechecked, by_id, field) for field in spec.breakdown_keys}
+        extra_results.append({**_result(name, f"{spec.protocol(protocol)}+judge", rechecked, breakdowns, cfg),
+                              "judge": {"asked": len(asked), "overturned": sum(a["correct"] is True for a in asked),
+                                        "no_verdict": sum(a["correct"] is None for a in asked)}})
+    return extra_verdicts, extra_results, judge.describe()
+
+
 @stage("evaluate")
 def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
-    """Stage `evaluate` of one checkpoint: predictions and metrics for every configured benchmark."""
+    """Stage `evaluate` of one checkpoint: for every configured benchmark entry, one greedy generation under the
+    entry's prompt, scored by each of its protocols (and re-checked by the judge where the entry asks)."""
     path = checkpoint_path(cfg, run, checkpoint)
-    sampling = cfg.evaluation.sampling
-    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=sampling.max_new_tokens, seed=cfg.seed)
     counts = {}
-    # The backend opens at the first benchmark with items left to generate (none after a resume past the last shard)
+    # The backend opens at the first entry with items left to generate (none after a resume past the last shard)
     # and closes however the stage ends.
     with ExitStack() as opened:
         backend = None
         for ref in cfg.evaluation.benchmarks:
+            params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens(cfg, ref),
+                                    seed=cfg.seed)
             records = benchmark_records(ref, run, cfg.data.hub_root)
-            shards = st.shards(ref.name)
+            shards = st.shards(ref.key)
             done = shards.done_keys()
             todo = [r for r in records if r["id"] not in done]
             if todo and backend is None:
@@ -95,29 +184,46 @@ def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
                 shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
                               for r, c in zip(chunk, completions, strict=True)])
             generated = {row["id"]: row for row in shards.rows()}
-            rows, summary = bench.score_responses(ref.name, records, {i: g["response"] for i, g in generated.items()},
-                                                  protocol=ref.protocol)
-            interval = statistics.accuracy_ci([r["correct"] for r in rows], n_boot=cfg.evaluation.bootstrap_samples,
-                                              seed=cfg.seed)
-            summary.update(ci95=[interval["low"], interval["high"]], n=interval["n"], prompt=ref.prompt,
-                           protocol_requested=ref.protocol)
-            predictions = [{**row, "response": generated[row["id"]]["response"],
-                            "num_tokens": generated[row["id"]]["num_tokens"]} for row in rows]
-            atomic_write_text(run.predictions_path(checkpoint, ref.name),
-                              "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
-            atomic_write_json(run.metrics_path(checkpoint, ref.name), summary)
-            counts[ref.name] = {"items": len(records), "correct": summary["correct"], "accuracy": summary["accuracy"]}
-            log.info("%s on %s: %d/%d = %.3f [%.3f, %.3f]", checkpoint, ref.name, summary["correct"], len(records),
-                     summary["accuracy"], *summary["ci95"])
+            verdicts, results = score_generation(cfg, ref, records, {i: g["response"] for i, g in generated.items()})
+            metrics = {"benchmark": ref.name, "entry": ref.key, "prompt": ref.prompt,
+                       "max_new_tokens": params.max_new_tokens, "results": results}
+            # The rules' verdicts are on disk before the judge is asked: a judge that fails loses none of them.
+            _write_entry(run, checkpoint, ref, generated, verdicts, metrics)
+            if ref.judge:
+                judged_verdicts, judged_results, judge = _judge_entry(cfg, st, ref, records, verdicts)
+                verdicts |= judged_verdicts
+                metrics = {**metrics, "results": results + judged_results, "judge": judge}
+                _write_entry(run, checkpoint, ref, generated, verdicts, metrics)
+            counts[ref.key] = {"items": len(records), **{r["protocol"]: {"correct": r["correct"], "accuracy": r["accuracy"]}
+                                                         for r in metrics["results"]}}
+            for r in metrics["results"]:
+                log.info("%s on %s (prompt %s, protocol %s): %d/%d = %.3f [%.3f, %.3f]", checkpoint, ref.key,
+                         ref.prompt, r["protocol"], r["correct"], r["n"], r["accuracy"], *r["ci95"])
     return Outcome(counts, {"checkpoint": checkpoint, "model_path": path})
 
 
 # --- the study's summary -------------------------------------------------------------------------------
 
 
-def read_predictions(run: Run, checkpoint: str, benchmark: str) -> list[dict]:
-    """The rows `evaluate` wrote for a checkpoint on a benchmark (id, extracted, rule, correct, response, ...)."""
-    return [row for _, row in bench.read_jsonl(run.predictions_path(checkpoint, benchmark))]
+def read_responses(run: Run, checkpoint: str, entry: str) -> list[dict]:
+    """The rows `evaluate` wrote for a checkpoint on a benchmark entry: id, response, num_tokens and `verdicts`, a
+    {protocol: {extracted, rule, correct}} in the entry's order of protocols."""
+    return [row for _, row in bench.read_jsonl(run.predictions_path(checkpoint, entry))]
+
+
+def read_predictions(run: Run, checkpoint: str, entry: str, protocol: str | None = None) -> list[dict]:
+    """The responses of a checkpoint on a benchmark entry, each with one protocol's verdict (id, response,
+    num_tokens, protocol, extracted, rule, correct); `protocol` None: the entry's headline (first) protocol."""
+    rows = []
+    for row in read_responses(run, checkpoint, entry):
+        verdicts = row["verdicts"]
+        chosen = protocol or next(iter(verdicts))
+        if chosen not in verdicts:
+            raise KeyError(f"{run.predictions_path(checkpoint, entry)} has no verdicts under protocol {chosen!r}; "
+                           f"it has {', '.join(verdicts)}")
+        rows.append({"id": row["id"], "response": row["response"], "num_tokens": row["num_tokens"],
+                     "protocol": chosen, **verdicts[chosen]})
+    return rows
 
 
 def majority_baseline(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> float:
@@ -149,27 +255,40 @@ def _comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
 
 
 def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = None, wall_seconds: float | None = None) -> dict:
-    """Gather every evaluated checkpoint into runs/<run>/summary.json (its shape: docs/ARCHITECTURE.md, "The run folder")."""
+    """Gather every evaluated checkpoint into runs/<run>/summary.json (its shape: docs/ARCHITECTURE.md, "The run folder").
+
+    Every accuracy is one result of one entry under one protocol, and names both: the benchmark, the entry, the
+    prompt style and the protocol (with the scorer that ran it); comparisons are made within one entry and protocol.
+    """
     names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / MANIFEST).exists()]
-    stages, verdicts = [], {}
+    stages, verdicts, judges = [], {}, {}
     for name in names:
-        entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "benchmarks": {}}
+        entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "results": []}
         for ref in cfg.evaluation.benchmarks:
-            metrics = json.loads(run.metrics_path(name, ref.name).read_text())
-            entry["benchmarks"][ref.name] = {
-                "accuracy": metrics["accuracy"], "ci95": metrics["ci95"], "n": metrics["n"],
-                "protocol": metrics["protocol"], "prompt": metrics["prompt"], "breakdowns": metrics["breakdowns"],
-            }
-            verdicts[name, ref.name] = [p["correct"] for p in read_predictions(run, name, ref.name)]
+            metrics = json.loads(run.metrics_path(name, ref.key).read_text())
+            if "judge" in metrics:
+                judges[ref.key] = metrics["judge"]
+            for result in metrics["results"]:
+                entry["results"].append({
+                    "benchmark": ref.name, "entry": ref.key, "prompt": metrics["prompt"], **{
+                        k: result[k] for k in ("protocol", "scorer", "accuracy", "ci95", "n", "breakdowns", "judge")
+                        if k in result}})
+                verdicts[name, ref.key, result["protocol"]] = [
+                    p["correct"] for p in read_predictions(run, name, ref.key, result["protocol"])]
         stages.append(entry)
     comparisons = []
     for a, b in _comparison_pairs(names):
-        for ref in cfg.evaluation.benchmarks:
-            test = statistics.paired_bootstrap(verdicts[a, ref.name], verdicts[b, ref.name], seed=cfg.seed)
-            exact = statistics.mcnemar(verdicts[a, ref.name], verdicts[b, ref.name])
+        for result in stages[names.index(b)]["results"]:
+            entry, protocol = result["entry"], result["protocol"]
+            if (a, entry, protocol) not in verdicts:
+                continue
+            before, after = verdicts[a, entry, protocol], verdicts[b, entry, protocol]
+            test = statistics.paired_bootstrap(before, after, seed=cfg.seed)
             low, high = test["ci95"]
-            comparisons.append({"from": a, "to": b, "benchmark": ref.name, "diff": test["diff"], "ci95": [low, high],
-                                "p_value": test["p_value"], "mcnemar_p": exact["p_value"],
+            comparisons.append({"from": a, "to": b, "benchmark": result["benchmark"], "entry": entry,
+                                "prompt": result["prompt"], "protocol": protocol, "diff": test["diff"],
+                                "ci95": [low, high], "p_value": test["p_value"],
+                                "mcnemar_p": statistics.mcnemar(before, after)["p_value"],
                                 "significant": not (low <= 0 <= high)})
     stage_walls = {}
     for path in sorted(run.root.glob("**/manifest.json")):
@@ -182,8 +301,10 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
         "teacher": {"captioner": cfg.models.captioner.model_dump(mode="json"),
                     "reasoner": cfg.models.reasoner.model_dump(mode="json"), "scripted": cfg.uses_scripted_teacher},
         "stages": stages,
-        "baselines": {ref.name: majority_baseline(ref, run, cfg.data.hub_root) for ref in cfg.evaluation.benchmarks},
+        "baselines": {ref.key: majority_baseline(ref, run, cfg.data.hub_root) for ref in cfg.evaluation.benchmarks},
         "comparisons": comparisons,
+        # The judge behind every `<protocol>+judge` result, per entry: its endpoint, model and prompt.
+        "judges": judges,
         "stage_wall_seconds": stage_walls,
     }
     atomic_write_json(run.summary_path, summary)
@@ -192,24 +313,24 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
 
 def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temperature: float = 1.0,
                      benchmark: str = "synthetic") -> dict[str, float]:
-    """Per item, the share of `n` samples at `temperature` that the benchmark's scorer marks correct.
+    """Per item, the share of `n` samples at `temperature` that the entry's headline protocol marks correct.
 
     The study's measure is greedy (`evaluate`); this one is what GRPO's accuracy reward estimates. Where a
     change moves the sampling distribution but not the most likely answer, only this one sees it. A diagnostic:
-    nothing is written to the run.
+    nothing is written to the run. `benchmark` names a configured entry (its label, else its benchmark).
     """
-    ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None)
+    ref = next((b for b in cfg.evaluation.benchmarks if b.key == benchmark), None)
     if ref is None:
         raise KeyError(f"benchmark {benchmark!r} is not in the config's evaluation.benchmarks")
     records = benchmark_records(ref, run, cfg.data.hub_root)
-    params = SamplingParams(n=n, temperature=temperature, top_p=1.0,
-                            max_new_tokens=cfg.evaluation.sampling.max_new_tokens, seed=cfg.seed)
+    params = SamplingParams(n=n, temperature=temperature, top_p=1.0, max_new_tokens=max_new_tokens(cfg, ref),
+                            seed=cfg.seed)
     with study_backend(cfg, cfg.models.student, checkpoint_path(cfg, run, checkpoint)) as backend:
         completions = backend.generate(*_prompts(ref, records), params)
     hits = Counter()
     for j in range(n):
         rows, _ = bench.score_responses(ref.name, records, {r["id"]: c[j].text for r, c in
                                                             zip(records, completions, strict=True)},
-                                        protocol=ref.protocol)
+                                        protocol=scored_by(ref)[0])
         hits.update(row["id"] for row in rows if row["correct"])
     return {r["id"]: hits[r["id"]] / n for r in records}

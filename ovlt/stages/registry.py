@@ -106,7 +106,7 @@ def _evaluate_consumes(cfg: StudyConfig, checkpoint: str) -> list[tuple[str, Key
 
 
 def _evaluate_writes(cfg: StudyConfig) -> tuple[str, ...]:
-    return tuple(f"{b.name}/{file}" for b in cfg.evaluation.benchmarks for file in (PREDICTIONS, METRICS))
+    return tuple(f"{b.key}/{file}" for b in cfg.evaluation.benchmarks for file in (PREDICTIONS, METRICS))
 
 
 TRAINING_OUTPUTS = ("checkpoint", "log.jsonl", "tb")
@@ -132,7 +132,7 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
               ("filter",), TRAINING_OUTPUTS),
     StageSpec("select_hard", "ovlt.stages.curation:select_hard", "05_select.ipynb", ITERATION,
               lambda cfg, iteration: ("select_hard", f"schedule.{iteration - 1}", "models.student", "seed"),
-              ("decontaminate", "sft"), ("grpo", "pass_rates.jsonl")),
+              ("decontaminate", "sft"), ("grpo", "sets", "pass_rates.jsonl")),
     StageSpec("grpo", "ovlt.stages.train:grpo", "06_grpo.ipynb", ITERATION, ("grpo", "models.student", "seed", "device"),
               ("sft", "select_hard"), TRAINING_OUTPUTS),
     StageSpec("evaluate", "ovlt.stages.evaluation:evaluate", "07_evaluate.ipynb", CHECKPOINT,

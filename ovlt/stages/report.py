@@ -1,13 +1,15 @@
 """The figures and tables of the study, for the report notebook (notebooks/08_report.ipynb) and the stage notebooks.
 
 Every function takes the run (`ovlt.ground.artifacts.Run`; `load(run_dir)` opens one) and reads only what the stages
-wrote: stage manifests, data sets, `eval/<checkpoint>/<benchmark>/{predictions.jsonl,metrics.json}`, the training
+wrote: stage manifests, data sets, `eval/<checkpoint>/<entry>/{predictions.jsonl,metrics.json}`, the training
 logs and `summary.json`. Figures are `matplotlib.figure.Figure` objects (no pyplot state); tables are pandas
 DataFrames; composite views (traces, provenance) are `IPython.display.HTML` with every piece of model or data text
 escaped. Where a run lacks something (no GRPO yet, no summary) a function returns a short note instead of failing,
 so a half-finished study still renders. `iteration=None` means every iteration the run has.
 
-Accuracies are shown in percent with one decimal (`percent`), the same format in every table.
+Accuracies are shown in percent with one decimal (`percent`), the same format in every table, each with the
+protocol that scored it and the prompt its responses answered; the paper's figures (`PAPER`) stand beside
+ours only under the `authors` protocol, the harness they were measured with.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ PAPER = {
     "mathvision_test": {"base": 24.0, "grpo-3": 25.3},
     "mathvision_testmini": {"base": 27.6, "grpo-3": 29.6},
 }
+# Those numbers come from the authors' harness (evaluation/eval_qwen.py: their prompt, near-greedy decoding,
+# mathruler's grade_answer on the \boxed{} answer; MathVerse re-checked by GPT-4), which the `authors` protocol
+# reproduces; so they are set beside ours only under it (and under `authors+judge`, its judged variant).
+PAPER_PROTOCOL = "authors"
+PAPER_HARNESS = ("the authors' harness (eval_qwen.py): the benchmark's instruction + their think/boxed suffix, "
+                 "near-greedy decoding, 2,048 new tokens, mathruler's grade_answer on the \\boxed{} answer; "
+                 "MathVerse re-checked by GPT-4")
+SEED_NUMBERS = ("The news article many readers meet first states base MathVista 50.2, MathVerse 46.8 -> 68.5, "
+                "MathVision test 24.0 -> 29.6, testmini 25.3 -> 30.4. The paper's Table 1, which these rows use, "
+                "has MathVista 68.5 -> 70.2, MathVerse 46.8 -> 47.9, MathVision test 24.0 -> 25.3, testmini "
+                "27.6 -> 29.6; 50.2 is GPT-4o's MathVerse score there.")
 # Self-reflection phrases counted in chains and responses (case-insensitive, whole words). The reflection
 # filter cuts at the config's own markers (filter.markers); these are the words the paper's analysis counts.
 REFLECTION_PHRASES = ("wait", "but wait", "let me check", "let me double-check", "hold on", "hmm", "verify")
@@ -134,23 +147,57 @@ def evaluated_checkpoints(run: Run) -> list[str]:
     return sorted(names, key=checkpoint_order)
 
 
-def metrics(run: Run, checkpoints: list[str] | None = None) -> dict[str, dict[str, dict]]:
-    """{benchmark: {checkpoint: metrics.json}} for the evaluated checkpoints (summary.json copies these)."""
-    out: dict[str, dict[str, dict]] = {}
+def results(run: Run, checkpoints: list[str] | None = None) -> dict[tuple[str, str], dict[str, dict]]:
+    """{(entry, protocol): {checkpoint: result}} for the evaluated checkpoints, from each entry's metrics.json (the
+    numbers summary.json copies). A result names its benchmark, entry, prompt, protocol and scorer beside its
+    accuracy, ci95, n and breakdowns; entries and protocols in the config's order."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    cfg = study_config(run)
+    entries = [b.key for b in cfg.evaluation.benchmarks] if cfg else []
     for name in checkpoints or evaluated_checkpoints(run):
-        for path in sorted(run.eval_dir(name).glob(f"*/{METRICS}")):
-            out.setdefault(path.parent.name, {})[name] = json.loads(path.read_text())
+        paths = sorted(run.eval_dir(name).glob(f"*/{METRICS}"),
+                       key=lambda path: (entries.index(path.parent.name) if path.parent.name in entries else len(entries),
+                                         path.parent.name))
+        for path in paths:
+            metrics = json.loads(path.read_text())
+            for result in metrics["results"]:
+                out.setdefault((metrics["entry"], result["protocol"]), {})[name] = {
+                    "benchmark": metrics["benchmark"], "entry": metrics["entry"], "prompt": metrics["prompt"], **result}
     return out
 
 
-def paper_values(benchmark: str) -> dict[str, float]:
-    """The paper's published accuracies (percent) per stage for a benchmark name or family, else {}."""
+def compared_with_paper(protocol: str) -> bool:
+    """Whether a protocol's numbers stand beside the paper's: only the authors' own (and its judged variant)."""
+    return protocol.split("+")[0] == PAPER_PROTOCOL
+
+
+def paper_values(benchmark: str, protocol: str = PAPER_PROTOCOL) -> dict[str, float]:
+    """The paper's published accuracies (percent) per stage for a benchmark name or family, under a protocol
+    whose numbers compare with them (`compared_with_paper`); else {}."""
     from ovlt.scoring.benchmarks import get_benchmark
 
+    if not compared_with_paper(protocol):
+        return {}
     try:
         return PAPER.get(get_benchmark(benchmark).name, {})
     except KeyError:
         return {}
+
+
+def reference_table() -> pd.DataFrame:
+    """The paper's figures as the report compares them: benchmark, stage, value, and the protocol they were measured
+    under (the authors' harness); the note beside it sets the news article's numbers against Table 1's."""
+    rows = [{"benchmark": benchmark, "stage": stage, "paper (%)": f"{value:.1f}", "protocol": PAPER_PROTOCOL,
+             "source": "Table 1" if stage in ("base", "grpo-3") else "iteration figure"}
+            for benchmark, by_stage in PAPER.items() for stage, value in by_stage.items()]
+    return pd.DataFrame(rows).set_index(["benchmark", "stage"])
+
+
+def reference_note() -> HTML:
+    """What the reference figures are (shown beside `reference_table`): the harness they were measured with, and the
+    numbers that circulate in their place."""
+    return HTML(f'<p class="ovlt-reference">Reference figures: measured with {html.escape(PAPER_HARNESS)}; set beside '
+                f"ours only under our <code>{PAPER_PROTOCOL}</code> protocol. {html.escape(SEED_NUMBERS)}</p>")
 
 
 def percent(x: float | None) -> str:
@@ -421,37 +468,49 @@ def training_curves(run: Run, kind: str, iteration: int | None = None) -> Figure
 # evaluation (07) and the report's results
 
 
+def _protocol_label(result: dict) -> str:
+    """A protocol as the report names it: as configured, with the rules that ran it where they differ
+    (official -> mathvista)."""
+    protocol, scorer = result["protocol"], result.get("scorer", result["protocol"])
+    return protocol if scorer == protocol else f"{protocol} ({scorer})"
+
+
 def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFrame | HTML:
-    """Accuracy (%) with its 95% interval and n per benchmark and stage, the paper's number where the
-    benchmark is theirs, and the scorer protocol and prompt that produced ours; plus the majority baseline."""
-    found = metrics(run, checkpoints)
+    """Accuracy (%) with its 95% interval and n per benchmark entry, protocol and stage, with the prompt that
+    produced the responses; the paper's number beside ours only under the authors' protocol (the one its figures were
+    measured with); plus each entry's majority-answer baseline, which no protocol scores."""
+    found = results(run, checkpoints)
     if not found:
         return note("No evaluated checkpoint yet.")
     baselines = (summary(run) or {}).get("baselines", {})
-    rows = []
-    for benchmark, by_stage in found.items():
-        paper = paper_values(benchmark)
+    rows, entries = [], []
+    for (entry, protocol), by_stage in found.items():
+        paper = paper_values(next(iter(by_stage.values()))["benchmark"], protocol)
         for stage, m in by_stage.items():
-            rows.append({"benchmark": benchmark, "stage": stage, "accuracy (%)": percent(m["accuracy"]),
+            rows.append({"benchmark": entry, "protocol": _protocol_label(m), "stage": stage,
+                         "accuracy (%)": percent(m["accuracy"]),
                          "95% CI (%)": f"[{percent(m['ci95'][0])}, {percent(m['ci95'][1])}]", "n": str(m["n"]),
-                         "paper (%)": f"{paper[stage]:.1f}" if stage in paper else "",
-                         "protocol": m["protocol"], "prompt": m.get("prompt", "")})
-        if benchmark in baselines:
-            rows.append({"benchmark": benchmark, "stage": "majority answer", "accuracy (%)": percent(baselines[benchmark])})
-    return pd.DataFrame(rows).set_index(["benchmark", "stage"]).fillna("")
+                         "prompt": m["prompt"], "paper (%)": f"{paper[stage]:.1f}" if stage in paper else ""})
+        if entry not in entries:
+            entries.append(entry)
+    rows += [{"benchmark": entry, "protocol": "-", "stage": "majority answer", "accuracy (%)": percent(baselines[entry])}
+             for entry in entries if entry in baselines]
+    frame = pd.DataFrame(rows).set_index(["benchmark", "protocol", "stage"]).fillna("")
+    return frame if (frame["paper (%)"] != "").any() else frame.drop(columns="paper (%)")
 
 
 def accuracy_figure(run: Run) -> Figure | HTML:
-    """Accuracy across stages per benchmark with 95% intervals, the majority baseline, and the paper's
-    published values where the benchmark matches."""
-    found = metrics(run)
+    """Accuracy across stages per benchmark entry and protocol with 95% intervals, the majority baseline, and,
+    under the authors' protocol only, the paper's published values."""
+    found = results(run)
     if not found:
         return note("No evaluated checkpoint yet.")
     baselines = (summary(run) or {}).get("baselines", {})
     figure = _figure(4.6 * len(found), 3.6)
-    for k, (benchmark, by_stage) in enumerate(found.items()):
+    for k, ((entry, protocol), by_stage) in enumerate(found.items()):
         axes = figure.add_subplot(1, len(found), k + 1)
         stages = list(by_stage)
+        first = by_stage[stages[0]]
         acc = [100 * by_stage[s]["accuracy"] for s in stages]
         low = [a - 100 * by_stage[s]["ci95"][0] for a, s in zip(acc, stages, strict=True)]
         high = [100 * by_stage[s]["ci95"][1] - a for a, s in zip(acc, stages, strict=True)]
@@ -460,12 +519,12 @@ def accuracy_figure(run: Run) -> Figure | HTML:
             axes.errorbar(x, acc[x], yerr=[[low[x]], [high[x]]], fmt="o", color=_color(s), capsize=4, zorder=2)
             axes.annotate(percent(by_stage[s]["accuracy"]), (x, acc[x]), textcoords="offset points", xytext=(6, 4),
                           fontsize=8)
-        if benchmark in baselines:
-            axes.axhline(100 * baselines[benchmark], color="#888", linestyle="--", label="majority answer")
-        paper = paper_values(benchmark)
+        if entry in baselines:
+            axes.axhline(100 * baselines[entry], color="#888", linestyle="--", label="majority answer")
+        paper = paper_values(first["benchmark"], protocol)
         if paper:
             xs = [x for x, s in enumerate(stages) if s in paper]
-            axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd", label="paper (7B)")
+            axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd", label="paper (7B, authors)")
             axes.axhline(paper["base"], color="#9467bd", linestyle=(0, (1, 3)), linewidth=1)
             final = max(paper, key=checkpoint_order)
             axes.axhline(paper[final], color="#9467bd", linestyle=(0, (5, 5)), linewidth=1,
@@ -473,71 +532,76 @@ def accuracy_figure(run: Run) -> Figure | HTML:
         axes.set_xticks(range(len(stages)), stages)
         axes.set_ylim(0, 100)
         axes.set_ylabel("accuracy (%)")
-        protocol = {m["protocol"] for m in by_stage.values()}
-        axes.set_title(f"{benchmark} (n={by_stage[stages[0]]['n']}, {'/'.join(sorted(protocol))})", fontsize=10)
+        axes.set_title(f"{entry} (n={first['n']})\nprotocol {_protocol_label(first)}, prompt {first['prompt']}",
+                       fontsize=9)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7, loc="upper left")
     return figure
 
 
 def comparisons_table(run: Run) -> pd.DataFrame | HTML:
-    """Paired comparisons from summary.json: difference (points) with its 95% bootstrap interval, p-values."""
+    """Paired comparisons from summary.json, within one entry and protocol: difference (points) with its 95%
+    bootstrap interval, p-values."""
     found = (summary(run) or {}).get("comparisons") or []
     if not found:
         return note("No paired comparison: the run has fewer than two evaluated stages (or no summary.json).")
-    rows = [{"benchmark": c["benchmark"], "comparison": f"{c['from']} -> {c['to']}",
-             "difference (points)": f"{100 * c['diff']:+.1f}",
+    rows = [{"benchmark": c["entry"], "protocol": c["protocol"], "comparison": f"{c['from']} -> {c['to']}",
+             "prompt": c["prompt"], "difference (points)": f"{100 * c['diff']:+.1f}",
              "95% CI (points)": f"[{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]",
              "bootstrap p": f"{c['p_value']:.3f}", "McNemar p": f"{c['mcnemar_p']:.3f}",
              "significant (CI excludes 0)": "yes" if c["significant"] else "no"} for c in found]
-    return pd.DataFrame(rows).set_index(["benchmark", "comparison"])
+    return pd.DataFrame(rows).set_index(["benchmark", "protocol", "comparison"])
 
 
 def kind_table(run: Run) -> pd.DataFrame | HTML:
-    """Held-out synthetic accuracy per question kind at every stage, beside the kind's majority-answer (chance)
-    accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the share of "Yes"
-    questions): the rows show which changes of the overall figure are learning and which are such flips."""
-    by_stage = metrics(run).get("synthetic", {})
-    chance = _heldout_chance(run, by_kind=True) if by_stage else None
+    """Held-out synthetic accuracy per question kind at every stage (per entry and protocol), beside the kind's
+    majority-answer (chance) accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the
+    share of "Yes" questions): the rows show which changes of the overall figure are learning and which are such
+    flips."""
+    found = {key: by_stage for key, by_stage in results(run).items()
+             if next(iter(by_stage.values()))["benchmark"] == "synthetic"}
+    chance = _heldout_chance(run, by_kind=True) if found else None
     if chance is None:
         return note("No evaluated checkpoint on the held-out synthetic benchmark yet.")
-    if any("kind" not in m["breakdowns"] for m in by_stage.values()):
-        return note("These evaluations predate the per-kind breakdown: rerun them (delete eval/) to see it.")
-    first = next(iter(by_stage.values()))["breakdowns"]["kind"]
-    rows = [{"kind": kind, "n": first[kind]["total"], "majority answer": percent(chance.get(kind)),
-             **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
-            for kind in first]
-    return pd.DataFrame(rows).set_index("kind")
+    rows = []
+    for (entry, _), by_stage in found.items():
+        first = next(iter(by_stage.values()))
+        kinds = first["breakdowns"]["kind"]
+        rows += [{"benchmark": entry, "protocol": _protocol_label(first), "kind": kind, "n": kinds[kind]["total"],
+                  "majority answer": percent(chance.get(kind)),
+                  **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
+                 for kind in kinds]
+    return pd.DataFrame(rows).set_index(["benchmark", "protocol", "kind"])
 
 
 def breakdown_figures(run: Run) -> list[Figure | HTML]:
-    """Accuracy per breakdown of each benchmark (MathVista question/answer type, MathVerse problem version,
-    MathVision subject and level, the synthetic set's family, question kind and difficulty), one group of bars
-    per stage."""
-    found = metrics(run)
+    """Accuracy per breakdown of each benchmark entry and protocol (MathVista question/answer type, MathVerse problem
+    version, MathVision subject and level, the synthetic set's family, question kind and difficulty), one group of
+    bars per stage."""
     figures = []
-    for benchmark, by_stage in found.items():
-        keys = list(next(iter(by_stage.values())).get("breakdowns", {}))
+    for (entry, _), by_stage in results(run).items():
+        first = next(iter(by_stage.values()))
+        keys = list(first.get("breakdowns", {}))
         if not keys:
             continue
-        widest = max(len(next(iter(by_stage.values()))["breakdowns"][key]) for key in keys)
+        widest = max(len(first["breakdowns"][key]) for key in keys)
         figure = _figure(max(4.5, 0.5 * widest * max(2, len(by_stage) / 2)) * len(keys), 3.4)
         for k, key in enumerate(keys):
             axes = figure.add_subplot(1, len(keys), k + 1)
-            groups = list(next(iter(by_stage.values()))["breakdowns"][key])
+            groups = list(first["breakdowns"][key])
             width = 0.8 / len(by_stage)
             for j, (stage, m) in enumerate(by_stage.items()):
                 table = m["breakdowns"][key]
                 values = [100 * table[g]["accuracy"] if g in table else 0 for g in groups]
                 axes.bar([x + j * width for x in range(len(groups))], values, width=width, label=stage,
                          color=_color(stage), alpha=0.35 + 0.65 * (j + 1) / len(by_stage))
-            labels = [f"{g}\n(n={next(iter(by_stage.values()))['breakdowns'][key][g]['total']})" for g in groups]
+            labels = [f"{g}\n(n={first['breakdowns'][key][g]['total']})" for g in groups]
             crowded = sum(len(g) for g in groups) > 40
             axes.set_xticks([x + width * (len(by_stage) - 1) / 2 for x in range(len(groups))], labels, fontsize=7,
                             rotation=30 if crowded else 0, ha="right" if crowded else "center")
             axes.set_ylim(0, 100)
             axes.set_ylabel("accuracy (%)")
-            axes.set_title(f"{benchmark} by {key}", fontsize=10)
+            axes.set_title(f"{entry} by {key} (protocol {_protocol_label(first)})", fontsize=10)
             axes.legend(fontsize=7)
         figures.append(figure)
     return figures or [note("No per-benchmark breakdowns: no evaluated checkpoint yet.")]
@@ -547,44 +611,54 @@ def breakdown_figures(run: Run) -> list[Figure | HTML]:
 # reasoning traces, reflections and lengths
 
 
-def _benchmark_records(run: Run, benchmark: str, ids: list[str]) -> dict[str, dict]:
+def _entries(run: Run, checkpoints: list[str] | None = None) -> list[str]:
+    """The benchmark entries evaluated, in the config's order."""
+    return list(dict.fromkeys(entry for entry, _ in results(run, checkpoints)))
+
+
+def _benchmark_records(run: Run, entry: str, ids: list[str]) -> dict[str, dict]:
     """The benchmark's records for `ids` (image, question, choices, answer), through the evaluation's loader."""
     benchmark_records = _import_quietly("ovlt.stages.evaluation").benchmark_records
     cfg = study_config(run)
-    ref = next((b for b in cfg.evaluation.benchmarks if b.name == benchmark), None) if cfg else None
+    ref = next((b for b in cfg.evaluation.benchmarks if b.key == entry), None) if cfg else None
     if ref is None:
-        raise ArtifactError(f"the run's config does not name benchmark {benchmark!r}")
+        raise ArtifactError(f"the run's config does not name benchmark entry {entry!r}")
     wanted = set(ids)
     return {r["id"]: r for r in benchmark_records(ref, run, cfg.data.hub_root) if r["id"] in wanted}
 
 
+def _verdicts(row: dict) -> str:
+    """A response's verdict under each protocol that scored it."""
+    return "<br>".join(f"{html.escape(protocol)}: {_verdict(v['correct'], v['extracted'])}"
+                       for protocol, v in row["verdicts"].items())
+
+
 def trace_table(run: Run, n: int = 4) -> HTML:
-    """For a fixed sample of benchmark items: image, question, gold answer, and each stage's response and
-    verdict side by side (one table per benchmark)."""
+    """For a fixed sample of benchmark items: image, question, gold answer, and each stage's response with its
+    verdict under each protocol, side by side (one table per benchmark entry)."""
     names = evaluated_checkpoints(run)
     if not names:
         return note("No evaluated checkpoint yet: no reasoning traces.")
-    read_predictions = _import_quietly("ovlt.stages.evaluation").read_predictions
+    read_responses = _import_quietly("ovlt.stages.evaluation").read_responses
     parts = [STYLE]
-    for benchmark in metrics(run):
-        by_stage = {s: {p["id"]: p for p in read_predictions(run, s, benchmark)} for s in names
-                    if run.predictions_path(s, benchmark).exists()}
-        ids = _sample(sorted(next(iter(by_stage.values()))), n, f"traces-{benchmark}")
+    for entry in _entries(run):
+        by_stage = {s: {p["id"]: p for p in read_responses(run, s, entry)} for s in names
+                    if run.predictions_path(s, entry).exists()}
+        ids = _sample(sorted(next(iter(by_stage.values()))), n, f"traces-{entry}")
         try:
-            records = _benchmark_records(run, benchmark, ids)
+            records = _benchmark_records(run, entry, ids)
         except Exception as err:  # images are a courtesy: show the responses even when the items cannot load
-            records, parts = {}, parts + [note(f"{benchmark}: items not loadable ({err}); responses only.").data]
+            records, parts = {}, parts + [note(f"{entry}: items not loadable ({err}); responses only.").data]
         header = "".join(f"<th>{html.escape(s)}</th>" for s in by_stage)
         rows = []
         for problem_id in ids:
             r = records.get(problem_id)
             problem = (_problem_cell(r) if r and r["image"] is not None
                        else f"<code>{html.escape(problem_id)}</code>")
-            cells = "".join(f"<td>{_verdict(p[problem_id]['correct'], p[problem_id]['extracted'])}"
-                            f"{_text(p[problem_id]['response'])}</td>" if problem_id in p else "<td></td>"
-                            for p in by_stage.values())
+            cells = "".join(f"<td>{_verdicts(p[problem_id])}{_text(p[problem_id]['response'])}</td>"
+                            if problem_id in p else "<td></td>" for p in by_stage.values())
             rows.append(f"<tr><td>{problem}</td>{cells}</tr>")
-        parts.append(f'<h4>{html.escape(benchmark)}</h4><table class="ovlt-cards"><tr><th>problem</th>{header}</tr>'
+        parts.append(f'<h4>{html.escape(entry)}</h4><table class="ovlt-cards"><tr><th>problem</th>{header}</tr>'
                      f"{''.join(rows)}</table>")
     return HTML("".join(parts))
 
@@ -593,7 +667,7 @@ def _texts_per_stage(run: Run) -> dict[str, list[str]]:
     """The texts of every stage that writes reasoning: teacher / self-generated chains, the SFT sets, and
     each checkpoint's evaluation responses (all benchmarks). Data sets contribute a fixed sample of
     TEXTS_PER_STAGE rows (all chains of a sampled problem)."""
-    read_predictions = _import_quietly("ovlt.stages.evaluation").read_predictions
+    read_responses = _import_quietly("ovlt.stages.evaluation").read_responses
     texts: dict[str, list[str]] = {}
     for i in sorted(set(iterations(run, "distill")) | set(iterations(run, "self_generate"))):
         stage = _chains_stage(run, i)
@@ -606,7 +680,7 @@ def _texts_per_stage(run: Run) -> dict[str, list[str]]:
                               TEXTS_PER_STAGE, f"reflections-sft-{i}")
             texts[f"SFT set (iter {i})"] = [row["completion"][0]["content"][0]["text"] for row in sft_set]
     for name in evaluated_checkpoints(run):
-        texts[f"eval {name}"] = [p["response"] for b in metrics(run, [name]) for p in read_predictions(run, name, b)]
+        texts[f"eval {name}"] = [p["response"] for e in _entries(run, [name]) for p in read_responses(run, name, e)]
     return texts
 
 
@@ -663,18 +737,22 @@ def reflection_figure(run: Run) -> Figure | HTML:
 
 
 def headline(run: Run) -> HTML:
-    """What the study found, in a few lines: per benchmark the first and last stage with intervals."""
+    """What the study found, in a few lines: per benchmark entry and protocol, the first and last stage with
+    intervals."""
     s = summary(run) or {}
-    found = metrics(run)
     lines = []
-    for benchmark, by_stage in found.items():
+    for (entry, _), by_stage in results(run).items():
         first, last = list(by_stage)[0], list(by_stage)[-1]
         a, b = by_stage[first], by_stage[last]
-        base = s.get("baselines", {}).get(benchmark)
-        lines.append(f"<li><b>{html.escape(benchmark)}</b> (n={b['n']}, protocol {html.escape(b['protocol'])}): "
+        base = s.get("baselines", {}).get(entry)
+        lines.append(f"<li><b>{html.escape(entry)}</b> (n={b['n']}, protocol {html.escape(_protocol_label(b))}, "
+                     f"prompt {html.escape(b['prompt'])}): "
                      f"{first} {percent(a['accuracy'])}% [{percent(a['ci95'][0])}, {percent(a['ci95'][1])}] &rarr; "
                      f"{last} {percent(b['accuracy'])}% [{percent(b['ci95'][0])}, {percent(b['ci95'][1])}]"
                      + (f"; majority answer {percent(base)}%" if base is not None else "") + "</li>")
+    judges = "".join(f"<li>judge for <b>{html.escape(entry)}</b> (the <code>+judge</code> protocols): "
+                     f"{html.escape(j['model'])} at <code>{html.escape(j['endpoint'])}</code>, temperature "
+                     f"{j['temperature']}, prompt:{_text(j['prompt'])}</li>" for entry, j in s.get("judges", {}).items())
     teacher = s.get("teacher", {})
     kind = "scripted (reads the procedural scene; imperfect by design)" if teacher.get("scripted") else "models"
     stages = ", ".join(evaluated_checkpoints(run)) or "none"
@@ -683,7 +761,9 @@ def headline(run: Run) -> HTML:
                 f"evaluated stages: {html.escape(stages)}; teachers: {html.escape(kind)}"
                 + (f"; wall time {wall / 60:.1f} min" if wall is not None else "") + ".</p>"
                 f"<ul>{''.join(lines) or '<li>No evaluated checkpoint yet.</li>'}</ul>"
-                "<p>Accuracies in percent with 95% bootstrap intervals over the benchmark items.</p>")
+                + (f"<ul>{judges}</ul>" if judges else "")
+                + "<p>Accuracies in percent with 95% bootstrap intervals over the benchmark items; each names the "
+                "protocol that scored it and the prompt the responses answered.</p>")
 
 
 def _hardware() -> dict:

@@ -94,20 +94,64 @@ def sft_gpu_hours(cfg: StudyConfig, examples: int) -> float | None:
     return examples * _example_tokens(cfg, completion) / speed.train / 3600
 
 
-def grpo_step_gpu_seconds(cfg: StudyConfig, completions: int) -> float | None:
-    """GPU-seconds of one GRPO step producing `completions`, on cfg.grpo.launch.num_processes GPUs.
+@dataclass(frozen=True)
+class GRPOVolume:
+    """One GRPO run's (or phase's) volumes as TRL 1.16 runs it: a rollout samples `generation_batch` completions
+    (generation_batch_size, by default one optimizer step's worth); each is trained on `num_iterations` times, in
+    optimizer steps of `per_step` completions."""
+
+    steps: int  # optimizer steps
+    rollouts: int
+    generation_batch: int
+    sampled: int  # completions generated
+    trained: int  # completions passed through forward + backward (sampled x num_iterations)
+
+
+def grpo_volume(section, problems: int) -> GRPOVolume:
+    """The volumes of a GRPO section (or a phase's, `GRPO.phase_sections`) over `problems` prompts."""
+    per_step = section.per_device_train_batch_size * section.gradient_accumulation_steps * section.launch.num_processes
+    per_micro_step = section.per_device_train_batch_size * section.launch.num_processes
+    steps_per_generation = getattr(section, "steps_per_generation", None) or section.gradient_accumulation_steps
+    generation_batch = getattr(section, "generation_batch_size", None) or per_micro_step * steps_per_generation
+    reuse = getattr(section, "num_iterations", 1)
+    if section.max_steps > 0:
+        steps = section.max_steps
+        sampled = steps * per_step // reuse
+    else:  # TRL's sampler: every prompt num_generations times per epoch, in whole generation batches
+        per_epoch = problems * section.num_generations // generation_batch * generation_batch
+        sampled = int(per_epoch * section.num_train_epochs)
+        steps = max(1, sampled * reuse // per_step)
+    return GRPOVolume(steps, max(1, -(-sampled // generation_batch)), generation_batch, sampled, sampled * reuse)
+
+
+def grpo_gpu_seconds(cfg: StudyConfig, section, rollouts: int, generation_batch: int, trained: int) -> float | None:
+    """GPU-seconds of a GRPO run on section.launch.num_processes GPUs: `rollouts` rollouts of `generation_batch`
+    completions, and `trained` completions through the update.
 
     Rollout: each GPU generates its share; a few dozen samples at temperature 1.0 nearly always hold one that runs
-    to max_completion_length and the step waits for it (latency bound), a large share is bound by batched
-    throughput instead. Update: every completion's tokens forward + backward, plus the reference model's forward.
+    to max_completion_length and the rollout waits for it (latency bound), a large share is bound by batched
+    throughput instead. Update: every trained completion's tokens forward + backward, plus the reference model's
+    forward.
     """
-    speed, g = throughput(cfg.models.student.name), cfg.grpo
+    speed, g = throughput(cfg.models.student.name), section
     if speed is None or speed.decode is None or speed.train is None:
         return None
     gpus, completion_tokens = g.launch.num_processes, EXPECTED_FRACTION["student"] * g.max_completion_length
-    rollout_s = max(g.max_completion_length / speed.decode, completions / gpus * completion_tokens / speed.generate)
-    update_s = completions * _example_tokens(cfg, completion_tokens) / (speed.train * gpus) * GRPO_REFERENCE_FORWARD
-    return (rollout_s + update_s) * gpus
+    rollout_s = max(g.max_completion_length / speed.decode,
+                    generation_batch / gpus * completion_tokens / speed.generate)
+    update_gpu_s = trained * _example_tokens(cfg, completion_tokens) / speed.train * \
+        (GRPO_REFERENCE_FORWARD if g.beta > 0 else 1.0)
+    return rollouts * rollout_s * gpus + update_gpu_s
+
+
+def grpo_phases(cfg: StudyConfig, grpo_problems: int) -> list[tuple[str, int, GRPOVolume, object]]:
+    """(phase name, problems, volume, section) of each GRPO phase (one, unnamed, without phases)."""
+    sizes = {s.name: s.problems or grpo_problems for s in cfg.select_hard.sets}
+    out = []
+    for phase, section in cfg.grpo.phase_sections():
+        problems = sizes[phase.set] if phase is not None and phase.set is not None else grpo_problems
+        out.append(("" if phase is None else phase.name, problems, grpo_volume(section, problems), section))
+    return out
 
 
 def _evaluation_items(cfg: StudyConfig) -> int | None:
@@ -212,15 +256,20 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
                              _generation_hours(n * s.n, s.max_new_tokens, EXPECTED_FRACTION["student"], student),
                              *sampling["student"])
         elif ref.name == "grpo":
-            g = cfg.grpo
-            completions_per_step = g.per_device_train_batch_size * g.gradient_accumulation_steps * g.launch.num_processes
-            steps = _train_steps(sched.grpo_problems * g.num_generations, g.per_device_train_batch_size,
-                                 g.gradient_accumulation_steps, g.launch.num_processes, g.num_train_epochs, g.max_steps)
-            step_gpu_s = grpo_step_gpu_seconds(cfg, completions_per_step)
-            p = PlannedStage(ref, f"{sched.grpo_problems} problems, from sft-{i}", outputs,
-                             {"steps": steps, "samples": steps * completions_per_step,
-                              "max_tokens": steps * completions_per_step * g.max_completion_length},
-                             None if step_gpu_s is None else steps * step_gpu_s / 3600, g.launch.num_processes)
+            phases = grpo_phases(cfg, sched.grpo_problems)
+            seconds = [grpo_gpu_seconds(cfg, section, v.rollouts, v.generation_batch, v.trained)
+                       for _, _, v, section in phases]
+            volumes = {"steps": sum(v.steps for _, _, v, _ in phases),
+                       "rollouts": sum(v.rollouts for _, _, v, _ in phases),
+                       "samples": sum(v.sampled for _, _, v, _ in phases),
+                       "max_tokens": sum(v.sampled * s.max_completion_length for _, _, v, s in phases)}
+            if cfg.grpo.phases:
+                volumes["phases"] = "; ".join(
+                    f"{name} {n:,} problems x {s.num_train_epochs:g} epoch(s): {v.steps:,} steps, {v.rollouts:,}"
+                    f" rollouts{', vision frozen' if s.freeze_vision else ''}" for name, n, v, s in phases)
+            problems = " then ".join(f"{n}" for _, n, _, _ in phases)
+            p = PlannedStage(ref, f"{problems} problems, from sft-{i}", outputs, volumes,
+                             None if None in seconds else sum(seconds) / 3600, cfg.grpo.launch.num_processes)
         elif ref.name == "evaluate":
             items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
             p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", outputs,
@@ -268,8 +317,9 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
     lines.append(f"  {'total wall-clock':<24} {sum(p.wall_hours for p in known):8.1f} h (stages run one after another)")
     sft, grpo = AUTHORS_SFT, AUTHORS_GRPO
     ours_sft = sft_gpu_hours(cfg, sft["examples"])
-    step_s = grpo_step_gpu_seconds(cfg, grpo["completions_per_step"])
-    ours_grpo = None if step_s is None else grpo["steps"] * step_s / 3600
+    authors_s = grpo_gpu_seconds(cfg, cfg.grpo, grpo["steps"], grpo["completions_per_step"],
+                                 grpo["steps"] * grpo["completions_per_step"])
+    ours_grpo = None if authors_s is None else authors_s / 3600
     lines.append(f"  authors' reported H100s: SFT of {sft['examples']:,} examples, {sft['gpus']} GPUs x"
                  f" ~{sft['hours'] * 60:.0f} min = {sft['gpus'] * sft['hours']:.1f} GPU-h; this estimate for the same:"
                  + (" n/a" if ours_sft is None else f" {ours_sft:.1f} GPU-h"))

@@ -99,10 +99,11 @@ def stream(cmd: list[str], log_path: Path) -> None:
 
 
 def run_job(cfg: StudyConfig, run: Run, stage: str, iteration: int, stage_dir: Path, launch: Launch,
-            bf16: bool = False) -> dict:
-    """Train one stage in `stage_dir`, in-process or through `accelerate launch`; returns the worker's summary."""
+            bf16: bool = False, phase: int | None = None) -> dict:
+    """Train one stage (or one `phase` of a phased GRPO stage) in `stage_dir`, in-process or through `accelerate
+    launch`; returns the worker's summary."""
     job = {"stage": stage, "iteration": iteration, "run": str(run.root), "stage_dir": str(stage_dir),
-           "config": cfg.model_dump(mode="json")}
+           "config": cfg.model_dump(mode="json"), **({} if phase is None else {"phase": phase})}
     if is_launched(launch):
         job_path = stage_dir / JOB_FILE
         atomic_write_json(job_path, job)

@@ -18,13 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def run(job: dict) -> dict:
-    """Run one job (`stage` is `sft` or `grpo`); returns the summary written to `train_result.json`."""
+    """Run one job (`stage` is `sft` or `grpo`, `phase` optionally the index of a GRPO phase); returns the summary
+    written to `train_result.json`."""
     trainers = {"sft": train_sft, "grpo": train_grpo}
     missing = sorted({"stage", "iteration", "run", "stage_dir", "config"} - set(job))
     if missing or job["stage"] not in trainers:
         raise ValueError(f"bad training job: missing keys {missing}, stage {job.get('stage')!r} (expected sft or grpo)")
     cfg = StudyConfig.model_validate(job["config"])
-    return trainers[job["stage"]](cfg, Run(job["run"]), int(job["iteration"]), Path(job["stage_dir"]))
+    phase = {"phase": job["phase"]} if job.get("phase") is not None else {}  # one phase of a phased GRPO stage
+    return trainers[job["stage"]](cfg, Run(job["run"]), int(job["iteration"]), Path(job["stage_dir"]), **phase)
 
 
 def main(argv: list[str] | None = None) -> None:

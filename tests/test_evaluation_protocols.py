@@ -1,0 +1,219 @@
+"""One generation, several verdicts: the evaluation stage scores the same responses under each protocol of a benchmark
+entry, writes them once with a verdict per protocol, and summary.json and the report name the protocol (and prompt)
+of every number. The model is a stand-in backend that answers from a table, so these tests load no model."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+import pytest
+from conftest import write_test_config
+
+from ovlt.engines.generation import Completion
+from ovlt.ground.artifacts import Run, atomic_write_json
+from ovlt.ground.config import ConfigError, load_config
+
+# A run-on answer: the strict protocol reads the first turn ("A (Yes)"), MathVista's official rules the last line.
+RUN_ON = "Counting gives 3 cubes.\nThe answer is A (Yes).\n\nQuestion: How many toys are there?\nThere are 5 toys."
+MATHVISTA = [  # (record, the stand-in model's response)
+    ({"id": "1", "question": "Is the bar taller?", "choices": ["Yes", "No"], "answer": "Yes"}, RUN_ON),
+    ({"id": "2", "question": "Is the cube red?", "choices": ["Yes", "No"], "answer": "No"},
+     "<think>It is blue.</think><answer>No</answer>"),
+    ({"id": "3", "question": "Is the sky green?", "choices": ["Yes", "No"], "answer": "No"},
+     "<think>Green.</think><answer>Yes</answer>"),
+]
+
+
+def mathvista_record(item: dict) -> dict:
+    return {**item, "answer_type": "multiple_choice", "precision": -1, "prompt": item["question"], "image": None,
+            "meta": {"question_type": "multi_choice", "answer_type": "text"}}
+
+
+class TableBackend:
+    """Answers each prompt with the response listed for the question it contains."""
+
+    engines = 1
+
+    def __init__(self, responses: dict[str, str]):
+        self.responses, self.prompts = responses, []
+
+    def generate(self, chats, images, params):
+        texts = [chat[0]["content"][-1]["text"] for chat in chats]
+        self.prompts += texts
+        return [[Completion(next(r for q, r in self.responses.items() if q in text), 5, False)] for text in texts]
+
+
+def evaluated_run(tmp_path, monkeypatch, entries: list[dict], items: dict[str, list[tuple[dict, str]]], **evaluation):
+    """Evaluate `base` of a test config whose evaluation lists `entries`, on the records and responses `items` gives
+    per benchmark; returns (cfg, run, backend)."""
+    from ovlt.stages import evaluation as ev
+
+    cfg = load_config(write_test_config(tmp_path, evaluation={"benchmarks": entries, **evaluation}))
+    run = Run(tmp_path / "run")
+    atomic_write_json(run.stage_dir("student") / "manifest.json", {"stage": "student", "fingerprint": "stand-in",
+                                                                    "wall_seconds": 0.0})
+    records = {name: [record for record, _ in pairs] for name, pairs in items.items()}
+    backend = TableBackend({r["question"]: response for pairs in items.values() for r, response in pairs})
+
+    @contextmanager
+    def open_backend(*args):
+        yield backend
+
+    monkeypatch.setattr(ev, "benchmark_records", lambda ref, run, hub_root=None: records[ref.name])
+    monkeypatch.setattr(ev, "study_backend", open_backend)
+    ev.evaluate(cfg, run, "base")
+    return cfg, run, backend
+
+
+def test_one_generation_scored_by_two_protocols(tmp_path, monkeypatch):
+    from ovlt.stages.evaluation import read_predictions, read_responses, write_summary
+
+    items = {"mathvista_testmini": [(mathvista_record(r), response) for r, response in MATHVISTA]}
+    cfg, run, backend = evaluated_run(tmp_path, monkeypatch, [{"name": "mathvista_testmini",
+                                                               "protocols": ["official", "strict"]}], items)
+    assert len(backend.prompts) == len(MATHVISTA), "one generation serves both protocols"
+    rows = read_responses(run, "base", "mathvista_testmini")
+    assert [r["response"] for r in rows] == [response for _, response in MATHVISTA]
+    assert all(list(r["verdicts"]) == ["official", "strict"] for r in rows)
+    official = {p["id"]: p["correct"] for p in read_predictions(run, "base", "mathvista_testmini", "official")}
+    strict = {p["id"]: p["correct"] for p in read_predictions(run, "base", "mathvista_testmini", "strict")}
+    assert official == {"1": False, "2": True, "3": False} and strict == {"1": True, "2": True, "3": False}
+    assert read_predictions(run, "base", "mathvista_testmini") == read_predictions(
+        run, "base", "mathvista_testmini", "official")  # the first protocol is the headline
+    with pytest.raises(KeyError, match="authors"):
+        read_predictions(run, "base", "mathvista_testmini", "authors")
+
+    metrics = json.loads(run.metrics_path("base", "mathvista_testmini").read_text())
+    assert metrics["prompt"] == "paper" and metrics["entry"] == "mathvista_testmini"
+    assert [(r["protocol"], r["scorer"], r["correct"]) for r in metrics["results"]] == [
+        ("official", "mathvista", 1), ("strict", "strict", 2)]
+
+    summary = write_summary(cfg, run)
+    results = summary["stages"][0]["results"]
+    assert [(r["entry"], r["prompt"], r["protocol"]) for r in results] == [
+        ("mathvista_testmini", "paper", "official"), ("mathvista_testmini", "paper", "strict")]
+    assert [round(r["accuracy"], 3) for r in results] == [0.333, 0.667]
+    for r in results:  # every number names its benchmark, prompt and protocol
+        assert {"benchmark", "entry", "prompt", "protocol", "scorer", "accuracy", "ci95", "n"} <= set(r)
+    assert summary["judges"] == {} and set(summary["baselines"]) == {"mathvista_testmini"}
+
+
+def test_a_benchmark_listed_twice_needs_labels_and_keeps_two_generations(tmp_path, monkeypatch):
+    from ovlt.stages.evaluation import read_responses, write_summary
+
+    items = {"mathvista_testmini": [(mathvista_record(r), response) for r, response in MATHVISTA]}
+    entries = [{"name": "mathvista_testmini", "protocol": "official"},
+               {"name": "mathvista_testmini", "protocol": "strict", "prompt": "plain", "label": "mathvista-plain",
+                "max_new_tokens": 7}]
+    cfg, run, backend = evaluated_run(tmp_path, monkeypatch, entries, items)
+    assert len(backend.prompts) == 2 * len(MATHVISTA)
+    assert backend.prompts[0] != backend.prompts[len(MATHVISTA)]  # the paper's prompt, then the benchmark's own
+    assert list(read_responses(run, "base", "mathvista-plain")[0]["verdicts"]) == ["strict"]
+    assert json.loads(run.metrics_path("base", "mathvista-plain").read_text())["max_new_tokens"] == 7
+    results = write_summary(cfg, run)["stages"][0]["results"]
+    assert [(r["entry"], r["prompt"], r["protocol"]) for r in results] == [
+        ("mathvista_testmini", "paper", "official"), ("mathvista-plain", "plain", "strict")]
+
+    with pytest.raises(ConfigError, match="label"):
+        write_test_config(tmp_path, evaluation={"benchmarks": [{"name": "mathvista_testmini"},
+                                                               {"name": "mathvista_testmini", "prompt": "plain"}]})
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"name": "mathvista_testmini", "protocols": ["authors"]}, "cannot score responses to the 'paper' prompt"),
+    ({"name": "mathvista_testmini", "prompt": "authors", "protocols": ["authors", "official"]},
+     "'official' cannot score responses to the 'authors' prompt"),
+    ({"name": "mathvista_testmini", "protocol": "strict", "protocols": ["official"]}, "not both"),
+    ({"name": "mathvista_testmini", "protocols": ["strict", "strict"]}, "twice"),
+    ({"name": "mathverse_testmini", "judge": True}, "evaluation.judge names no endpoint"),
+])
+def test_protocols_must_fit_the_prompt(tmp_path, entry, message):
+    with pytest.raises(ConfigError, match=message):
+        write_test_config(tmp_path, evaluation={"benchmarks": [entry]})
+
+
+def test_authors_entry_is_a_valid_config(tmp_path):
+    cfg = load_config(write_test_config(tmp_path, evaluation={"benchmarks": [
+        {"name": "mathvista_testmini", "protocols": ["official", "strict"]},
+        {"name": "mathvista_testmini", "prompt": "authors", "protocols": ["authors"], "label": "mathvista-authors",
+         "max_new_tokens": 2048}]}))
+    from ovlt.stages.evaluation import scored_by
+
+    assert [(b.key, b.prompt, scored_by(b)) for b in cfg.evaluation.benchmarks] == [
+        ("mathvista_testmini", "paper", ["official", "strict"]),
+        ("mathvista-authors", "authors", ["authors"])]
+
+
+def test_existing_entries_keep_one_protocol(repo):
+    from ovlt.stages.evaluation import scored_by
+
+    for name in ("tiny", "openvlthinker-7b", "rehearsal"):
+        for ref in load_config(repo / "configs" / f"{name}.yaml").evaluation.benchmarks:
+            assert scored_by(ref) == [ref.protocol] and ref.key == ref.name and ref.max_new_tokens is None
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def fabricated_run(tmp_path, results: dict[str, list[tuple[str, float]]]) -> Run:
+    """A run folder holding only what the report's accuracy table reads: `base`'s metrics per entry (protocol,
+    accuracy) and summary.json's baselines."""
+    run = Run(tmp_path / "run")
+    atomic_write_json(run.eval_dir("base") / "manifest.json", {"stage": "evaluate", "wall_seconds": 1.0})
+    for entry, by_protocol in results.items():
+        prompt = "authors" if entry.endswith("authors") else "paper"
+        atomic_write_json(run.metrics_path("base", entry), {
+            "benchmark": "mathvista_testmini", "entry": entry, "prompt": prompt, "max_new_tokens": 2048,
+            "results": [{"protocol": p, "scorer": "mathvista" if p == "official" else p, "accuracy": a,
+                         "ci95": [a - 0.02, a + 0.02], "n": 1000, "correct": int(1000 * a), "breakdowns": {}}
+                        for p, a in by_protocol]})
+    atomic_write_json(run.summary_path, {"baselines": {entry: 0.3 for entry in results}})
+    return run
+
+
+def test_report_sets_paper_values_only_beside_authors_numbers(tmp_path):
+    from ovlt.stages import report
+
+    run = fabricated_run(tmp_path, {"mathvista_testmini": [("official", 0.612), ("strict", 0.598)],
+                                    "mathvista-authors": [("authors", 0.671)]})
+    table = report.accuracy_table(run).reset_index()
+    rows = {(r["benchmark"], r["protocol"], r["stage"]): r for r in table.to_dict("records")}
+    assert rows["mathvista-authors", "authors", "base"]["paper (%)"] == "68.5"
+    assert rows["mathvista-authors", "authors", "base"]["prompt"] == "authors"
+    assert rows["mathvista_testmini", "official (mathvista)", "base"]["paper (%)"] == ""
+    assert rows["mathvista_testmini", "strict", "base"]["paper (%)"] == ""
+    assert rows["mathvista_testmini", "-", "majority answer"]["accuracy (%)"] == "30.0"
+    # without an authors number the paper's column is not shown at all
+    plain = fabricated_run(tmp_path / "plain", {"mathvista_testmini": [("official", 0.612)]})
+    assert "paper (%)" not in report.accuracy_table(plain).columns
+    assert report.paper_values("mathvista", "official") == {}
+    assert report.paper_values("mathvista", "authors+judge")["base"] == 68.5
+
+
+def test_reference_rows_carry_the_protocol_and_the_seed_note():
+    from ovlt.stages import report
+
+    table = report.reference_table()
+    assert set(table["protocol"]) == {"authors"}
+    assert table.loc[("mathvista_testmini", "grpo-3"), "paper (%)"] == "70.2"
+    note = report.reference_note().data
+    for figure in ("50.2", "46.8 -&gt; 68.5", "25.3 -&gt; 30.4", "68.5 -&gt; 70.2", "GPT-4o"):
+        assert figure in note
+
+
+def test_authors_entry_asks_with_its_own_prompt_and_grades_the_boxed_answer(tmp_path, monkeypatch):
+    from ovlt.stages.evaluation import read_predictions, write_summary
+
+    items = {"mathvista_testmini": [
+        (mathvista_record(MATHVISTA[0][0]), "<think>It is taller.</think> The answer is \\boxed{A}."),
+        (mathvista_record(MATHVISTA[1][0]), "<think>Red?</think> \\boxed{Yes}")]}
+    entries = [{"name": "mathvista_testmini", "prompt": "authors", "protocols": ["authors"],
+                "label": "mathvista-authors", "max_new_tokens": 2048}]
+    cfg, run, backend = evaluated_run(tmp_path, monkeypatch, entries, items)
+    assert all("\\boxed{}" in prompt for prompt in backend.prompts)  # the authors' suffix, not the paper's
+    verdicts = {p["id"]: p["correct"] for p in read_predictions(run, "base", "mathvista-authors")}
+    assert verdicts == {"1": True, "2": False}
+    [result] = write_summary(cfg, run)["stages"][0]["results"]
+    assert (result["entry"], result["prompt"], result["protocol"], result["accuracy"]) == (
+        "mathvista-authors", "authors", "authors", 0.5)
