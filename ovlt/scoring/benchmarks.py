@@ -336,7 +336,8 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
 # scoring
 
 
-def _tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
+def tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
+    """Accuracy of scored rows per value of one breakdown field of their records (`meta[key]`)."""
     table = defaultdict(lambda: [0, 0])
     for row in rows:
         value = records[row["id"]]["meta"].get(key)
@@ -374,7 +375,7 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
     summary = {
         "benchmark": spec.name, "protocol": used, "correct": correct, "total": len(rows),
         "accuracy": correct / len(rows) if rows else 0.0, "missing": missing,
-        "breakdowns": {key: _tally(rows, by_id, key) for key in spec.breakdown_keys},
+        "breakdowns": {key: tally(rows, by_id, key) for key in spec.breakdown_keys},
         "rules": dict(sorted(Counter(r["rule"] for r in rows).items())),
     }
     if missing:

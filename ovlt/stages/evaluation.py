@@ -151,7 +151,7 @@ def _judge_entry(cfg: StudyConfig, st: Stage, ref: BenchmarkRef, records: list[d
                      for r in rows]
         name = f"{protocol}+judge"
         extra_verdicts[name] = rechecked
-        breakdowns = {field: bench._tally(rechecked, by_id, field) for field in spec.breakdown_keys}
+        breakdowns = {field: bench.tally(rechecked, by_id, field) for field in spec.breakdown_keys}
         extra_results.append({**_result(name, f"{spec.protocol(protocol)}+judge", rechecked, breakdowns, cfg),
                               "judge": {"asked": len(asked), "overturned": sum(a["correct"] is True for a in asked),
                                         "no_verdict": sum(a["correct"] is None for a in asked)}})
