@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
 from ovlt.stages.training.grpo import train_grpo
@@ -36,6 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     # As `ovlt` on the command line does: the worker's own lines (e.g. that it resumed) go to launch.log.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     run(json.loads(Path(argv[0]).read_text()))
+    # Each launched process leaves its process group before it exits: a gloo group left to the interpreter's
+    # teardown once aborted a process that had finished and saved everything ("terminate called without an active
+    # exception"), failing the launch.
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
