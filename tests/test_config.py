@@ -32,7 +32,8 @@ def test_paper_config_has_paper_values():
     assert (g.num_generations, g.temperature, g.top_p, g.beta, g.learning_rate, g.weight_decay) == (5, 1.0, 0.99, 0.01, 1e-6, 0.01)
     assert g.max_completion_length == 2048
     assert cfg.iterations == 3
-    assert [s.sft_problems for s in cfg.schedule] == [25000, 5000, 5000]
+    assert [s.sft_examples for s in cfg.schedule] == [25000, 5000, 5000]  # after verification and filtering
+    assert all(s.sft_problems > s.sft_examples for s in cfg.schedule)  # drawn until they are met
     assert all(s.grpo_problems == 5000 for s in cfg.schedule)
     assert cfg.data.image_max_pixels == 262144
     assert {s.name for s in cfg.data.sources} == {"figureqa", "geos", "geometry3k", "tabmwp", "vizwiz", "ai2d"}

@@ -328,3 +328,43 @@ def test_select_hard_writes_named_sets_beside_the_default_one(tmp_path, tiny_che
     assert not set(first["id"]) & set(rest["id"]) and set(first.column_names) == set(curation.GRPO_FEATURES)
     assert {name: s["problems"] for name, s in manifest["sets"].items()} == {"first": 4, "rest": 2}
     assert "sets" in manifest["outputs"]
+
+
+def _target_run(tmp_path, tiny_checkpoint, sft_examples):  # noqa: F811
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    schedule = [{"sft_problems": 80, "sft_examples": sft_examples, "grpo_candidates": 4, "grpo_problems": 2},
+                {"sft_problems": 8, "grpo_candidates": 4, "grpo_problems": 2}]
+    cfg = tiny_config(repo, schedule=schedule, models={"captioner": {"batch_size": 16},
+                                                       "reasoner": {"batch_size": 4}, "student": {"batch_size": 4}})
+    run = make_run(tmp_path, cfg, tiny_checkpoint)
+    teachers.caption(cfg, run, 1)
+    distilled = teachers.distill(cfg, run, 1)
+    curation.select(cfg, run, 1)
+    return cfg, run, distilled, curation.filter_reflections(cfg, run, 1)
+
+
+def test_drawing_stops_once_the_sft_target_is_met_and_the_set_holds_exactly_the_target(tmp_path, tiny_checkpoint):  # noqa: F811
+    cfg, run, distilled, manifest = _target_run(tmp_path, tiny_checkpoint, 20)
+    not_drawn = distilled["counts"]["dropped"]["not_drawn"]
+    assert not_drawn >= 16  # a shard is 16 problems here: the reasoner stopped at least one shard early
+    assert len(load_dataset_dir(run.stage_dir("filter", 1) / "sft")) == manifest["counts"]["out"] == 20
+    assert manifest["target"] == {"examples": 20, "kept": 20, "shortfall": 0, "problems": 80, "not_drawn": not_drawn}
+    assert curation.funnel_errors(manifest["funnel"]) == []
+    with_chains = manifest["funnel"]["total"][2]
+    assert with_chains["step"] == "with_chains" and with_chains["dropped"]["not_drawn"] == not_drawn
+
+
+def test_a_target_the_problems_cannot_meet_is_named_as_a_shortfall(tmp_path, tiny_checkpoint, caplog):  # noqa: F811
+    cfg, run, distilled, manifest = _target_run(tmp_path, tiny_checkpoint, 80)
+    target = manifest["target"]
+    assert distilled["counts"]["dropped"].get("not_drawn", 0) == 0  # every problem was drawn
+    assert target["kept"] == manifest["counts"]["out"] < 80 and target["shortfall"] == 80 - target["kept"]
+    assert "ran out" in target["reason"] and "sft_problems" in target["reason"]
+    from ovlt.stages.report import funnel_table
+
+    shown = funnel_table(run).loc[(1, "all")]
+    assert (shown["target"], shown["shortfall"]) == ("80", str(target["shortfall"]))
+    assert any("short" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert curation.funnel_errors(manifest["funnel"]) == []

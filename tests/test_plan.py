@@ -52,10 +52,11 @@ def test_iteration_semantics():
 def test_paper_volumes():
     cfg = load_config(REPO / "configs/openvlthinker-7b.yaml")
     by_label = {p.ref.label: p.volumes for p in plan(cfg)}
-    assert by_label["iter1/distill"]["samples"] == 25000 * 4
+    # distillation draws until the 25k examples are met: its volumes are those of every problem it may draw
+    assert by_label["iter1/distill"]["samples"] == cfg.schedule[0].sft_problems * 4
     # 25k examples, global batch 32, 1 epoch
-    assert by_label["iter1/sft"]["steps"] == 25000 // 32
-    assert by_label["iter2/self_generate"]["samples"] == 5000 * 4
+    assert by_label["iter1/sft"]["steps"] == 25000 // 32 and by_label["iter1/filter"]["examples_max"] == 25000
+    assert by_label["iter2/self_generate"]["samples"] == cfg.schedule[1].sft_problems * 4
 
 
 def test_pool_ranges_are_disjoint():

@@ -559,9 +559,11 @@ class Evaluation(Section):
 
 
 class IterationPlan(Section):
-    """Volumes of one iteration: problems drawn for SFT data, and GRPO candidates and target."""
+    """Volumes of one iteration: the problems it may draw for SFT data (and, when set, the SFT examples wanted after
+    verification and filtering: drawing stops once they are met), and GRPO candidates and target."""
 
     sft_problems: int = Field(ge=1)
+    sft_examples: int | None = Field(default=None, ge=1)
     grpo_candidates: int = Field(ge=1)
     grpo_problems: int = Field(ge=1)
 
@@ -569,6 +571,9 @@ class IterationPlan(Section):
     def _target_fits(self) -> IterationPlan:
         if self.grpo_problems > self.grpo_candidates:
             raise ValueError(f"grpo_problems ({self.grpo_problems}) > grpo_candidates ({self.grpo_candidates})")
+        if self.sft_examples is not None and self.sft_examples > self.sft_problems:
+            raise ValueError(f"sft_examples ({self.sft_examples}) > sft_problems ({self.sft_problems}): each "
+                             "example comes from one problem")
         return self
 
 

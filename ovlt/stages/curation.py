@@ -203,44 +203,75 @@ SELECTED_FEATURES = datasets.Features({
     "n_chains": datasets.Value("int32"), "n_correct": datasets.Value("int32")})
 
 
+def judge_chains(cfg: StudyConfig, iteration: int, item: dict, problem: dict) -> dict:
+    """One problem's chains scored and one kept by cfg.select.rule: a select row with its status ("out",
+    "no_correct_chain", "not_verified") and its chain counts. Self-generated chains (iteration 2 on) must also be
+    well formed and consistent with their own answer."""
+    verify = iteration > 1
+    chains = item["chains"]
+    correct = [score(c, problem["answer"], problem["answer_type"], problem["choices"], problem["precision"]).correct
+               for c in chains]
+    ok = [good and well_formed(c) and is_consistent(c, problem) for c, good in zip(chains, correct, strict=True)] \
+        if verify else correct
+    index = choose(chains, ok, cfg.select.rule, random.Random(f"select-{cfg.seed}-{item['id']}"))
+    status = "out" if index is not None else "no_correct_chain" if not any(correct) else "not_verified"
+    chain = chains[index] if index is not None else ""
+    return {"id": item["id"], "source": item["source"], "chain": chain, "status": status,
+            "n_chains": len(correct), "n_correct": sum(correct), "verified": sum(ok),
+            "facts_right": stated_facts_right(chain, problem["scene"]) if chain else None}
+
+
+def balance(cfg: StudyConfig, iteration: int, rows: list[dict]) -> None:
+    """Self-generated sets (iteration 2 on): mark "balance" the kept rows over their source's share cap."""
+    if iteration == 1:
+        return
+    kept = defaultdict(list)
+    for row in rows:
+        if row["status"] == "out":
+            kept[row["source"]].append(row["id"])
+    balanced = {i for ids in cap_shares(kept, cfg.self_generate.max_share, cfg.seed).values() for i in ids}
+    for row in rows:
+        if row["status"] == "out" and row["id"] not in balanced:
+            row["status"] = "balance"
+
+
+def sft_target_met(cfg: StudyConfig, iteration: int, problems: dict[str, dict]):
+    """For a generating stage's `run_sharded`: whether the chains so far already give the iteration's
+    `sft_examples` after selection, balance and the reflection filter (None when no target is set). Each
+    problem's chains are judged once."""
+    target = cfg.schedule[iteration - 1].sft_examples
+    if target is None:
+        return None
+    judged: dict[str, dict | None] = {}
+
+    def enough(done: list[dict]) -> bool:
+        for row in done:
+            if row["id"] not in judged:
+                judged[row["id"]] = judge_chains(cfg, iteration, row, problems[row["id"]]) \
+                    if row["status"] == "out" else None
+        rows = [dict(r) for r in judged.values() if r is not None]
+        balance(cfg, iteration, rows)
+        return sum(r["status"] == "out" and filter_chain(r["chain"], cfg)[2] == "out" for r in rows) >= target
+
+    return enough
+
+
 @stage("select")
 def select(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Score all chains; keep one per problem by cfg.select.rule. Writes `<stage dir>/selected`."""
     upstream = "distill" if iteration == 1 else "self_generate"
-    verify = iteration > 1  # self-generated chains: well formed and consistent, and a balanced mix
     chains = load_dataset_dir(run.stage_dir(upstream, iteration) / "chains")
     problems = {r["id"]: r for r in iteration_problems(cfg, run, iteration, "sft").remove_columns("image")}
     k = cfg.distill.sampling.n if iteration == 1 else cfg.self_generate.sampling.n
     rows, n_correct = [], defaultdict(list)
     stats = defaultdict(Counter)
     for item in chains:
-        problem = problems[item["id"]]
-        source = item["source"]
-        verdicts = [score(c, problem["answer"], problem["answer_type"], problem["choices"], problem["precision"])
-                    for c in item["chains"]]
-        correct = [v.correct for v in verdicts]
-        ok = [good and well_formed(c) and is_consistent(c, problem) for c, good in zip(item["chains"], correct,
-                                                                                       strict=True)] \
-            if verify else correct
-        n_correct[source].append(sum(correct))
-        stats[source].update(chains=len(correct), correct_chains=sum(correct), with_correct=any(correct),
-                             verified_chains=sum(ok))
-        rng = random.Random(f"select-{cfg.seed}-{item['id']}")
-        index = choose(item["chains"], ok, cfg.select.rule, rng)
-        status = "out" if index is not None else "no_correct_chain" if not any(correct) else "not_verified"
-        chain = item["chains"][index] if index is not None else ""
-        rows.append({"id": item["id"], "source": source, "chain": chain, "status": status,
-                     "n_chains": len(correct), "n_correct": sum(correct),
-                     "facts_right": stated_facts_right(chain, problem["scene"]) if chain else None})
-    if verify:
-        kept = defaultdict(list)
-        for row in rows:
-            if row["status"] == "out":
-                kept[row["source"]].append(row["id"])
-        balanced = {i for ids in cap_shares(kept, cfg.self_generate.max_share, cfg.seed).values() for i in ids}
-        for row in rows:
-            if row["status"] == "out" and row["id"] not in balanced:
-                row["status"] = "balance"
+        row = judge_chains(cfg, iteration, item, problems[item["id"]])
+        n_correct[row["source"]].append(row["n_correct"])
+        stats[row["source"]].update(chains=row["n_chains"], correct_chains=row["n_correct"],
+                                    with_correct=row["n_correct"] > 0, verified_chains=row["verified"])
+        rows.append(row)
+    balance(cfg, iteration, rows)
     tally = Tally()
     tally.extend(rows)
     selected = [r for r in rows if r["status"] == "out"]
@@ -254,7 +285,7 @@ def select(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     for source, p in passes.items():
         log.info("%s pass@1 %.3f, pass@%d %.3f over %d problems (%s)", source, p["pass@1"], k, p["pass@k"],
                  p["problems"], upstream)
-    return Outcome(tally.as_dict(**extra), {"pass_at_k": passes, "rule": cfg.select.rule, "verified": verify})
+    return Outcome(tally.as_dict(**extra), {"pass_at_k": passes, "rule": cfg.select.rule, "verified": iteration > 1})
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -353,6 +384,18 @@ def _student_tokenizer(cfg: StudyConfig, run: Run):
     return getattr(processor, "tokenizer", processor)
 
 
+def filter_chain(chain: str, cfg: StudyConfig) -> tuple[str | None, str, str]:
+    """(the chain cfg.filter keeps, or None; the text cut away; status "out", "empty_after_cut" or
+    "over_max_words"). Under `cut_reflections`, `max_words` (when set) applies to the cut chain."""
+    kept, removed, status = chain, "", "out"
+    if cfg.filter.rule == "cut_reflections":
+        kept, removed = cut_reflections(chain, cfg.filter.markers)
+        status = "out" if kept else "empty_after_cut"
+    if kept and cfg.filter.rule != "none" and cfg.filter.max_words is not None and words(kept) > cfg.filter.max_words:
+        kept, status = None, "over_max_words"
+    return kept, removed, status
+
+
 @stage("filter")
 def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Apply cfg.filter.rule to the selected chains and write the SFT set at `<stage dir>/sft`.
@@ -362,6 +405,7 @@ def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) ->
     funnel goes into the manifest.
     """
     rule, markers = cfg.filter.rule, cfg.filter.markers
+    target = cfg.schedule[iteration - 1].sft_examples
     selected = load_dataset_dir(run.stage_dir("select", iteration) / "selected")
     chains = {r["id"]: r for r in selected}
     problems = iteration_problems(cfg, run, iteration, "sft")
@@ -374,12 +418,9 @@ def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) ->
         chain, source = chains[row["id"]]["chain"], row["source"]
         before_words[source] += words(chain)
         before_markers[source] += count_markers(chain, markers)
-        kept, removed, status = chain, "", "out"
-        if rule == "cut_reflections":
-            kept, removed = cut_reflections(chain, markers)
-            status = "out" if kept else "empty_after_cut"
-        if kept and rule != "none" and cfg.filter.max_words is not None and words(kept) > cfg.filter.max_words:
-            kept, status = None, "over_max_words"
+        kept, removed, status = filter_chain(chain, cfg)
+        if kept and target is not None and len(records) >= target:
+            kept, status = None, "over_target"
         image = open_image(row) if kept else None
         if kept and image is None:
             status = "unreadable_image"
@@ -410,7 +451,28 @@ def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) ->
     log.info("filter (%s): %d of %d kept; words %d -> %d, reflection markers %d -> %d", rule, counts["out"],
              counts["in"], counts["words_before"], counts["words_after"], counts["reflections_before"],
              counts["reflections_after"])
-    return Outcome(counts, {"funnel": table, "rule": rule})
+    extra = {"funnel": table, "rule": rule}
+    if target is not None:
+        extra["target"] = sft_shortfall(cfg, run, iteration, len(records))
+    return Outcome(counts, extra)
+
+
+def sft_shortfall(cfg: StudyConfig, run: Run, iteration: int, kept: int) -> dict:
+    """The iteration's SFT target against what was kept, and why any shortfall: the problems ran out, or
+    chains were lost after drawing stopped (the balance cap or an unreadable image). Logged as a WARNING."""
+    plan = cfg.schedule[iteration - 1]
+    upstream = "distill" if iteration == 1 else "self_generate"
+    not_drawn = run.manifest(upstream, iteration)["counts"]["dropped"].get("not_drawn", 0)
+    short = max(0, plan.sft_examples - kept)
+    out = {"examples": plan.sft_examples, "kept": kept, "shortfall": short, "problems": plan.sft_problems,
+           "not_drawn": not_drawn}
+    if short:
+        out["reason"] = (f"the iteration's {plan.sft_problems} problems (schedule.sft_problems) ran out"
+                         if not not_drawn else "chains were lost after drawing stopped (balance cap or unreadable "
+                         "images)")
+        log.warning("filter: iteration %d keeps %d of the %d SFT examples wanted: %d short; %s", iteration, kept,
+                    plan.sft_examples, short, out["reason"])
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -513,6 +575,8 @@ def select_hard(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcom
                     plan.grpo_problems)
     return Outcome(counts, {"histogram": {s: dict(sorted(h.items())) for s, h in sorted(histogram.items())},
                             "banded_on": band_on, "model": f"sft-{iteration}", "k": sh.sampling.n,
+                            "target": {"problems": plan.grpo_problems, "kept": counts["out"],
+                                       "shortfall": max(0, plan.grpo_problems - counts["out"])},
                             **({"sets": sets} if sets else {})})
 
 

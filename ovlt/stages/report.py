@@ -342,12 +342,17 @@ def chain_samples(run: Run, iteration: int = 1, n: int = 3) -> HTML:
 
 def funnel_table(run: Run, iteration: int | None = None) -> pd.DataFrame | HTML:
     """Problems left at each curation step (problems -> captioned -> with chains -> with a correct chain ->
-    selected -> kept), per iteration and source; from the filter stage's manifest."""
+    selected -> kept), per iteration and source; from the filter stage's manifest. Where the schedule sets
+    `sft_examples`, the row "all" also shows the target, the problems not drawn once it was met, and any shortfall."""
     rows = []
     for i in _wanted(run, "filter", iteration):
-        table = run.manifest("filter", i)["funnel"]
+        manifest = run.manifest("filter", i)
+        table, target = manifest["funnel"], manifest.get("target")
         for source, steps in [("all", table["total"]), *table["by_source"].items()]:
-            rows.append({"iteration": i, "source": source, **{s["step"]: s["count"] for s in steps}})
+            row = {"iteration": i, "source": source, **{s["step"]: s["count"] for s in steps}}
+            if target and source == "all":
+                row.update(target=target["examples"], not_drawn=target["not_drawn"], shortfall=target["shortfall"])
+            rows.append(row)
     if not rows:
         return note(f"No finished filter stage{_in(iteration)} yet: no data funnel to show.")
     frame = pd.DataFrame(rows).set_index(["iteration", "source"])

@@ -103,19 +103,28 @@ class Tally:
 
 
 def run_sharded(st: Stage, rows: list[dict], size: int, work: Callable[[list[dict]], list[dict]],
-                desc: str) -> list[dict]:
+                desc: str, enough: Callable[[list[dict]], bool] | None = None) -> list[dict]:
     """Apply `work` to the rows not yet in a complete shard, `size` rows a shard; return all shard rows.
 
-    `work` maps a list of input rows to one output row per input (with "id", "source" and "status").
+    `work` maps a list of input rows to one output row per input (with "id", "source" and "status"). With
+    `enough`, rows are drawn in order only until `enough(all shard rows so far)` holds: the rest are not drawn
+    (the caller counts them), and a resumed stage that already has enough draws nothing.
     """
     store = st.shards()
     done = store.done_keys()
     todo = [row for row in rows if row["id"] not in done]
     if done:
         log.info("%s: resuming, %d of %d problems already in shards", st.label, len(rows) - len(todo), len(rows))
+    written = store.rows()
     for start in tqdm(range(0, len(todo), size), desc=desc, unit="shard"):
-        store.write(work(todo[start:start + size]))
-    return store.rows()
+        if enough is not None and enough(written):
+            log.info("%s: target met after %d of %d problems; the rest are not drawn", st.label, len(written),
+                     len(rows))
+            break
+        shard = work(todo[start:start + size])
+        store.write(shard)
+        written += shard
+    return store.rows()  # as written: what a resumed stage would read
 
 
 def shard_size(spec: ModelSpec, backend=None) -> int:

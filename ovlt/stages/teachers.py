@@ -37,6 +37,7 @@ from ovlt.ground.config import ModelSpec, StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
 from ovlt.scoring.answers import chain_text, extract, split_reasoning
 from ovlt.scoring.prompts import student_chat, student_text
+from ovlt.stages.curation import sft_target_met
 from ovlt.stages.registry import Outcome, stage
 from ovlt.stages.rows import Tally, problem_rows, rows_to_dataset, run_sharded, shard_size, usable_rows
 
@@ -164,6 +165,15 @@ def _generated_rows(batch: list[dict], generated: list[list[Completion]], conver
                         [sum(c.truncated for c in cs) for cs in generated])
 
 
+def _draw_chains(cfg: StudyConfig, st: Stage, iteration: int, rows: list[dict], size: int, work) -> list[dict]:
+    """Chains for the iteration's problems in pool order, drawn until its `sft_examples` are met (when set); a
+    problem left undrawn is a row with status "not_drawn"."""
+    done = run_sharded(st, rows, size, work, st.name, sft_target_met(cfg, iteration, {r["id"]: r for r in rows}))
+    drawn = {r["id"] for r in done}
+    return done + [{"id": r["id"], "source": r["source"], "chains": [], "status": "not_drawn", "empty": 0,
+                    "truncated": 0} for r in rows if r["id"] not in drawn]
+
+
 def _chains_outcome(st: Stage, done: list[dict], extra: dict) -> Outcome:
     tally = Tally()
     tally.extend(done)
@@ -200,7 +210,7 @@ def distill(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
             params = sampling_from(sampling, cfg.seed)
             work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
                 [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
-        done = run_sharded(st, rows, shard_size(spec, backend), work, "distill")
+        done = _draw_chains(cfg, st, iteration, rows, shard_size(spec, backend), work)
     return _chains_outcome(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
                                       "max_new_tokens": sampling.max_new_tokens})
 
@@ -223,5 +233,5 @@ def self_generate(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outc
                 out += _generated_rows(usable, generated, convert=False)
             return out
 
-        done = run_sharded(st, rows, shard_size(spec, backend), work, "self_generate")
+        done = _draw_chains(cfg, st, iteration, rows, shard_size(spec, backend), work)
     return _chains_outcome(st, done, {"model": model, "k": sampling.n, "max_new_tokens": sampling.max_new_tokens})

@@ -211,6 +211,7 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
         i = ref.iteration
         sched = cfg.schedule[i - 1] if i else None
         n_sft = sched.sft_problems if sched else 0
+        n_examples = (sched.sft_examples or n_sft) if sched else 0  # an SFT target stops drawing once it is met
         consumed = ", ".join(StageRef(name, key).label for name, key in STAGES[ref.name].upstream(cfg, ref.key))
         outputs = _written(cfg, ref)
         if ref.name == "data":
@@ -232,21 +233,22 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
             who = cfg.models.reasoner.name if ref.name == "distill" else f"grpo-{i - 1}"
             speed, fraction = ((throughput(cfg.models.reasoner.name), EXPECTED_FRACTION["reasoner"])
                                if ref.name == "distill" else (student, EXPECTED_FRACTION["student"]))
-            p = PlannedStage(ref, f"{n_sft} problems, model {who}", outputs,
+            drawn = f"up to {n_sft} problems until {n_examples} examples" if n_examples < n_sft else f"{n_sft} problems"
+            p = PlannedStage(ref, f"{drawn}, model {who}", outputs,
                              {"problems": n_sft, "samples": n_sft * s.n, "max_tokens": n_sft * s.n * s.max_new_tokens},
                              _generation_hours(n_sft * s.n, s.max_new_tokens, fraction, speed),
                              *sampling["reasoner" if ref.name == "distill" else "student"])
         elif ref.name == "select":
             p = PlannedStage(ref, consumed, outputs, {"problems": n_sft})
         elif ref.name == "filter":
-            p = PlannedStage(ref, consumed, outputs, {"examples_max": n_sft})
+            p = PlannedStage(ref, consumed, outputs, {"examples_max": n_examples})
         elif ref.name == "sft":
             t = cfg.sft
-            steps = _train_steps(n_sft, t.per_device_train_batch_size, t.gradient_accumulation_steps,
+            steps = _train_steps(n_examples, t.per_device_train_batch_size, t.gradient_accumulation_steps,
                                  t.launch.num_processes, t.num_train_epochs, t.max_steps)
             p = PlannedStage(ref, f"SFT set, from base {cfg.models.student.name}", outputs,
-                             {"examples_max": n_sft, "steps": steps, "processes": t.launch.num_processes},
-                             sft_gpu_hours(cfg, n_sft), t.launch.num_processes)
+                             {"examples_max": n_examples, "steps": steps, "processes": t.launch.num_processes},
+                             sft_gpu_hours(cfg, n_examples), t.launch.num_processes)
         elif ref.name == "select_hard":
             s = cfg.select_hard.sampling
             n = sched.grpo_candidates
