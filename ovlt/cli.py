@@ -7,13 +7,44 @@ import logging
 import sys
 from pathlib import Path
 
-from ovlt.ground.config import ConfigError, load_config
+from ovlt.ground.artifacts import ArtifactError, safe_name
+from ovlt.ground.config import ConfigError, StudyConfig, load_config
+
+
+class BadInput(ValueError):
+    """An argument the command refuses before doing any work (exit status 2)."""
+
+
+def _run_name(name: str) -> str:
+    try:
+        return safe_name(name, "run name")
+    except ArtifactError as exc:
+        raise BadInput(f"--run: {exc}") from None
+
+
+def _study_config(path: str) -> StudyConfig:
+    """The config, with what loading it cannot check: its local models are on this machine, and the benchmarks it
+    names are the scorer's (a layer above the config's)."""
+    from ovlt.scoring.benchmarks import get_benchmark
+
+    cfg = load_config(path)
+    missing = cfg.missing_models()
+    if missing:
+        raise ConfigError(f"{path}: {'; '.join(missing)}")
+    named = [(f"evaluation.benchmarks.{i}.name", ref.name) for i, ref in enumerate(cfg.evaluation.benchmarks)]
+    named += [(f"decontaminate.benchmarks.{i}", name) for i, name in enumerate(cfg.decontaminate.benchmarks)]
+    for key, name in named:
+        try:
+            get_benchmark(name)
+        except KeyError as exc:
+            raise ConfigError(f"{path}: {key}: {exc.args[0]}") from None
+    return cfg
 
 
 def _plan(args: argparse.Namespace) -> int:
     from ovlt.study.plan import format_plan
 
-    print(format_plan(load_config(args.config)))
+    print(format_plan(_study_config(args.config)))
     return 0
 
 
@@ -24,10 +55,29 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_run(run: str, runs_root: str) -> Path:
+    """--run of `ovlt report`: a run name (runs_root/<name>) or an existing run folder, whose report goes to
+    reports_root/<its name> like any other."""
+    try:
+        return Path(runs_root) / safe_name(run, "run name")
+    except ArtifactError as exc:
+        folder = Path(run)
+        if not folder.is_dir():
+            raise BadInput(f"--run: {exc}; nor is it an existing run folder") from None
+    _run_name(folder.resolve().name)
+    return folder
+
+
 def _report(args: argparse.Namespace) -> int:
+    from ovlt.stages import report
     from ovlt.study import render_report
 
-    path = render_report(Path(args.runs_root) / args.run, Path(args.reports_root) / args.run)
+    run_dir = _report_run(args.run, args.runs_root)
+    try:
+        report.load(run_dir)  # a missing or corrupt summary.json is named before anything is written
+    except ArtifactError as exc:
+        raise BadInput(str(exc)) from None
+    path = render_report(run_dir, Path(args.reports_root) / run_dir.resolve().name)
     print(f"report: {path}")
     return 0
 
@@ -55,18 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports-root", default="reports")
     p.set_defaults(func=_reproduce)
     p = sub.add_parser("report", help="render reports/<run>/index.html from an existing run")
-    p.add_argument("--run", required=True)
+    p.add_argument("--run", required=True, help="run name (runs/<run>) or an existing run folder")
     p.add_argument("--runs-root", default="runs")
     p.add_argument("--reports-root", default="reports")
     p.set_defaults(func=_report)
     sub.add_parser("score", help="score benchmark responses (see `ovlt score --help`)")
     args = parser.parse_args(argv)
-    from ovlt.ground.artifacts import ArtifactError
     from ovlt.study import StudyError
 
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, BadInput) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (StudyError, ArtifactError) as exc:

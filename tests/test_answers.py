@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovlt.scoring import answers
+from ovlt.scoring import answers, mathvision
 from ovlt.scoring.answers import extract, match, score
 
 YES_NO = ["Yes", "No"]
@@ -153,6 +153,101 @@ def test_mathvision_official_rules(response, answer, choices, correct):
     assert score(response, answer, answer_type, choices, protocol="mathvision").correct is correct
 
 
+@pytest.mark.parametrize("response, model_answer", [
+    ("So the answer is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+    ("\\boxed{3} first, then \\boxed{x = 12}.", "12"),  # the last box, the value after "="
+    ("\\boxed{4} is wrong}", "4"),  # oxed{(.*)} is greedy: to the last "}", then cut at the first unmatched "}"
+    ("Thus the answer is 7. Done", "7"),  # "... is <number>" ends the response
+    ("The answer is (C). Then more", "c"),
+    ("I pick B.\nBecause", "ipickb.because"),  # no rule fires: the whole response, cleaned
+    ("We conclude (C).", "c"),
+    ("x = 3/4", "\\frac{3}{4}"),
+    ("the final answer is 45^\\circ\nso", "45"),
+])
+def test_mathvision_extraction_is_evaluate_py(response, model_answer):
+    assert score(response, "0", "latex", protocol="mathvision").extracted == model_answer
+
+
+@pytest.mark.parametrize("first, second, equal", [
+    ("(1,2.001)", "(1,2.004)", True),  # eval_tuple: each element at two decimals...
+    ("(1,2)", "(1.0,2)", False),  # ... written back as str(round(x, 2)): "1.0" is not "1"
+    ("[1,2]", "(1,2)", False),
+    ("\\frac{1}{3}", "0.333", True),
+    ("2\\sqrt{3}", "\\sqrt{12}", True),
+    ("4:1", "4", True),  # latex2sympy reads a ratio as a quotient
+    ("40^{\\circ}", "40", False),  # \\circ is a symbol eval cannot name
+    ("a", "b", False),
+    ("", "", False),
+])
+def test_mathvision_is_equal_is_utils_py(first, second, equal):
+    assert mathvision.is_equal(first, second, answers.mathvision_value) is equal
+
+
+@pytest.mark.parametrize("text", ["60", "-3.5", "\\frac{3}{4}", "2\\sqrt{3}", "6\\pi", "3\\cdot2^{5}", "$\\frac{1}{3}$",
+                                  "\\frac{\\sqrt{6}-2}{4}", "4(3-2\\sqrt{2})", "362,880", "2:3", "0.75π", "5-\\sqrt{2}/2",
+                                  "2^{-1}", "\\sqrt{\\frac{1}{4}}", "12 \\div 4", "7 \\times 3", "-(2+3)"])
+def test_mathvision_pure_values_are_latex2sympys(text):
+    """The pure-Python values (no worker) are those latex2sympy gives, so the fast path changes no verdict."""
+    fast = mathvision.plain_value(text)
+    assert fast is not mathvision.UNDECIDED and fast is not None
+    assert fast == pytest.approx(mathvision.sympy_value(text), rel=1e-12)
+
+
+def test_mathvision_values_refuse_prose_and_defer_the_rest():
+    assert mathvision.plain_value("theansweris") is None  # a symbol product: eval raises
+    assert mathvision.plain_value("13\\%") is None and mathvision.plain_value("(6,2,1)") is None
+    assert mathvision.plain_value("\\arcsin(\\frac{1}{2})") is mathvision.UNDECIDED
+    assert answers.mathvision_value("\\arcsin(\\frac{1}{2})") == pytest.approx(0.5236, abs=1e-4)  # the worker
+
+
+def test_power_towers_are_refused_without_reaching_sympy():
+    before_timeouts, before_refused = answers.SYMPY_WORKER.timeouts, answers.SYMPY_WORKER.refused
+    for protocol in ("strict", "mathvision", "authors"):
+        for response in ("\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{9**9**9**9}", "\\boxed{123456!}", "\\boxed{2^{100000}}"):
+            assert score(response, "3^{3^{3}}", "latex", protocol=protocol).correct is False
+    assert answers.SYMPY_WORKER.timeouts == before_timeouts and answers.SYMPY_WORKER.refused > before_refused
+    assert not answers.beyond_sympy("x^2+y^2") and not answers.beyond_sympy("\\frac{3^{1008}-1}{3^{1009}}")
+    assert answers.SYMPY_WORKER.equal("1", "+".join(["1"] * 400)) is False  # too long to be an answer
+
+
+@given(st.text(alphabet="abN/ AYesNo", max_size=40), st.text(alphabet="abN/ AYesNo", max_size=40))
+def test_edit_distance_is_levenshtein(a, b):
+    table = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(table[j] + 1, row[j - 1] + 1, table[j - 1] + (ca != cb)))
+        table = row
+    assert answers._edit_distance(a, b) == table[-1]
+
+
+@pytest.mark.parametrize("protocol, extraction, correct", [
+    ("official", "N/A", True),  # calculate_score.py: the nearest option ("No")
+    ("official", "(B) No", True),
+    ("official", "Yes", False),
+    ("strict", "N/A", False),  # ours never guesses
+    ("strict", "B", True),
+    ("authors", "B", True),
+])
+def test_given_extractions_are_normalised_not_extracted(protocol, extraction, correct):
+    verdict = answers.score_extraction(extraction, "No", "multiple_choice", YES_NO, protocol=protocol)
+    assert verdict.correct is correct and verdict.rule == "given"
+
+
+def test_given_numeric_extractions_follow_calculate_score():
+    assert answers.score_extraction(" 12 ", "12", "integer", protocol="official").correct  # int(float(" 12 "))
+    assert not answers.score_extraction("12 cm", "12", "integer", protocol="official").correct
+    assert answers.score_extraction("12 cm", "12", "integer", protocol="strict").correct
+    assert answers.score_extraction("1.25", "1.2", "float", precision=1, protocol="official").correct
+
+
+@pytest.mark.parametrize("response", ["N/A", "I cannot tell.", "Let me look at the image.", "Is the bar taller?", ""])
+def test_non_answers_are_not_mapped_to_yes(response):
+    found = extract(response, YES_NO)
+    assert found.rule in ("refusal", "none") and found.text in ("N/A", "")
+    assert not score(response, "Yes", "multiple_choice", YES_NO, protocol="strict").correct
+
+
 def test_unknown_protocol_and_answer_type_are_errors():
     with pytest.raises(ValueError, match="unknown protocol"):
         score("1", "1", "integer", protocol="lenient")
@@ -164,6 +259,7 @@ def test_unknown_protocol_and_answer_type_are_errors():
 
 def test_math_verify_timeout_counts_wrong_and_does_not_hang(monkeypatch, caplog):
     monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(answers, "beyond_sympy", lambda text: False)  # the time limit itself, behind the quick reject
     answers.SYMPY_WORKER.equal("1", "1")  # worker started outside the measured time
     before = answers.SYMPY_WORKER.timeouts
     start = time.perf_counter()
@@ -246,6 +342,7 @@ def test_r1v_reward_is_the_authors_accuracy(completion, answer, answer_type, cho
 
 def test_r1v_reward_of_hostile_input_is_zero_in_bounded_time(monkeypatch):
     monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(answers, "beyond_sympy", lambda text: False)
     answers.SYMPY_WORKER.grade_answer("1", "1")
     start = time.perf_counter()
     assert answers.r1v_reward(["<think>x</think> so <answer>9**9**9**9</answer>"], answer=["\\frac{1}{3}"],

@@ -137,6 +137,19 @@ def test_score_responses_breakdowns_missing_and_unknown(files):
         benchmarks.score_responses("mathverse", records, {"99": "x"})
 
 
+def test_score_responses_of_given_extractions(files):
+    """field="extraction": the protocol's normaliser alone, no extraction; the summary says what was scored."""
+    records = benchmarks.load_local("mathverse", files["mathverse"])
+    given = {"10": "B", "11": "N/A", "12": "x = 1.5"}
+    rows, summary = benchmarks.score_responses("mathverse", records, given, "official", field="extraction")
+    assert [r["correct"] for r in rows] == [True, False, True] and {r["rule"] for r in rows} == {"given"}
+    assert summary["field"] == "extraction"
+    raw, _ = benchmarks.score_responses("mathverse", records, given, "official")
+    assert raw[0]["rule"] != "given"
+    with pytest.raises(ValueError, match="unknown field 'answer'"):
+        benchmarks.score_responses("mathverse", records, given, field="answer")
+
+
 def test_synthetic_set_from_disk(tmp_path):
     datasets = pytest.importorskip("datasets")
     from PIL import Image
@@ -198,6 +211,23 @@ def test_cli_bad_input_names_the_line(files, tmp_path, capsys, lines, message):
     assert score_main(["--benchmark", "mathvista", "--annotations", str(files["mathvista"]),
                        "--responses", str(responses)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_scores_given_extractions(files, tmp_path, capsys):
+    """--field extraction: a bare "N/A" to a yes/no question is MathVista's nearest option ("No"), not a "Yes" read
+    from prose by the extraction rules; a line without 'extraction' is an error naming it."""
+    given = _responses(tmp_path / "e.jsonl", [{"id": "1", "extraction": "N/A"}, {"id": "2", "extraction": "4"}])
+    out = tmp_path / "verdicts.jsonl"
+    assert score_main(["--benchmark", "mathvista", "--annotations", str(files["mathvista"]), "--responses",
+                       str(given), "--field", "extraction", "--out", str(out)]) == 0
+    verdicts = [json.loads(line) for line in out.read_text().splitlines()]
+    assert verdicts[:2] == [{"id": "1", "extracted": "N/A", "rule": "given", "correct": True},  # gold "No"
+                            {"id": "2", "extracted": "4", "rule": "given", "correct": True}]
+    assert "given extractions" in capsys.readouterr().out
+    wrong = _responses(tmp_path / "w.jsonl", [{"id": "1", "response": "B"}])
+    assert score_main(["--benchmark", "mathvista", "--annotations", str(files["mathvista"]), "--responses",
+                       str(wrong), "--field", "extraction"]) == 2
+    assert "w.jsonl:1: each line needs an object with 'id' and 'extraction'" in capsys.readouterr().err
 
 
 def test_cli_wrong_benchmark_annotation_file(files, tmp_path, capsys):

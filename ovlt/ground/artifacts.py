@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -81,24 +81,33 @@ def _explain_os_error(path: Path, exc: OSError) -> ArtifactError:
     if exc.errno == errno.ENOSPC:
         why = "the disk is full"
     elif exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        why = "the run folder is not writable"
+        why = "the folder is not writable"
     else:
         why = exc.strerror or str(exc)
-    return ArtifactError(f"cannot write {path}: {why}. Earlier stages are intact; free space or fix permissions and rerun.")
+    return ArtifactError(f"cannot write {path}: {why}. What was there before is intact (earlier stages too); free "
+                         "space or fix permissions and rerun.")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary sibling and one rename: a failure at any point (text UTF-8 cannot
+    encode, a full disk, a folder in the way) leaves `path` as it was."""
     path = Path(path)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArtifactError(f"cannot write {path}: character {exc.start} is {text[exc.start]!r}, which UTF-8 cannot "
+                            "encode (a lone surrogate); nothing was written") from None
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # e.g. no temporary file where the parent is a file
+            tmp.unlink(missing_ok=True)
         raise _explain_os_error(path, exc) from exc
 
 

@@ -8,23 +8,48 @@ in a config otherwise surfaces hours later on a GPU cluster.
 from __future__ import annotations
 
 import functools
+import typing
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ovlt.ground import trl_fields
+from ovlt.ground.artifacts import ArtifactError, safe_name
+from ovlt.ground.sources import SOURCE_NAMES
 
 Backend = Literal["vllm", "transformers", "scripted"]
 AnswerWith = Literal["letter", "option"]  # what a scripted chain's multiple-choice <answer> holds
 
 
-class Section(BaseModel):
-    """Base for every config section: unknown keys are errors, values are checked on assignment too."""
+def _admits_bool(annotation: object) -> bool:
+    return annotation is bool or any(_admits_bool(arg) for arg in typing.get_args(annotation))
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are checked on assignment too, and numbers are
+    finite."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, value: object, info: ValidationInfo) -> object:
+        """YAML's true and false are booleans; pydantic would read `iterations: true` as 1."""
+        if isinstance(value, bool) and not _admits_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"got the boolean {str(value).lower()}, which is not a value of this key")
+        return value
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -96,6 +121,19 @@ class ModelSpec(Section):
             self.tiny = TinyDims()
         return self
 
+    @property
+    def missing_folder(self) -> bool:
+        """Named by a path (a name that cannot be a hub id, owner/name) whose folder is not on this machine."""
+        if self.backend == "scripted" or self.name == "tiny" or Path(self.name).is_dir():
+            return False
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(self.name)
+        except HFValidationError:
+            return True
+        return False
+
 
 class Models(Section):
     captioner: ModelSpec
@@ -111,6 +149,13 @@ class SourceSpec(Section):
 
     name: str
     weight: float = Field(1.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_source(cls, name: str) -> str:
+        if name not in SOURCE_NAMES:
+            raise ValueError(f"unknown data source {name!r}; known: {', '.join(SOURCE_NAMES)}")
+        return name
 
 
 class Procedural(Section):
@@ -237,7 +282,7 @@ class Launch(Section):
 
 @functools.cache
 def _trl_type(kind: object) -> TypeAdapter:
-    return TypeAdapter(kind)
+    return TypeAdapter(kind, config=ConfigDict(allow_inf_nan=False))
 
 
 class TrainerSection(Section):
@@ -581,8 +626,8 @@ OPERATIONAL = ("data.hub_root", "sft.save_steps", "sft.save_total_limit", "grpo.
 
 
 class StudyConfig(Section):
-    name: str
-    seed: int = 0
+    name: str  # the run folder's name, runs/<name>, unless `ovlt reproduce --run` names another
+    seed: int = Field(0, ge=0)
     iterations: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     requires_gpu: bool = False
@@ -599,6 +644,14 @@ class StudyConfig(Section):
     select_hard: SelectHard = Field(default_factory=SelectHard)
     grpo: GRPO = Field(default_factory=GRPO)
     evaluation: Evaluation
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_folder_name(cls, name: str) -> str:
+        try:
+            return safe_name(name, "study name")
+        except ArtifactError as exc:
+            raise ValueError(str(exc)) from None
 
     @model_validator(mode="after")
     def _schedule_matches(self) -> StudyConfig:
@@ -650,6 +703,15 @@ class StudyConfig(Section):
                 or any(b.name not in local for b in self.evaluation.benchmarks)
                 or (self.decontaminate.enabled and any(b not in local for b in self.decontaminate.benchmarks)))
 
+    def missing_models(self) -> list[str]:
+        """A problem line for each model whose local folder is not on this machine, for the commands to refuse before
+        any work starts: a mistyped path would otherwise fail hours into the study, when the stage that loads it
+        begins. Loading does not check it: a config may name folders built later (configs/rehearsal.yaml names the
+        stand-ins `python -m ovlt.rehearsal` builds)."""
+        return [f"models.{role}.name: {spec.name!r} is neither an existing folder nor a hub id (owner/name); build or "
+                "download the model first" for role in ("captioner", "reasoner", "student")
+                if (spec := getattr(self.models, role)).missing_folder]
+
     @property
     def uses_scripted_teacher(self) -> bool:
         return "scripted" in (self.models.captioner.backend, self.models.reasoner.backend)
@@ -674,15 +736,33 @@ def _format_errors(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last one, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
     """Read and validate a study config; `overrides` (nested dict) is merged over the file's values."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as stream:  # a stream: YAML's messages then name the file
+            raw = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not a readable YAML file: {exc}") from None
+        raise ConfigError(f"{path}: not a readable YAML file: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not a readable YAML file: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
     if overrides:

@@ -41,6 +41,7 @@ from ovlt.ground.schema import (
     option_letters,
     validate_problem,
 )
+from ovlt.ground.sources import MATHV360K_SUBSETS, slug
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +137,12 @@ def _first(images):
     return images[0] if images else None
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip().lower()).strip("_.") or "unknown"
-
-
 # ----------------------------------------------------------------------------------------------------------
 # one mapping per source: hub row -> problems
 
 
 def map_sft_seed(record: dict, idx: int, split: str = "train") -> list[dict]:
-    source = _slug(record.get("source") or "sft_seed")
+    source = slug(record.get("source") or "sft_seed")
     return [make_problem(f"sft_seed-{source}-{idx:07d}", record["decoded_image"], record["problem"],
                          record["answer"], source, split)]
 
@@ -168,7 +165,7 @@ def map_vizwiz(record: dict, idx: int, split: str = "train") -> list[dict]:
     # ten crowd answers; the gold answer is the most common (ties: the first given), as VQA scoring implies
     answers = [a.strip() for a in record.get("answers") or [] if a and a.strip()]
     answer = Counter(answers).most_common(1)[0][0] if answers else ""
-    question_id = _slug(str(record.get("question_id") or idx))
+    question_id = slug(str(record.get("question_id") or idx))
     return [make_problem(f"vizwiz-{question_id}", record["image"], record["question"], answer, "vizwiz", split)]
 
 
@@ -285,10 +282,6 @@ def _loader(hub_id: str, mapper: Callable, config: str | None = None, hub_splits
     return load
 
 
-MATHV360K_SUBSETS = ("CLEVR-Math", "FigureQA", "GEOS", "GeoQA+", "Geometry3K", "IconQA", "MapQA", "Super-CLEVR",
-                     "TabMWP", "UniGeo", "VizWiz")
-
-
 def _mathv360k(subset: str, name: str):
     return _loader("lmms-lab/LLaVA-OneVision-Data", lambda row, idx, split: map_mathv360k(row, idx, split, name),
                    config=f"{subset}(MathV360K)")
@@ -306,7 +299,7 @@ SOURCES: dict[str, Callable[..., datasets.Dataset]] = {
     "tabmwp": _loader("HuggingFaceM4/the_cauldron", map_cauldron_tabmwp, config="tabmwp"),
     "ai2d": _loader("HuggingFaceM4/the_cauldron", map_cauldron_ai2d, config="ai2d"),
     "geos": _mathv360k("GEOS", "geos"),
-    **{f"mathv360k_{_slug(subset)}": _mathv360k(subset, f"mathv360k_{_slug(subset)}") for subset in MATHV360K_SUBSETS},
+    **{f"mathv360k_{slug(subset)}": _mathv360k(subset, f"mathv360k_{slug(subset)}") for subset in MATHV360K_SUBSETS},
 }
 
 

@@ -45,8 +45,8 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm.auto import tqdm
 
 from ovlt.ground.schema import PROBLEM_FEATURES, SPLITS, option_letter
+from ovlt.ground.sources import FAMILIES
 
-FAMILIES = ("chart", "geometry", "table", "counting")
 LEVELS = {family: (1, 2, 3) for family in FAMILIES}
 QUESTION_KINDS = {
     "chart": ("tallest", "shortest", "compare", "value"),

@@ -12,18 +12,21 @@ chains) goes through `score`. It works in two steps:
      boxed          the last \\boxed{...} whose braces balance
      answer_phrase  "the (final/correct) answer is ...", "Answer: ...", "the correct option is ..." (last one)
      refusal        the end of the response declines to answer ("cannot be determined", "not enough information",
-                    "none of the options"): "Cannot be determined" / "Cannot be answered" when it says so in
-                    those words, else "N/A" (MathVista then takes the nearest option, as it does for GPT's N/A)
+                    "none of the options", a bare "N/A"): "Cannot be determined" / "Cannot be answered" when it says
+                    so in those words, else "N/A" (MathVista's normaliser then takes the nearest option, as it does
+                    for GPT's N/A; `strict` counts it wrong unless it is an option's text)
      option_letter  a trailing option letter: "(B)", "B.", "B (No)"   (multiple choice only)
      yes_no         yes/no options answered in prose: the verdict sentence (the last "Therefore/So/Thus ..."
                     sentence of the last paragraph, else its first) -> a leading yes/no, else No when negated
-                    ("not", "n't", "no", ...) and Yes when it affirms; not when that sentence states a number
+                    ("not", "n't", "no", ...) and Yes when it affirms (states something with a finite verb: "is",
+                    "has", "exceeds", ...; not a question, not "Let me look"); no verdict otherwise, nor when that
+                    sentence states a number
      count_phrase   "there are N ..." / "there are two ..." in the last line (a count names the answer, not the
                     threshold after it: "There are 3 bars below 40." -> 3)
      option_text    an option's text at the end of the response        (multiple choice only)
      option_words   the one option all of whose words (plurals folded) the last paragraph uses (multiple choice)
      last_number    the last number in the response
-     none           nothing found (text "")
+     none           nothing found (text ""): wrong under every protocol, never mapped to an option
    With choices, a span that is an option letter in any of its usual dresses ("(B) No", "Option B.") is reduced to
    the bare letter, and a span that is an option's text is reduced to that text.
 2. `match(extracted, answer, answer_type, ...)` decides, under a named protocol, whether the extraction equals the
@@ -34,18 +37,23 @@ chains) goes through `score`. It works in two steps:
      mathvista   MathVista's calculate_score.py: letter -> option text, anything else -> the option nearest in edit
                  distance; integers compared as str(int(float(x))), floats as str(round(float(x), precision)),
                  lists and text as exact strings.
-     mathvision  MATH-V's evaluate.py: its own extraction from the raw response, lower-cased exact match against the
-                 gold letter or the gold option, then numeric equivalence at two decimals (MATH-V evaluates with
-                 latex2sympy + eval; we use math-verify, and never eval model output).
+     mathvision  MATH-V's evaluate.py and utils.py, ported rule for rule (`ovlt.scoring.mathvision`): its own
+                 extraction from the raw response, then is_equal against the gold letter and the gold option text
+                 (lower-cased strings, tuples element by element, values at two decimals). Where MATH-V evals
+                 latex2sympy's output, we compute the value in pure Python, or with latex2sympy in the worker.
      authors     the OpenVLThinker authors' harness (evaluation/eval_qwen.py): the \\boxed{} content, else the whole
                  response, equal to the gold ignoring case or by mathruler's grade_answer; a multiple-choice gold is
                  its option's letter (`authors_gold`). It reads only its own prompt's \\boxed{} answers.
    "official" is accepted as an alias of "mathvista" (the project stores answers the way MathVista does);
    `ovlt.scoring.benchmarks` maps each benchmark's "official" to its own protocol.
+   `score_extraction(extraction, ...)` matches an answer someone else already extracted under a protocol, applying
+   only its normaliser (for `mathvista`, calculate_score.py's exactly).
 
-math-verify (only when the cheap rules cannot decide) and mathruler's grade_answer run in one worker process under
-a hard time limit (`MATH_VERIFY_TIMEOUT_S`, `SYMPY_WORKER`): a sympy computation stuck in C code cannot be
-interrupted by a signal, but a process can be killed. A time-out counts as wrong and is logged. Model output is
+math-verify (only when the cheap rules cannot decide), mathruler's grade_answer and latex2sympy run in one worker
+process under a hard time limit (`MATH_VERIFY_TIMEOUT_S`, `SYMPY_WORKER`): a sympy computation stuck in C code cannot
+be interrupted by a signal, but a process can be killed. A time-out counts as wrong and is logged. Text sympy could
+not finish (a power tower, a five-digit exponent or factorial: `beyond_sympy`) or longer than any answer
+(`MAX_SYMPY_CHARS`) is wrong at once, without the worker, so a hostile file costs no time-outs. Model output is
 never executed or eval'd by our code (mathruler hands it to sympy's parser, which is why it runs in the worker).
 
 The think/answer format the student learns (`REASONING_INSTRUCTION`) is written and read here too: `chain_text`
@@ -57,6 +65,7 @@ curation, the teachers and the rewards read a chain exactly as the scorer does. 
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import math
 import multiprocessing
@@ -67,6 +76,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ovlt.ground.schema import ANSWER_TYPES, OPTION_LETTER, option_letters
+from ovlt.scoring import mathvision
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +86,9 @@ PROTOCOL_ALIASES = {"official": "mathvista"}
 MATH_VERIFY_TIMEOUT_S = 3.0
 # Answers sit at the end of a response; scanning only the tail bounds the cost of pathological inputs.
 MAX_SCAN_CHARS = 20_000
+# An answer math-verify or latex2sympy compares is short (the longest on the fixtures: ~150 characters); a longer span
+# is prose or an attack, and parsing it costs up to a second.
+MAX_SYMPY_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -279,13 +292,21 @@ _REFUSAL = re.compile(
     r"|(?:not|in)sufficient (?:information|data|context)|(?:does|do|did) not (?:provide|give|include|specify|contain)"
     r"|not (?:have )?enough (?:information|context|data|details)"
     r"|(?:none of|not (?:one of|available in|among|in)) the (?:options|choices|answer choices)"
-    r"|please provide|without (?:the |specific |additional |further |more )?(?:data|information|context|values?)",
+    r"|please provide|without (?:the |specific |additional |further |more )?(?:data|information|context|values?)"
+    r"|(?<![\w/])n/a(?![\w/])",
     re.IGNORECASE)
 # A refusal that states its verdict in these words is extracted in them, as an extractor quotes an answer;
 # any other refusal is "N/A".
 _STATED_VERDICT = re.compile(r"cannot be (?:determined|answered)|cannot determine", re.IGNORECASE)
 REFUSAL_TAIL_CHARS = 300
 _NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|none|cannot)\b|n't\b", re.IGNORECASE)
+# A verdict affirms by stating something: a finite verb of being, having or comparing. "N/A", "Let me look" or a
+# question states nothing and is no verdict (a sentence without a negation is not thereby a "yes").
+_AFFIRMATION = re.compile(r"\b(?:is|are|was|were|has|have|had|does|do|did|can|could|will|would|should|must|"
+                          r"appears?|seems?|looks?|shows?|contains?|exceeds?|equals?|matches|lies|falls|reaches|"
+                          r"holds|forms?|makes?|indicates?|suggests?)\b", re.IGNORECASE)
+_PROCESS = re.compile(r"\s*(?:let(?:'s| us| me)|i need|we need|i will|we will|to (?:determine|answer|find))\b",
+                      re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _CONCLUSION = re.compile(r"[*\s]*(?:therefore|thus|so|hence|in conclusion|in summary|overall|yes|no)\b",
                          re.IGNORECASE)
@@ -335,8 +356,12 @@ def _yes_no(text: str, choices) -> str | None:
         return None
     lead = _WORD.match(sentence)
     said = lead.group(0) if lead and lead.group(0) in ("yes", "no") else None
-    said = said or ("no" if _NEGATION.search(sentence) else "yes")
-    return choices[norm.index(said)]
+    if said is None and _NEGATION.search(sentence):
+        said = "no"
+    elif (said is None and _AFFIRMATION.search(sentence) and not _PROCESS.match(sentence)
+          and not sentence.rstrip().endswith("?")):
+        said = "yes"
+    return choices[norm.index(said)] if said else None
 
 
 def _stem(word: str) -> str:
@@ -462,6 +487,7 @@ def _number_from_span(span: str) -> str:
 
 
 def _warm_up() -> None:
+    import latex2sympy2_extended  # noqa: F401
     import math_verify  # noqa: F401
     import mathruler.grader  # noqa: F401
 
@@ -483,6 +509,18 @@ def _mathruler_grade(given: str, ground_truth: str) -> bool:
     return bool(grade_answer(given, ground_truth))
 
 
+# Text no answer needs and sympy cannot finish: a power tower ("9^{9^{9}}", "2**3**4"), an exponent or a factorial of
+# five digits or more. math-verify's and mathruler's own guards let these through to sympy, which then runs until the
+# time limit kills the worker (~3.5 s with the restart, an hour for a file of a thousand).
+_BEYOND_SYMPY = re.compile(r"\^\s*\{[^{}]*\^|\^\s*\(?\s*[\d.]+\s*\)?\s*\^|\*\*\s*\(?\s*[\w.]+\s*\)?\s*(?:\*\*|\^)"
+                           r"|(?:\^|\*\*)\s*[({]?\s*\d{5,}|\d{5,}\s*!")
+
+
+def beyond_sympy(text: str) -> bool:
+    """Whether `text` holds a computation sympy cannot finish within MATH_VERIFY_TIMEOUT_S (see _BEYOND_SYMPY)."""
+    return _BEYOND_SYMPY.search(text) is not None
+
+
 class _SympyWorker:
     """One worker process for the checkers that run sympy on model text, killed and replaced when a call overruns
     its time limit."""
@@ -491,6 +529,7 @@ class _SympyWorker:
         self._pool = None
         self._lock = threading.Lock()
         self.timeouts = 0
+        self.refused = 0
 
     def _start(self):
         # spawn, not fork: the caller may hold threads (torch, tokenizers) that a fork would copy half-locked.
@@ -505,8 +544,14 @@ class _SympyWorker:
             self._pool.terminate()
             self._pool = None
 
-    def _call(self, checker, *args: str | int) -> bool:
-        """checker(*args) in the worker; a time-out or an error is False (a wrong answer), logged."""
+    def _call(self, checker, *args: str | int, failed=False):
+        """checker(*args) in the worker; a time-out or an error is `failed` (a wrong answer), logged. Text sympy
+        could not finish within the limit (`beyond_sympy`) is `failed` at once: each time-out also costs a restart."""
+        if any(isinstance(a, str) and beyond_sympy(a) for a in args):
+            self.refused += 1
+            log.debug("%s refused %r: beyond sympy's time limit, counted wrong", checker.__name__,
+                      [str(a)[:80] for a in args])
+            return failed
         with self._lock:
             if self._pool is None:
                 self._start()
@@ -518,18 +563,27 @@ class _SympyWorker:
                 log.warning("%s timed out after %.1fs on %r: counted wrong", checker.__name__, MATH_VERIFY_TIMEOUT_S,
                             [str(a)[:80] for a in args])
                 self.close()
-                return False
+                return failed
             except Exception as err:  # a parser bug on odd input is a wrong answer, never a crashed run
                 log.warning("%s failed on %r: %s: counted wrong", checker.__name__, [str(a)[:80] for a in args], err)
-                return False
+                return failed
 
     def equal(self, gold: str, pred: str, float_rounding: int = 6) -> bool:
         """math-verify: `pred` equals `gold` symbolically (numbers rounded to `float_rounding` decimals)."""
+        if len(pred) > MAX_SYMPY_CHARS or len(gold) > MAX_SYMPY_CHARS:
+            return False
         return self._call(_math_verify_equal, gold, pred, float_rounding)
 
     def grade_answer(self, given: str, ground_truth: str) -> bool:
-        """mathruler's grade_answer(given, ground_truth), argument order as mathruler's."""
+        """mathruler's grade_answer(given, ground_truth), argument order as mathruler's. Text longer than any answer
+        (a whole chain the `authors` protocol falls back to) is not equal: sympy could spend the time limit on it."""
+        if len(given) > MAX_SYMPY_CHARS or len(ground_truth) > MAX_SYMPY_CHARS:
+            return False
         return self._call(_mathruler_grade, given, ground_truth)
+
+    def value(self, evaluator, text: str):
+        """evaluator(text) in the worker: a number, or None (also on a time-out or an error)."""
+        return None if len(text) > MAX_SYMPY_CHARS else self._call(evaluator, text, failed=None)
 
 
 SYMPY_WORKER = _SympyWorker()
@@ -541,21 +595,40 @@ atexit.register(SYMPY_WORKER.close)
 
 
 def _edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance, bit-parallel (Myers 1999, Hyyrö 2003): one pass over the longer string with the shorter
+    as a bit mask, so a 20,000-character span against an option costs milliseconds, not a 20,000 x n table."""
     if len(a) < len(b):
         a, b = b, a
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
+    if not b:
+        return len(a)
+    mask, high = (1 << len(b)) - 1, 1 << (len(b) - 1)
+    positions: dict[str, int] = {}
+    for i, char in enumerate(b):
+        positions[char] = positions.get(char, 0) | (1 << i)
+    plus, minus, distance = mask, 0, len(b)
+    for char in a:
+        equal = positions.get(char, 0)
+        vertical = equal | minus
+        horizontal = (((equal & plus) + plus) ^ plus) | equal
+        h_plus = minus | ~(horizontal | plus)
+        h_minus = plus & horizontal
+        if h_plus & high:
+            distance += 1
+        elif h_minus & high:
+            distance -= 1
+        h_plus = (h_plus << 1) | 1
+        h_minus <<= 1
+        plus = (h_minus | ~(vertical | h_plus)) & mask
+        minus = h_plus & vertical & mask
+    return distance
 
 
 def _mathvista_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
-    """MathVista's normalize_extracted_answer + safe_equal, rule for rule."""
-    extracted = str(extracted).strip()
+    """MathVista's normalize_extracted_answer + safe_equal, rule for rule (calculate_score.py in lupantech/MathVista):
+    only a multiple-choice extraction is trimmed; float() ignores the spaces around a number by itself."""
+    extracted = str(extracted)
     if answer_type == "multiple_choice":
+        extracted = extracted.strip()
         if not choices:
             return extracted == answer
         paren = re.findall(r"\(([a-zA-Z])\)", extracted)
@@ -589,17 +662,49 @@ def _split_list(text: str) -> list[str]:
 def _strict_scalar_equal(pred: str, gold: str, answer_type: str, precision: int) -> bool:
     pred_value, gold_value = _parse_number(pred), _parse_number(gold)
     if pred_value is not None and gold_value is not None:
-        if answer_type == "integer":
-            return pred_value == gold_value
-        if precision >= 0:
-            return round(pred_value, precision) == round(gold_value, precision)
-        return math.isclose(pred_value, gold_value, rel_tol=1e-6, abs_tol=1e-9)
+        return _numbers_equal(pred_value, gold_value, answer_type, precision)
     if _normalise_text(pred) == _normalise_text(gold):
         return True
     # math-verify only where there is mathematics on both sides: prose ("an integer") cannot be equivalent.
-    if answer_type == "text" or not (_MATHY.search(pred) and _MATHY.search(gold)):
+    if answer_type == "text" or not (_MATHY.search(_strip_latex(pred)) and _MATHY.search(_strip_latex(gold))):
         return False
+    # Numbers written in LaTeX (\frac{3}{4}, 2\sqrt{3}, 6\pi), also as the right side of an equation or before a
+    # unit ("x = 11", "400 \text{ cm}^2"), are compared by value without sympy, as math-verify compares them; a ratio
+    # is no quotient here. Anything with a variable in it is left to math-verify.
+    if ":" not in pred + gold:
+        gold_value = _latex_value(gold)
+        pred_value = _latex_value(_value_part(pred)) if gold_value is not None else None
+        if pred_value is not None:
+            return _numbers_equal(pred_value, gold_value, answer_type, precision)
     return SYMPY_WORKER.equal(gold, pred, precision if precision >= 0 else 6)
+
+
+_TRAILING_UNIT = re.compile(r"^(?P<value>.*?\S)(?:\s|\\[;,:! ]|~)+[A-Za-z][A-Za-z ]*(?:\^\{?[23]\}?|[²³])?\.?$")
+
+
+def _value_part(text: str) -> str:
+    """The part of a span that states a value: after the last "=", before a trailing unit word."""
+    text = _strip_latex(text).split("=")[-1].strip()
+    unit = _TRAILING_UNIT.match(text)
+    return unit.group("value") if unit else text
+
+
+def _latex_value(text: str) -> float | None:
+    value = mathvision.plain_value(_strip_latex(text))
+    if value is None or value is mathvision.UNDECIDED:
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer of hundreds of digits: left to math-verify's own handling
+        return None
+
+
+def _numbers_equal(pred: float, gold: float, answer_type: str, precision: int) -> bool:
+    if answer_type == "integer":
+        return pred == gold
+    if precision >= 0:
+        return round(pred, precision) == round(gold, precision)
+    return math.isclose(pred, gold, rel_tol=1e-6, abs_tol=1e-9)
 
 
 def _strict_equal(extracted: str, answer: str, answer_type: str, choices, precision: int) -> bool:
@@ -616,49 +721,24 @@ def _strict_equal(extracted: str, answer: str, answer_type: str, choices, precis
     return _strict_scalar_equal(extracted, answer, answer_type, precision)
 
 
-def _mathvision_extract(response: str) -> str:
-    """MATH-V evaluate.py's extraction, rule for rule (our code): trailing letters, 'is <number>', answer phrases,
-    the last boxed, then its cleaning."""
-    answer = (response or "")[-MAX_SCAN_CHARS:].strip()
-    for c in "ABCDE":
-        if (answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n"))):
-            answer = c
-    tail = answer.split("is ")[-1].rstrip(".")
-    if _parse_number(tail) is not None and re.fullmatch(r"\s*[-+]?[\d.]+(?:e[-+]?\d+)?\s*", tail):
-        answer = tail
-    if "oxed{" not in answer:
-        for flag in ("the final answer is", "the answer is", "the correct answer is", "the answer should be"):
-            for variant in (flag, flag.replace("the", "The")):
-                had_flag = variant in answer
-                answer = answer.split(variant)[-1].strip()
-                if had_flag:
-                    answer = answer.split("\n")[0].split(". ")[0]
-    boxed = _last_boxed(answer)
-    answer = (boxed if boxed is not None else answer).lower().replace("{}", "")
-    answer = answer.split("=")[-1].split("\\approx")[-1]
-    answer = re.sub(r"\s+|\\,", "", _strip_latex(answer)).replace("∞", "\\infty").replace("^\\circ", "")
-    for c in "abcde":
-        answer = answer.replace(f"({c})", c).replace(f"{{{c}}}", c)
-    return answer.rstrip(".").lstrip(":").strip()
+@functools.lru_cache(maxsize=65_536)
+def mathvision_value(text: str):
+    """The number MATH-V's latex2sympy + eval makes of `text`, or None: pure Python for the common forms, else
+    latex2sympy in the worker under its time limit (`ovlt.scoring.mathvision`). Cached: golds repeat."""
+    value = mathvision.plain_value(text)
+    if value is mathvision.UNDECIDED:
+        value = SYMPY_WORKER.value(mathvision.sympy_value, text)
+    return value
 
 
 def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
-    """MATH-V is_equal against the gold letter or the gold option: lower-cased exact match, then two-decimal
-    numeric equivalence (math-verify in place of latex2sympy + eval)."""
-    golds = [answer]
-    letters = option_letters(len(choices))
-    if choices and answer in choices:  # our records keep the option text; MATH-V also accepts the letter
-        golds.append(letters[list(choices).index(answer)])
-    pred = extracted.lower().strip()
-    for gold in golds:
-        gold = gold.lower().strip()
-        if not pred or not gold:
-            continue
-        if pred == gold or _normalise_text(pred) == _normalise_text(gold):
-            return True
-        if not (len(gold) == 1 and gold in letters.lower()) and SYMPY_WORKER.equal(gold, pred, float_rounding=2):
-            return True
-    return False
+    """MATH-V's verdict: is_equal(gold letter, answer) or is_equal(gold option text, answer); for a free-form
+    problem the gold itself. Our records keep the option text; its letter is where it first appears."""
+    if choices and answer in choices:
+        golds = (option_letters(len(choices))[list(choices).index(answer)], answer)
+    else:
+        golds = (answer,)
+    return any(mathvision.is_equal(gold, extracted, mathvision_value) for gold in golds)
 
 
 def authors_gold(answer: str, answer_type: str, choices=()) -> str:
@@ -728,7 +808,7 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
     _check_type(answer_type)
     protocol = resolve_protocol(protocol)
     if protocol == "mathvision":
-        extracted = _mathvision_extract(response)
+        extracted = mathvision.extract((response or "")[-MAX_SCAN_CHARS:])
         return Verdict(extracted, "mathvision", match(extracted, answer, answer_type, choices, precision, protocol))
     if protocol == "authors":
         return _authors_verdict(response, authors_gold(str(answer), answer_type, choices))
@@ -737,7 +817,29 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
     extracted = found.text
     if answer_type in ("integer", "float"):
         extracted = _number_from_span(extracted)
+    if found.rule == "none":  # nothing stated: wrong, never mapped to the nearest option (as "" would be)
+        return Verdict(extracted, found.rule, False)
     return Verdict(extracted, found.rule, match(extracted, answer, answer_type, choices, precision, protocol))
+
+
+GIVEN = "given"  # the rule of a verdict on an extraction the caller made (`score_extraction`)
+
+
+def score_extraction(extraction: str, answer: str, answer_type: str, choices=(), precision: int = -1,
+                     protocol: str = "strict") -> Verdict:
+    """Match an answer someone already extracted (MathVista's GPT extractor, lmms-eval, a judge) under `protocol`,
+    without extracting again: the protocol's normaliser only. mathvista: calculate_score.py's normalisation and
+    comparison, exactly (a letter -> its option, else the nearest option; int(float()) / round(float(), precision));
+    mathvision: is_equal on the given `model_answer`, as evaluate.py does when a line has one; strict: the span reduced
+    to the option letter or text it names, a numeric span to its number; authors: the text as their box content."""
+    _check_type(answer_type)
+    protocol, text = resolve_protocol(protocol), str(extraction)
+    if protocol == "strict":
+        choices = list(choices or ())
+        text = _reduce_span(text, choices) if choices else text.strip()
+        if answer_type in ("integer", "float"):
+            text = _number_from_span(text)
+    return Verdict(text, GIVEN, match(text, answer, answer_type, choices, precision, protocol))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -346,15 +346,24 @@ def tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
     return {value: {"correct": c, "total": n, "accuracy": c / n} for value, (c, n) in sorted(table.items())}
 
 
+# What a scored line carries: a model's raw response (extracted, then matched), or an answer already extracted by
+# someone's extractor (matched by the protocol's normaliser alone: `answers.score_extraction`).
+FIELDS = ("response", "extraction")
+
+
 def score_responses(spec_name: str, records: list[dict], responses: dict[str, str],
-                    protocol: str = "official") -> tuple[list[dict], dict]:
-    """Score one response per record. Records without a response count as wrong and are listed in the summary.
+                    protocol: str = "official", field: str = "response") -> tuple[list[dict], dict]:
+    """Score one response (or, with field="extraction", one extracted answer) per record. Records without one count
+    as wrong and are listed in the summary.
 
     Returns rows {"id", "extracted", "rule", "correct"} in record order, and a summary with accuracy, the
     breakdowns named by the spec, the protocol actually used and the extraction rules that fired.
     """
     from tqdm import tqdm
 
+    if field not in FIELDS:
+        raise ValueError(f"unknown field {field!r}; known: {', '.join(FIELDS)}")
+    judge = answers.score if field == "response" else answers.score_extraction
     spec = get_benchmark(spec_name)
     used = spec.protocol(protocol)
     by_id = {r["id"]: r for r in records}
@@ -367,13 +376,13 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
             missing.append(record["id"])
             rows.append({"id": record["id"], "extracted": "", "rule": "missing", "correct": False})
             continue
-        verdict = answers.score(responses[record["id"]], record["answer"], record["answer_type"],
-                                record["choices"], record["precision"], used)
+        verdict = judge(responses[record["id"]], record["answer"], record["answer_type"], record["choices"],
+                        record["precision"], used)
         rows.append({"id": record["id"], "extracted": verdict.extracted, "rule": verdict.rule,
                      "correct": verdict.correct})
     correct = sum(r["correct"] for r in rows)
     summary = {
-        "benchmark": spec.name, "protocol": used, "correct": correct, "total": len(rows),
+        "benchmark": spec.name, "protocol": used, "field": field, "correct": correct, "total": len(rows),
         "accuracy": correct / len(rows) if rows else 0.0, "missing": missing,
         "breakdowns": {key: tally(rows, by_id, key) for key in spec.breakdown_keys},
         "rules": dict(sorted(Counter(r["rule"] for r in rows).items())),

@@ -111,11 +111,22 @@ def load(run_dir: str | Path) -> Run:
         raise ArtifactError(f"run folder {run.root} does not exist: pass the run_dir of a study (runs/<run>)")
     if not run.summary_path.exists():
         raise ArtifactError(f"{run.summary_path} does not exist: finish the study (ovlt reproduce) before the report")
+    summary(run)  # a corrupt one is named here, not by whichever cell reads it first
     return run
 
 
 def summary(run: Run) -> dict | None:
-    return json.loads(run.summary_path.read_text()) if run.summary_path.exists() else None
+    """summary.json, None if there is none; an ArtifactError naming it if it is no JSON object."""
+    if not run.summary_path.exists():
+        return None
+    try:
+        found = json.loads(run.summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"{run.summary_path}: not readable JSON ({exc}); rerun `ovlt reproduce` to rewrite it "
+                            "from the run's stages") from None
+    if not isinstance(found, dict):
+        raise ArtifactError(f"{run.summary_path}: expected a JSON object, got {type(found).__name__}")
+    return found
 
 
 def study_config(run: Run) -> StudyConfig | None:
@@ -545,8 +556,8 @@ def accuracy_figure(run: Run) -> Figure | HTML:
 
 
 def comparisons_table(run: Run) -> pd.DataFrame | HTML:
-    """Paired comparisons from summary.json, within one entry and protocol: difference (points) with its 95%
-    bootstrap interval, p-values."""
+    """Paired comparisons from summary.json, within one entry and protocol, on each measure (greedy, under sampling,
+    pass@k): difference (points) with its 95% bootstrap interval, p-values (McNemar's only for right/wrong items)."""
     found = (summary(run) or {}).get("comparisons") or []
     if not found:
         return note("No paired comparison: the run has fewer than two evaluated stages (or no summary.json).")
