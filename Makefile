@@ -12,7 +12,7 @@ RUN ?= $(basename $(notdir $(CONFIG)))
 KERNEL := ovlt
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test reproduce rehearse report plan lab lint clean
+.PHONY: setup test reproduce rehearse report plan lab figures lint clean
 
 ifeq ($(OVLT_ENV),.venv)
 # The venv is rebuilt only when pyproject.toml changes. torch 2.13.0 goes in first and explicitly: on CPU
@@ -54,8 +54,17 @@ report: setup
 plan: setup
 	$(PY) -m ovlt.cli plan --config $(CONFIG)
 
+# JupyterLab refuses root without --allow-root; containers and rented GPU machines mostly run as root.
+LAB_AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: setup
-	$(PY) -m jupyterlab notebooks/
+	$(if $(LAB_AS_ROOT),@echo "note: running as root (as in most containers): JupyterLab starts with --allow-root")
+	$(PY) -m jupyterlab notebooks/ $(LAB_AS_ROOT)
+
+# The README's pictures from a finished run (default: the embedded default's): its accuracy per stage from
+# summary.json, and a screenshot of its report (headless Chromium; CHROMIUM=... names another browser).
+CHROMIUM ?= chromium
+figures: setup
+	$(PY) -m ovlt.study.figures --run runs/$(RUN) --report reports/$(RUN)/index.html --out docs --browser $(CHROMIUM)
 
 lint: setup
 	$(PY) -m ruff check .

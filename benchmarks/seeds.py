@@ -6,6 +6,7 @@ and evaluate each checkpoint on the held-out benchmark.
     python benchmarks/seeds.py --run runs/tiny --stage grpo --iteration 2 --seeds 1 2
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 0 1 --set grpo.learning_rate=3e-5
     python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 1 2 --sampled 4
+    python benchmarks/seeds.py --run runs/tiny --stage grpo --seeds 0 --grpo-problems 1000 --sampled 4
 
 `--set` overrides the config of the reruns only (the run's own row stays as it ran), so a setting is compared
 with the run's stage on the same data; such copies are named
@@ -20,6 +21,12 @@ for GRPO) and, for GRPO, the accuracy reward of the first and last quarter of th
 deviation over all seeds, the run's own included. `--sampled N` (GRPO) adds held-out accuracy under sampling, N
 samples per problem at temperature 1 (`ovlt.stages.evaluation.sampled_accuracy`), for SFT-i and every GRPO-i, with the
 paired bootstrap interval of each change: what GRPO's accuracy reward estimates, where greedy accuracy may not move.
+
+`--grpo-problems N` (GRPO) measures held-out accuracy against the number of distinct GRPO problems: the reruns draw
+`--grpo-candidates` candidates (default 3N: a third or more of the default's candidates fall in band) from the
+iteration's pool, select_hard keeps N, and GRPO trains for as many steps as show each problem once (N / the
+prompts of one step, `generation_batch_size / num_generations`). The candidates come from the run's pool after the
+iteration's SFT problems, where the next iteration's would be, so only the iteration itself can be rerun this way.
 """
 
 from __future__ import annotations
@@ -53,6 +60,15 @@ def reward_quarters(stage_dir: Path) -> tuple[float, float]:
     return statistics.mean(rewards[:quarter]), statistics.mean(rewards[-quarter:])
 
 
+def heldout_accuracy(cfg, run, checkpoint: str) -> float:
+    """Greedy held-out accuracy of a checkpoint under the synthetic entry's headline protocol (evaluated if need be)."""
+    from ovlt.stages.evaluation import scored_by
+    from ovlt.stages.registry import run_stage
+
+    ref = next(b for b in cfg.evaluation.benchmarks if b.key == "synthetic")
+    return run_stage(cfg, run, "evaluate", checkpoint)["counts"]["synthetic"][scored_by(ref)[0]]["accuracy"]
+
+
 def measure(cfg, run, stage: str, iteration: int, selection_cfg=None) -> dict:
     """Train and evaluate `stage` of `iteration`; for GRPO, first redo the problem selection if `selection_cfg`
     changes it (with the run's own seed, so that every trainer seed sees the same problems)."""
@@ -62,7 +78,7 @@ def measure(cfg, run, stage: str, iteration: int, selection_cfg=None) -> dict:
         run_stage(selection_cfg, run, "select_hard", iteration)  # finished (the run's own) unless overrides change it
     run_stage(cfg, run, stage, iteration)
     checkpoint = f"{stage}-{iteration}"
-    accuracy = run_stage(cfg, run, "evaluate", checkpoint)["counts"]["synthetic"]["accuracy"]
+    accuracy = heldout_accuracy(cfg, run, checkpoint)
     row = {"seed": cfg.seed, "accuracy": accuracy}
     if stage == "grpo":
         row["reward_first"], row["reward_last"] = reward_quarters(run.stage_dir("grpo", iteration))
@@ -79,6 +95,10 @@ def main() -> None:
     parser.add_argument("--iteration", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    parser.add_argument("--grpo-problems", type=int, default=0, metavar="N",
+                        help="GRPO: train on N distinct problems, each once (see above)")
+    parser.add_argument("--grpo-candidates", type=int, default=0, metavar="M",
+                        help="with --grpo-problems: candidates to select them from (default 3N)")
     parser.add_argument("--sampled", type=int, default=0, metavar="N",
                         help="GRPO: also held-out accuracy under sampling, N samples per problem at temperature 1")
     args = parser.parse_args()
@@ -87,13 +107,17 @@ def main() -> None:
     from ovlt.ground.artifacts import Run
     from ovlt.ground.config import load_config, overrides_from
     from ovlt.stages import evaluation
-    from ovlt.stages.registry import run_stage
 
     source = Path(args.run)
     base_cfg = load_config(source / "config.yaml")
     origin = Run(source)
     rows = [measure(base_cfg, origin, args.stage, args.iteration) | {"run": source}]  # finished: read manifests
     overrides = overrides_from(args.set)
+    if args.grpo_problems:
+        if args.stage != "grpo":
+            parser.error("--grpo-problems reruns GRPO: use it with --stage grpo")
+        overrides = problem_overrides(base_cfg, args.iteration, args.grpo_problems,
+                                      args.grpo_candidates or 3 * args.grpo_problems, overrides)
     tag = f"-{hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]}" if overrides else ""
     selection_cfg = load_config(source / "config.yaml", overrides=overrides)  # the run's seed: one selection
     for seed in args.seeds:
@@ -107,7 +131,7 @@ def main() -> None:
         rows.append(measure(cfg, Run(work), args.stage, args.iteration, selection_cfg) | {"run": work})
 
     start = f"sft-{args.iteration}"
-    baseline = (run_stage(base_cfg, origin, "evaluate", start)["counts"]["synthetic"]["accuracy"]  # finished: read
+    baseline = (heldout_accuracy(base_cfg, origin, start)  # finished: read
                 if args.stage == "grpo" else evaluation.majority_baseline(base_cfg.evaluation.benchmarks[0], origin))
     label = f"vs {start.upper()}" if args.stage == "grpo" else "vs majority"
     print(f"\n{args.stage.upper()}-{args.iteration} of {source} by seed (held-out n = {base_cfg.data.heldout_size}); "
@@ -125,6 +149,23 @@ def main() -> None:
           f"standard deviation {spread:.3f} over {len(accuracies)} seeds")
     if args.sampled and args.stage == "grpo":
         print_sampled(base_cfg, origin, rows, args.sampled, args.iteration)
+
+
+def problem_overrides(cfg, iteration: int, problems: int, candidates: int, overrides: dict) -> dict:
+    """`overrides` plus those that make GRPO-i train on `problems` distinct problems, each once: the iteration's
+    schedule entry (`candidates` drawn, `problems` kept) and grpo.max_steps."""
+    import tempfile
+
+    from ovlt.ground.config import _merge
+    from ovlt.stages.training.grpo import grpo_args
+
+    cfg = cfg.model_copy(update={"grpo": cfg.grpo.model_copy(update=overrides.get("grpo", {}))})
+    with tempfile.TemporaryDirectory() as scratch:
+        args = grpo_args(cfg, scratch)
+    per_step = args.generation_batch_size // args.num_generations
+    schedule = [plan.model_dump() for plan in cfg.schedule]
+    schedule[iteration - 1] |= {"grpo_candidates": candidates, "grpo_problems": problems}
+    return _merge(overrides, {"schedule": schedule, "grpo": {"max_steps": -(-problems // per_step)}})
 
 
 def print_sampled(cfg, origin, rows: list[dict], n: int, iteration: int) -> None:

@@ -50,8 +50,16 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from ovlt.study import reproduce
+    from ovlt.study.terminal import closing_message
 
-    reproduce(args.config, run_name=args.run, runs_root=args.runs_root, reports_root=args.reports_root)
+    _study_config(args.config)
+    if args.run is not None:
+        _run_name(args.run)
+    # The study shows its own progress; this process's log lines would break its live line.
+    logging.getLogger().setLevel(logging.WARNING)
+    report, summary, seconds = reproduce(args.config, run_name=args.run, runs_root=args.runs_root,
+                                         reports_root=args.reports_root)
+    print(closing_message(summary, report, seconds))
     return 0
 
 

@@ -31,28 +31,36 @@ def mathvista_record(item: dict) -> dict:
 
 
 class TableBackend:
-    """Answers each prompt with the response listed for the question it contains."""
+    """Answers each prompt with the response listed for the question it contains: greedily that response (or the
+    first of a list), sampled the list's responses in turn. `prompts` holds the greedy prompts, `sampled` the others."""
 
     engines = 1
 
-    def __init__(self, responses: dict[str, str]):
-        self.responses, self.prompts = responses, []
+    def __init__(self, responses: dict[str, str | list[str]]):
+        self.responses, self.prompts, self.sampled = responses, [], []
 
     def generate(self, chats, images, params):
         texts = [chat[0]["content"][-1]["text"] for chat in chats]
-        self.prompts += texts
-        return [[Completion(next(r for q, r in self.responses.items() if q in text), 5, False)] for text in texts]
+        (self.prompts if params.temperature == 0 else self.sampled).extend(texts)
+        out = []
+        for text in texts:
+            listed = next(r for q, r in self.responses.items() if q in text)
+            listed = [listed] if isinstance(listed, str) else listed
+            out.append([Completion(listed[j % len(listed)], 5, False) for j in range(params.n)])
+        return out
 
 
-def evaluated_run(tmp_path, monkeypatch, entries: list[dict], items: dict[str, list[tuple[dict, str]]], **evaluation):
-    """Evaluate `base` of a test config whose evaluation lists `entries`, on the records and responses `items` gives
-    per benchmark; returns (cfg, run, backend)."""
+def evaluated_run(tmp_path, monkeypatch, entries: list[dict], items: dict[str, list[tuple[dict, str]]],
+                  checkpoint: str = "base", **evaluation):
+    """Evaluate `checkpoint` of a test config whose evaluation lists `entries`, on the records and responses `items`
+    gives per benchmark; returns (cfg, run, backend)."""
     from ovlt.stages import evaluation as ev
 
     cfg = load_config(write_test_config(tmp_path, evaluation={"benchmarks": entries, **evaluation}))
     run = Run(tmp_path / "run")
-    atomic_write_json(run.stage_dir("student") / "manifest.json", {"stage": "student", "fingerprint": "stand-in",
-                                                                    "wall_seconds": 0.0})
+    for stage, key in (("student", None), ("sft", 1)):
+        atomic_write_json(run.stage_dir(stage, key) / "manifest.json", {"stage": stage, "fingerprint": "stand-in",
+                                                                         "wall_seconds": 0.0})
     records = {name: [record for record, _ in pairs] for name, pairs in items.items()}
     backend = TableBackend({r["question"]: response for pairs in items.values() for r, response in pairs})
 
@@ -62,7 +70,7 @@ def evaluated_run(tmp_path, monkeypatch, entries: list[dict], items: dict[str, l
 
     monkeypatch.setattr(ev, "benchmark_records", lambda ref, run, hub_root=None: records[ref.name])
     monkeypatch.setattr(ev, "study_backend", open_backend)
-    ev.evaluate(cfg, run, "base")
+    ev.evaluate(cfg, run, checkpoint)
     return cfg, run, backend
 
 
@@ -97,6 +105,47 @@ def test_one_generation_scored_by_two_protocols(tmp_path, monkeypatch):
     for r in results:  # every number names its benchmark, prompt and protocol
         assert {"benchmark", "entry", "prompt", "protocol", "scorer", "accuracy", "ci95", "n"} <= set(r)
     assert summary["judges"] == {} and set(summary["baselines"]) == {"mathvista_testmini"}
+
+
+def test_sampled_accuracy_and_pass_at_k_beside_greedy(tmp_path, monkeypatch):
+    """`evaluation.sampled`: n samples per item, scored by each protocol; accuracy under sampling is the mean share of
+    right samples, pass@k the share of items right in any; summary.json compares stages on all three measures."""
+    from ovlt.stages.evaluation import read_responses, write_summary
+
+    right, wrong = "<think>x</think><answer>No</answer>", "<think>x</think><answer>Yes</answer>"
+    records = [mathvista_record(r) for r, _ in MATHVISTA[1:]]  # both answers "No"
+    sampled = {"evaluation": {"sampled": {"n": 4, "temperature": 0.7}}}
+    base_items = {"mathvista_testmini": [(records[0], [wrong, right, wrong, wrong]), (records[1], [wrong] * 4)]}
+    cfg, run, backend = evaluated_run(tmp_path, monkeypatch, [{"name": "mathvista_testmini", "protocol": "strict"}],
+                                      base_items, **sampled["evaluation"])
+    assert len(backend.prompts) == 2 and len(backend.sampled) == 2  # one greedy and one sampled generation per item
+    assert [row["sampled_right"] for row in read_responses(run, "base", "mathvista_testmini")] == [
+        {"strict": 1}, {"strict": 0}]
+    [result] = json.loads(run.metrics_path("base", "mathvista_testmini").read_text())["results"]
+    assert result["accuracy"] == 0.0  # greedy: the first response of each list, both wrong
+    assert (result["sampled"]["n"], result["sampled"]["temperature"], result["sampled"]["accuracy"]) == (4, 0.7, 0.125)
+    assert (result["pass_at_k"]["k"], result["pass_at_k"]["accuracy"]) == (4, 0.5)
+    assert result["sampled"]["ci95"][0] <= 0.125 <= result["sampled"]["ci95"][1]
+
+    # sft-1: right greedily on the first item, and in every sample of both
+    sft_items = {"mathvista_testmini": [(records[0], [right] * 4), (records[1], [wrong, right, right, right])]}
+    evaluated_run(tmp_path, monkeypatch, [{"name": "mathvista_testmini", "protocol": "strict"}], sft_items,
+                  checkpoint="sft-1", **sampled["evaluation"])
+    summary = write_summary(cfg, run)
+    [stage] = [s for s in summary["stages"] if s["name"] == "sft-1"]
+    assert stage["results"][0]["sampled"]["accuracy"] == 0.875 and stage["results"][0]["pass_at_k"]["accuracy"] == 1.0
+    by_measure = {c["measure"]: c for c in summary["comparisons"]}
+    assert set(by_measure) == {"greedy", "sampled", "pass@k"}
+    assert by_measure["greedy"]["diff"] == 0.5 and by_measure["sampled"]["diff"] == 0.75
+    assert by_measure["pass@k"]["diff"] == 0.5
+    assert by_measure["sampled"]["mcnemar_p"] is None and by_measure["greedy"]["mcnemar_p"] is not None
+
+    # n 0: no sampling, and no sampled measures anywhere
+    off = tmp_path / "off"
+    off.mkdir()
+    cfg, run, backend = evaluated_run(off, monkeypatch, [{"name": "mathvista_testmini", "protocol": "strict"}],
+                                      base_items, sampled={"n": 0})
+    assert backend.sampled == [] and "sampled" not in write_summary(cfg, run)["stages"][0]["results"][0]
 
 
 def test_a_benchmark_listed_twice_needs_labels_and_keeps_two_generations(tmp_path, monkeypatch):

@@ -131,10 +131,11 @@ def test_reference_rows_carry_the_protocol(soup):
 
 @pytest.mark.slow
 def test_comparisons_table_matches_summary(soup, summary):
-    rows = {(r["benchmark"], r["protocol"], r["comparison"]): r for r in table_with(soup, "difference (points)")}
+    rows = {(r["benchmark"], r["protocol"], r["comparison"], r["measure"]): r
+            for r in table_with(soup, "difference (points)")}
     assert len(rows) == len(summary["comparisons"]) > 0
     for c in summary["comparisons"]:
-        row = rows[c["entry"], c["protocol"], f"{c['from']} -> {c['to']}"]
+        row = rows[c["entry"], c["protocol"], f"{c['from']} -> {c['to']}", c["measure"]]
         assert row["difference (points)"] == f"{100 * c['diff']:+.1f}"
         assert row["prompt"] == c["prompt"]
         assert row["significant (CI excludes 0)"] == ("yes" if c["significant"] else "no")

@@ -18,8 +18,8 @@ from conftest import REPO, reproduce_command, write_test_config
 
 from ovlt.ground.config import load_config
 from ovlt.ground.layout import checkpoint_names
-from ovlt.study.notebooks import remaining_seconds, remaining_text
-from ovlt.study.order import Step, steps
+from ovlt.study.notebooks import LOG_FILE
+from ovlt.study.order import steps
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -91,6 +91,10 @@ def test_rerun_skips_finished_steps(study_run, tmp_path):
     done = subprocess.run(reproduce_command(config, root), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("skipped") == len(steps(load_config(config)))
+    _assert_quiet(done, root / "runs" / "test-study")
+    report = root / "reports" / "test-study" / "index.html"
+    assert f"report: {report}" in done.stdout and f"python3 -m webbrowser {report.as_uri()}" in done.stdout
+    assert re.search(r"accuracy on synthetic \(strict, n=24\): base [\d.]+% -> sft-1 [\d.]+% -> grpo-1", done.stdout)
     assert time.perf_counter() - start < 60
     assert _comparable(root / "runs" / "test-study") == _comparable(study_run)
 
@@ -99,12 +103,31 @@ def test_rerun_skips_finished_steps(study_run, tmp_path):
 def test_a_failing_stage_stops_the_study_naming_cell_and_notebook(tmp_path):
     config = write_test_config(tmp_path)
     raw = yaml.safe_load(config.read_text())
-    raw["data"]["sources"], raw["self_generate"]["max_share"] = [{"name": "geometry4k"}], {}
+    # A hub source in a local hub folder that lacks it: the data stage fails, inside its notebook.
+    raw["data"]["sources"], raw["self_generate"]["max_share"] = [{"name": "geometry3k"}], {}
+    raw["data"]["hub_root"] = str(tmp_path / "hub")
     config.write_text(yaml.safe_dump(raw))
     done = subprocess.run(reproduce_command(config, tmp_path), capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
-    assert "stage data+decontaminate+student failed in cell" in done.stderr and "geometry4k" in done.stderr
-    assert "00_data.ipynb" in done.stderr
+    assert "stage data+decontaminate+student failed in cell" in done.stderr and "geometry3k" in done.stderr
+    assert 'run_notebook(cfg, run, "00_data.ipynb"' in done.stderr  # the failing cell's source
+    run = tmp_path / "runs" / "test-study"
+    assert f"executed notebook (with the traceback): {run / 'notebooks' / '00_data.ipynb'}" in done.stderr
+    assert "[IPKernelApp]" not in done.stdout + done.stderr and (run / LOG_FILE).exists()
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newline: \r, ANSI escapes...
+
+
+def _assert_quiet(done: subprocess.CompletedProcess, run: Path) -> None:
+    """A clean study's output without a terminal: plain lines, no warning, error or kernel chatter (that goes to
+    the run's log file, with what papermill says)."""
+    output = done.stdout + done.stderr
+    for alarming in ("WARNING", "ERROR", "Warning", "Traceback", "[IPKernelApp]", "papermill"):
+        assert alarming not in output, f"{alarming!r} in the study's output:\n{output[-3000:]}"
+    assert not CONTROL.search(output), "control characters in a non-interactive output"
+    log = (run / LOG_FILE).read_text()
+    assert "Kernel is running over TCP without encryption" in log and "papermill INFO: Input Notebook" in log
 
 
 def _comparable(run: Path) -> dict:
@@ -162,6 +185,7 @@ def test_chaos_sigkill_at_every_stage_kind_then_resume(study_run, tmp_path):
     done = subprocess.run(reproduce_command(config, tmp_path), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "runs" / "test-study"
+    _assert_quiet(done, run)  # a clean run (resuming, so its notebooks run again): nothing alarming
     leftovers = [p for p in run.rglob("*") if ".tmp" in p.name and "notebooks" not in p.parts]
     assert not leftovers, f"half-written artifacts left behind: {leftovers}"
     assert not list(run.rglob("shards")), "finished stages keep no shards"
@@ -186,13 +210,3 @@ def test_paper_config_without_gpu_stops_at_once(tmp_path):
     assert time.perf_counter() - start < 30 and not (tmp_path / "runs" / "test-study" / "data").exists()
 
 
-def test_remaining_estimate_times_each_step_by_its_own_notebook():
-    sft, evaluate = Step("04_sft.ipynb", 2, None, ("sft",)), Step("07_evaluate.ipynb", None, "sft-2", ("evaluate",))
-    grpo, report = Step("06_grpo.ipynb", 2, None, ("grpo",)), Step("08_report.ipynb", None, None, ("report",))
-    assert remaining_seconds([sft, evaluate], {}) == (0.0, ["04_sft", "07_evaluate"])  # nothing timed: no guess
-    durations = {"04_sft.ipynb": [600.0], "07_evaluate.ipynb": [20.0, 40.0]}
-    assert remaining_seconds([sft, evaluate], durations) == (630.0, [])
-    assert remaining_text([sft, evaluate], durations) == "remaining ~10.5 min"
-    # Notebooks not timed yet are named, once each, and the figure is a lower bound.
-    assert remaining_seconds([grpo, evaluate, report, grpo], durations) == (30.0, ["06_grpo", "08_report"])
-    assert remaining_text([grpo, evaluate], durations) == "remaining > 0.5 min + 06_grpo (not timed yet)"

@@ -312,7 +312,7 @@ class TrainerSection(Section):
         "use_cpu": "device and launch.cpu",
         "model_init_kwargs": "device",
         "trust_remote_code": "models.student.trust_remote_code",
-        "report_to": "the stage's own logs (log.jsonl, tb/)",
+        "report_to": "the study's report_to (top level)",
         "save_strategy": "save_steps",
         "save_only_model": "save_steps",
     }
@@ -584,9 +584,18 @@ class BenchmarkRef(Section):
         return self.label or self.name
 
 
+class SampledEvaluation(Section):
+    """Accuracy under sampling and pass@k beside greedy accuracy: `n` samples per item at `temperature` (0: none).
+    What GRPO's accuracy reward estimates, where greedy accuracy may not move (docs/findings.md, "The GRPO proof")."""
+
+    n: int = Field(4, ge=0)
+    temperature: float = Field(1.0, gt=0)
+
+
 class Evaluation(Section):
     benchmarks: list[BenchmarkRef] = Field(min_length=1)
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=2048))
+    sampled: SampledEvaluation = Field(default_factory=SampledEvaluation)
     bootstrap_samples: int = Field(2000, ge=100)
     judge: Judge | None = None  # off by default
 
@@ -631,6 +640,9 @@ class StudyConfig(Section):
     iterations: int = Field(ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     requires_gpu: bool = False
+    # Where SFT and GRPO log, besides each stage's log.jsonl: `tensorboard` writes <stage dir>/tb (offline); any other
+    # tracker transformers integrates (wandb, trackio, mlflow, ...) is passed to TRL's report_to as named.
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     models: Models
     data: Data
     schedule: list[IterationPlan]

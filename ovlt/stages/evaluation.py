@@ -2,12 +2,16 @@
 
 `evaluate(cfg, run, checkpoint)` generates, per configured benchmark entry, one greedy response per item under the
 entry's prompt style, with the student's generation backend, and scores that one generation by each of the entry's
-protocols (the one scorer in `ovlt.scoring.answers`); where the entry sets `judge`, a language-model judge
+protocols (the one scorer in `ovlt.scoring.answers`), and, unless `evaluation.sampled.n` is 0, `n` samples per item at
+`evaluation.sampled.temperature`, scored likewise: accuracy under sampling (the mean share of an item's samples that
+are right, what GRPO's accuracy reward estimates) and pass@k (k = n: an item counts when any sample is right), the
+two measures GRPO moves where greedy accuracy may not. Where the entry sets `judge`, a language-model judge
 (`ovlt.stages.judge`) re-checks the free-form answers the rules marked wrong, as a further verdict set
-`<protocol>+judge`. It writes `eval/<checkpoint>/<entry>/predictions.jsonl` (each response once, with its verdict per
-protocol) and `metrics.json` (one result per protocol). `write_summary` gathers every checkpoint into `summary.json`:
-per entry and protocol, accuracy with its 95% interval and n, named with the prompt and protocol that produced it;
-the majority-answer baseline, wall times, and paired comparisons between stages under each protocol.
+`<protocol>+judge` (greedy only). It writes `eval/<checkpoint>/<entry>/predictions.jsonl` (each response once, with
+its verdict per protocol and its samples' count of right ones per protocol) and `metrics.json` (one result per
+protocol). `write_summary` gathers every checkpoint into `summary.json`: per entry and protocol, greedy accuracy,
+accuracy under sampling and pass@k, each with its 95% interval, named with the prompt and protocol that produced them;
+the majority-answer baseline, wall times, and paired comparisons between stages under each protocol on each measure.
 """
 
 from __future__ import annotations
@@ -96,6 +100,39 @@ def _result(protocol: str, scorer: str, rows: list[dict], breakdowns: dict, cfg:
             "breakdowns": breakdowns}
 
 
+def sampled_params(cfg: StudyConfig, ref: BenchmarkRef) -> SamplingParams | None:
+    """The sampling behind accuracy under sampling and pass@k (`evaluation.sampled`); None when it is off."""
+    sampled = cfg.evaluation.sampled
+    if not sampled.n:
+        return None
+    return SamplingParams(n=sampled.n, temperature=sampled.temperature, top_p=1.0,
+                          max_new_tokens=max_new_tokens(cfg, ref), seed=cfg.seed)
+
+
+def sample_hits(ref: BenchmarkRef, records: list[dict], samples: dict[str, list[str]], protocol: str) -> dict[str, int]:
+    """Per item, how many of its samples `protocol` marks correct (an item without samples: 0)."""
+    n = max((len(texts) for texts in samples.values()), default=0)
+    hits = dict.fromkeys((r["id"] for r in records), 0)
+    for j in range(n):
+        rows, _ = bench.score_responses(ref.name, records, {i: texts[j] for i, texts in samples.items()
+                                                            if j < len(texts)}, protocol=protocol)
+        for row in rows:
+            hits[row["id"]] += row["correct"]
+    return hits
+
+
+def sampled_measures(hits: list[int], n: int, temperature: float, cfg: StudyConfig) -> dict:
+    """Accuracy under sampling (mean share of right samples) and pass@k (share of items with a right sample), each
+    with its 95% bootstrap interval over items."""
+
+    def measure(values: list[float]) -> dict:
+        interval = statistics.accuracy_ci(values, n_boot=cfg.evaluation.bootstrap_samples, seed=cfg.seed)
+        return {"accuracy": sum(values) / len(values), "ci95": [interval["low"], interval["high"]]}
+
+    return {"sampled": {"n": n, "temperature": temperature, **measure([h / n for h in hits])},
+            "pass_at_k": {"k": n, **measure([float(h > 0) for h in hits])}}
+
+
 def score_generation(cfg: StudyConfig, ref: BenchmarkRef, records: list[dict],
                      responses: dict[str, str]) -> tuple[dict[str, list[dict]], list[dict]]:
     """The entry's responses scored by each of its protocols: {protocol: rows (id, extracted, rule, correct)}, and
@@ -110,14 +147,17 @@ def score_generation(cfg: StudyConfig, ref: BenchmarkRef, records: list[dict],
 
 
 def _write_entry(run: Run, checkpoint: str, ref: BenchmarkRef, generated: dict[str, dict],
-                 verdicts: dict[str, list[dict]], metrics: dict) -> None:
-    """predictions.jsonl (each response once, with its verdict per protocol) and metrics.json of one entry."""
+                 verdicts: dict[str, list[dict]], metrics: dict, hits: dict[str, dict[str, int]]) -> None:
+    """predictions.jsonl (each response once, with its verdict per protocol and, when sampled, its samples' count of
+    right ones per protocol) and metrics.json of one entry."""
     by_protocol = {p: {row["id"]: row for row in rows} for p, rows in verdicts.items()}
     order = [row["id"] for row in next(iter(verdicts.values()))]
     predictions = [{"id": i, "response": generated[i]["response"] if i in generated else "",
                     "num_tokens": generated[i]["num_tokens"] if i in generated else 0,
                     "verdicts": {p: {k: rows[i][k] for k in ("extracted", "rule", "correct")}
-                                 for p, rows in by_protocol.items()}} for i in order]
+                                 for p, rows in by_protocol.items()},
+                    **({"sampled_right": {p: counts[i] for p, counts in hits.items()}} if hits else {})}
+                   for i in order]
     atomic_write_text(run.predictions_path(checkpoint, ref.key),
                       "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
     atomic_write_json(run.metrics_path(checkpoint, ref.key), metrics)
@@ -161,19 +201,19 @@ def _judge_entry(cfg: StudyConfig, st: Stage, ref: BenchmarkRef, records: list[d
 @stage("evaluate")
 def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
     """Stage `evaluate` of one checkpoint: for every configured benchmark entry, one greedy generation under the
-    entry's prompt, scored by each of its protocols (and re-checked by the judge where the entry asks)."""
+    entry's prompt, scored by each of its protocols (and re-checked by the judge where the entry asks), and the
+    samples behind accuracy under sampling and pass@k (`evaluation.sampled`)."""
     path = checkpoint_path(cfg, run, checkpoint)
     counts = {}
-    # The backend opens at the first entry with items left to generate (none after a resume past the last shard)
-    # and closes however the stage ends.
+    # The backend opens at the first generation with items left (none after a resume past the last shard) and
+    # closes however the stage ends.
     with ExitStack() as opened:
         backend = None
-        for ref in cfg.evaluation.benchmarks:
-            params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens(cfg, ref),
-                                    seed=cfg.seed)
-            records = benchmark_records(ref, run, cfg.data.hub_root)
-            shards = st.shards(ref.key)
-            done = shards.done_keys()
+
+        def generate(ref: BenchmarkRef, records: list[dict], store, params: SamplingParams) -> dict[str, list]:
+            """Each record's completions under `params`, generated in shards of `store` (those saved are kept)."""
+            nonlocal backend
+            done = store.done_keys()
             todo = [r for r in records if r["id"] not in done]
             if todo and backend is None:
                 backend = opened.enter_context(study_backend(cfg, cfg.models.student, path))
@@ -181,19 +221,35 @@ def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
             for start in range(0, len(todo), size):
                 chunk = todo[start:start + size]
                 completions = backend.generate(*_prompts(ref, chunk), params)
-                shards.write([{"id": r["id"], "response": c[0].text, "num_tokens": c[0].num_tokens}
-                              for r, c in zip(chunk, completions, strict=True)])
-            generated = {row["id"]: row for row in shards.rows()}
+                store.write([{"id": r["id"], "responses": [c.text for c in cs], "num_tokens": cs[0].num_tokens}
+                             for r, cs in zip(chunk, completions, strict=True)])
+            return {row["id"]: row for row in store.rows()}
+
+        for ref in cfg.evaluation.benchmarks:
+            params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens(cfg, ref),
+                                    seed=cfg.seed)
+            records = benchmark_records(ref, run, cfg.data.hub_root)
+            generated = {i: {"response": row["responses"][0], "num_tokens": row["num_tokens"]}
+                         for i, row in generate(ref, records, st.shards(ref.key), params).items()}
             verdicts, results = score_generation(cfg, ref, records, {i: g["response"] for i, g in generated.items()})
+            hits = {}
+            sampling = sampled_params(cfg, ref)
+            if sampling is not None:
+                samples = {i: row["responses"] for i, row in
+                           generate(ref, records, st.shards(f"{ref.key}.sampled"), sampling).items()}
+                for result in results:
+                    hits[result["protocol"]] = sample_hits(ref, records, samples, result["protocol"])
+                    result |= sampled_measures([hits[result["protocol"]][r["id"]] for r in records], sampling.n,
+                                               sampling.temperature, cfg)
             metrics = {"benchmark": ref.name, "entry": ref.key, "prompt": ref.prompt,
                        "max_new_tokens": params.max_new_tokens, "results": results}
             # The rules' verdicts are on disk before the judge is asked: a judge that fails loses none of them.
-            _write_entry(run, checkpoint, ref, generated, verdicts, metrics)
+            _write_entry(run, checkpoint, ref, generated, verdicts, metrics, hits)
             if ref.judge:
                 judged_verdicts, judged_results, judge = _judge_entry(cfg, st, ref, records, verdicts)
                 verdicts |= judged_verdicts
                 metrics = {**metrics, "results": results + judged_results, "judge": judge}
-                _write_entry(run, checkpoint, ref, generated, verdicts, metrics)
+                _write_entry(run, checkpoint, ref, generated, verdicts, metrics, hits)
             counts[ref.key] = {"items": len(records), **{r["protocol"]: {"correct": r["correct"], "accuracy": r["accuracy"]}
                                                          for r in metrics["results"]}}
             for r in metrics["results"]:
@@ -207,7 +263,8 @@ def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
 
 def read_responses(run: Run, checkpoint: str, entry: str) -> list[dict]:
     """The rows `evaluate` wrote for a checkpoint on a benchmark entry: id, response, num_tokens and `verdicts`, a
-    {protocol: {extracted, rule, correct}} in the entry's order of protocols."""
+    {protocol: {extracted, rule, correct}} in the entry's order of protocols; when sampled, `sampled_right`, a
+    {protocol: how many of the item's samples are right}."""
     return [row for _, row in bench.read_jsonl(run.predictions_path(checkpoint, entry))]
 
 
@@ -254,14 +311,20 @@ def _comparison_pairs(names: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+# What summary.json compares between stages: greedy accuracy (each item right or wrong), accuracy under sampling (each
+# item's share of right samples) and pass@k (each item right in any sample).
+MEASURES = ("greedy", "sampled", "pass@k")
+
+
 def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = None, wall_seconds: float | None = None) -> dict:
     """Gather every evaluated checkpoint into runs/<run>/summary.json (its shape: docs/ARCHITECTURE.md, "The run folder").
 
     Every accuracy is one result of one entry under one protocol, and names both: the benchmark, the entry, the
-    prompt style and the protocol (with the scorer that ran it); comparisons are made within one entry and protocol.
+    prompt style and the protocol (with the scorer that ran it); comparisons are made within one entry and protocol,
+    on each measure (MEASURES) both checkpoints have.
     """
     names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / MANIFEST).exists()]
-    stages, verdicts, judges = [], {}, {}
+    stages, verdicts, judges = [], {}, {}  # verdicts: (checkpoint, entry, protocol, measure) -> per-item values
     for name in names:
         entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "results": []}
         for ref in cfg.evaluation.benchmarks:
@@ -271,25 +334,33 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
             for result in metrics["results"]:
                 entry["results"].append({
                     "benchmark": ref.name, "entry": ref.key, "prompt": metrics["prompt"], **{
-                        k: result[k] for k in ("protocol", "scorer", "accuracy", "ci95", "n", "breakdowns", "judge")
-                        if k in result}})
-                verdicts[name, ref.key, result["protocol"]] = [
+                        k: result[k] for k in ("protocol", "scorer", "accuracy", "ci95", "n", "sampled", "pass_at_k",
+                                               "breakdowns", "judge") if k in result}})
+                verdicts[name, ref.key, result["protocol"], "greedy"] = [
                     p["correct"] for p in read_predictions(run, name, ref.key, result["protocol"])]
+                if "sampled" in result:
+                    n = result["sampled"]["n"]
+                    right = [row["sampled_right"][result["protocol"]] for row in read_responses(run, name, ref.key)]
+                    verdicts[name, ref.key, result["protocol"], "sampled"] = [h / n for h in right]
+                    verdicts[name, ref.key, result["protocol"], "pass@k"] = [h > 0 for h in right]
         stages.append(entry)
     comparisons = []
     for a, b in _comparison_pairs(names):
         for result in stages[names.index(b)]["results"]:
             entry, protocol = result["entry"], result["protocol"]
-            if (a, entry, protocol) not in verdicts:
-                continue
-            before, after = verdicts[a, entry, protocol], verdicts[b, entry, protocol]
-            test = statistics.paired_bootstrap(before, after, seed=cfg.seed)
-            low, high = test["ci95"]
-            comparisons.append({"from": a, "to": b, "benchmark": result["benchmark"], "entry": entry,
-                                "prompt": result["prompt"], "protocol": protocol, "diff": test["diff"],
-                                "ci95": [low, high], "p_value": test["p_value"],
-                                "mcnemar_p": statistics.mcnemar(before, after)["p_value"],
-                                "significant": not (low <= 0 <= high)})
+            for measure in MEASURES:
+                if (a, entry, protocol, measure) not in verdicts or (b, entry, protocol, measure) not in verdicts:
+                    continue
+                before, after = verdicts[a, entry, protocol, measure], verdicts[b, entry, protocol, measure]
+                test = statistics.paired_bootstrap(before, after, seed=cfg.seed)
+                low, high = test["ci95"]
+                comparisons.append({"from": a, "to": b, "benchmark": result["benchmark"], "entry": entry,
+                                    "prompt": result["prompt"], "protocol": protocol, "measure": measure,
+                                    "diff": test["diff"], "ci95": [low, high], "p_value": test["p_value"],
+                                    # McNemar's test needs a right/wrong verdict per item: not for shares of samples
+                                    "mcnemar_p": (statistics.mcnemar(before, after)["p_value"]
+                                                  if measure != "sampled" else None),
+                                    "significant": not (low <= 0 <= high)})
     stage_walls = {}
     for path in sorted(run.root.glob("**/manifest.json")):
         manifest = json.loads(path.read_text())
@@ -313,11 +384,9 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
 
 def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temperature: float = 1.0,
                      benchmark: str = "synthetic") -> dict[str, float]:
-    """Per item, the share of `n` samples at `temperature` that the entry's headline protocol marks correct.
-
-    The study's measure is greedy (`evaluate`); this one is what GRPO's accuracy reward estimates. Where a
-    change moves the sampling distribution but not the most likely answer, only this one sees it. A diagnostic:
-    nothing is written to the run. `benchmark` names a configured entry (its label, else its benchmark).
+    """Per item, the share of `n` samples at `temperature` that the entry's headline protocol marks correct: the
+    `evaluate` stage's accuracy under sampling for other `n` or `temperature`, as a diagnostic that writes nothing to
+    the run. `benchmark` names a configured entry (its label, else its benchmark).
     """
     ref = next((b for b in cfg.evaluation.benchmarks if b.key == benchmark), None)
     if ref is None:
@@ -327,10 +396,6 @@ def sampled_accuracy(cfg: StudyConfig, run: Run, checkpoint: str, n: int, temper
                             seed=cfg.seed)
     with study_backend(cfg, cfg.models.student, checkpoint_path(cfg, run, checkpoint)) as backend:
         completions = backend.generate(*_prompts(ref, records), params)
-    hits = Counter()
-    for j in range(n):
-        rows, _ = bench.score_responses(ref.name, records, {r["id"]: c[j].text for r, c in
-                                                            zip(records, completions, strict=True)},
-                                        protocol=scored_by(ref)[0])
-        hits.update(row["id"] for row in rows if row["correct"])
-    return {r["id"]: hits[r["id"]] / n for r in records}
+    samples = {r["id"]: [c.text for c in cs] for r, cs in zip(records, completions, strict=True)}
+    hits = sample_hits(ref, records, samples, scored_by(ref)[0])
+    return {i: h / n for i, h in hits.items()}

@@ -493,8 +493,9 @@ def _protocol_label(result: dict) -> str:
 
 def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFrame | HTML:
     """Accuracy (%) with its 95% interval and n per benchmark entry, protocol and stage, with the prompt that
-    produced the responses; the paper's number beside ours only under the authors' protocol (the one its figures were
-    measured with); plus each entry's majority-answer baseline, which no protocol scores."""
+    produced the responses; beside it, where the study sampled, accuracy under sampling and pass@k with theirs; the
+    paper's number beside ours only under the authors' protocol (the one its figures were measured with); plus each
+    entry's majority-answer baseline, which no protocol scores."""
     found = results(run, checkpoints)
     if not found:
         return note("No evaluated checkpoint yet.")
@@ -506,6 +507,7 @@ def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFra
             rows.append({"benchmark": entry, "protocol": _protocol_label(m), "stage": stage,
                          "accuracy (%)": percent(m["accuracy"]),
                          "95% CI (%)": f"[{percent(m['ci95'][0])}, {percent(m['ci95'][1])}]", "n": str(m["n"]),
+                         **_sampled_cells(m),
                          "prompt": m["prompt"], "paper (%)": f"{paper[stage]:.1f}" if stage in paper else ""})
         if entry not in entries:
             entries.append(entry)
@@ -513,6 +515,18 @@ def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFra
              for entry in entries if entry in baselines]
     frame = pd.DataFrame(rows).set_index(["benchmark", "protocol", "stage"]).fillna("")
     return frame if (frame["paper (%)"] != "").any() else frame.drop(columns="paper (%)")
+
+
+def _sampled_cells(result: dict) -> dict:
+    """Accuracy under sampling and pass@k (%) with their 95% intervals, named with n, k and the temperature."""
+    if "sampled" not in result:
+        return {}
+    sampled, passed = result["sampled"], result["pass_at_k"]
+    name = f"sampled (n {sampled['n']}, T {sampled['temperature']:g})"
+    return {f"{name} (%)": percent(sampled["accuracy"]),
+            f"{name} 95% CI": f"[{percent(sampled['ci95'][0])}, {percent(sampled['ci95'][1])}]",
+            f"pass@{passed['k']} (%)": percent(passed["accuracy"]),
+            f"pass@{passed['k']} 95% CI": f"[{percent(passed['ci95'][0])}, {percent(passed['ci95'][1])}]"}
 
 
 def accuracy_figure(run: Run) -> Figure | HTML:
@@ -562,11 +576,12 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     if not found:
         return note("No paired comparison: the run has fewer than two evaluated stages (or no summary.json).")
     rows = [{"benchmark": c["entry"], "protocol": c["protocol"], "comparison": f"{c['from']} -> {c['to']}",
-             "prompt": c["prompt"], "difference (points)": f"{100 * c['diff']:+.1f}",
+             "measure": c.get("measure", "greedy"), "prompt": c["prompt"], "difference (points)": f"{100 * c['diff']:+.1f}",
              "95% CI (points)": f"[{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]",
-             "bootstrap p": f"{c['p_value']:.3f}", "McNemar p": f"{c['mcnemar_p']:.3f}",
+             "bootstrap p": f"{c['p_value']:.3f}",
+             "McNemar p": "-" if c["mcnemar_p"] is None else f"{c['mcnemar_p']:.3f}",
              "significant (CI excludes 0)": "yes" if c["significant"] else "no"} for c in found]
-    return pd.DataFrame(rows).set_index(["benchmark", "protocol", "comparison"])
+    return pd.DataFrame(rows).set_index(["benchmark", "protocol", "comparison", "measure"])
 
 
 def kind_table(run: Run) -> pd.DataFrame | HTML:

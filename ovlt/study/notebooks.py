@@ -3,8 +3,9 @@
 Each notebook is executed with its parameters (config, run folder, iteration, checkpoint) and saved, with
 its outputs, in `runs/<run>/notebooks/`. A notebook runs its stages through `run_notebook`, which takes them from
 the study's order and the stage registry; the stage functions skip finished stages by their manifests, so
-rerunning resumes. A notebook error stops the study with the failing cell's message and the executed notebook's
-path, and so does a notebook that ends without a manifest for each of its stages.
+rerunning resumes. A notebook error stops the study with the failing cell, its error and the executed notebook's
+path, and so does a notebook that ends without a manifest for each of its stages. What papermill and the kernels
+say goes to the run's log file (`study.log`); the terminal shows the study's progress (`ovlt.study.terminal`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import hashlib
 import json
 import logging
 import os
-import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from ovlt.ground.artifacts import (
@@ -28,13 +29,14 @@ from ovlt.ground.artifacts import (
 )
 from ovlt.ground.config import StudyConfig, load_config
 from ovlt.stages.registry import STAGES, run_stage
-from ovlt.study.order import Step, notebook_step, steps
+from ovlt.study.order import StageRef, Step, notebook_step, stage_order, steps
 
 log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 KERNEL = "ovlt"
 REPORT_NOTEBOOK = "08_report.ipynb"
+PROGRESS_FILE = ".training_progress.json"  # under notebooks/: the running training stage's step (terminal.py)
 
 
 class StudyError(RuntimeError):
@@ -107,20 +109,84 @@ def kernel_for_this_python(prefix: str = sys.prefix) -> str:
     return name
 
 
-def execute(notebook: Path, output: Path, parameters: dict, label: str) -> None:
-    """Run one notebook with papermill; a failing cell becomes a StudyError naming it and the output."""
+LOG_FILE = "study.log"  # in the run folder: what papermill and the kernels said
+CHATTY_LOGGERS = ("papermill", "traitlets")  # traitlets: nbconvert's (e.g. "Alternative text is missing")
+SOURCE_LINES = 8  # of a failing cell, in the error
+
+
+def _quiet_kernel_manager():
+    """Jupyter's kernel manager with the kernel process's own output (its start-up warnings, its shutdown log) sent to
+    the file its `output` names, not the terminal: a clean run's terminal shows no kernel chatter."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import Unicode
+
+    class QuietKernelManager(AsyncKernelManager):
+        output = Unicode("", config=True, help="file the kernel process writes its own stdout and stderr to")
+
+        async def start_kernel(self, **kw):
+            with open(self.output or os.devnull, "a", encoding="utf-8") as handle:
+                await super().start_kernel(stdout=handle, stderr=handle, **kw)
+
+    return QuietKernelManager
+
+
+def execute(notebook: Path, output: Path, parameters: dict, label: str, log_path: Path | None = None,
+            kernel_output=None) -> None:
+    """Run one notebook with papermill; a failing cell becomes a StudyError naming it and the output.
+
+    With `log_path`, what papermill and the kernel say goes there, not to the terminal; what the kernel's cells print
+    goes to `kernel_output` (a file-like object; default: the log too)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    quiet = {}
+    if log_path is not None:
+        manager = _quiet_kernel_manager()
+        cell_output = kernel_output or open(log_path, "a", encoding="utf-8")  # closed below
+        quiet = {"kernel_manager_class": manager, "config": Config({manager.__name__: {"output": str(log_path)}}),
+                 "stdout_file": cell_output, "stderr_file": cell_output}
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name=kernel_for_this_python(),
-                                   progress_bar=False, cwd=str(NOTEBOOK_DIR.parent))
+        with logged_to(log_path):
+            papermill.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                       kernel_name=kernel_for_this_python(), progress_bar=False,
+                                       cwd=str(NOTEBOOK_DIR.parent), **quiet)
     except PapermillExecutionError as exc:
+        source = exc.source.strip().splitlines()
+        shown = "\n".join(f"    {line}" for line in source[:SOURCE_LINES]) + ("\n    ..." if len(source) > SOURCE_LINES else "")
         raise StudyError(
-            f"stage {label} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+            f"stage {label} failed in cell {exc.exec_count}:\n{shown}\n{exc.ename}: {exc.evalue}\n"
             f"executed notebook (with the traceback): {output}"
+            + ("" if log_path is None else f"\nlog of the kernel and papermill: {log_path}")
         ) from None
+    finally:
+        if log_path is not None and kernel_output is None:
+            quiet["stdout_file"].close()
+
+
+@contextmanager
+def logged_to(log_path: Path | None, names: tuple[str, ...] = CHATTY_LOGGERS):
+    """What the `names` loggers say (papermill's progress, nbconvert's remarks) goes to `log_path` only, meanwhile."""
+    if log_path is None:
+        yield
+        return
+    handler = logging.FileHandler(log_path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s", "%H:%M:%S"))
+    loggers = [logging.getLogger(name) for name in names]
+    saved = [(logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, (level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+        handler.close()
 
 
 def _check_hardware(cfg: StudyConfig, config_path: Path) -> None:
@@ -134,25 +200,15 @@ def _check_hardware(cfg: StudyConfig, config_path: Path) -> None:
             )
 
 
-def remaining_seconds(steps_left: list, durations: dict[str, list[float]]) -> tuple[float, list[str]]:
-    """Time of `steps_left` at the mean time each one's notebook took so far (an SFT step at past SFT steps), and
-    the notebooks among them not timed yet. Those are listed, not guessed: on the tiny config the first SFT
-    notebook takes 8 minutes where the notebooks before it take seconds."""
-    timed = sum(statistics.mean(durations[s.notebook]) for s in steps_left if durations.get(s.notebook))
-    untimed = list(dict.fromkeys(Path(s.notebook).stem for s in steps_left if not durations.get(s.notebook)))
-    return timed, untimed
-
-
-def remaining_text(steps_left: list, durations: dict[str, list[float]]) -> str:
-    seconds, untimed = remaining_seconds(steps_left, durations)
-    if not untimed:
-        return f"remaining ~{seconds / 60:.1f} min"
-    return f"remaining > {seconds / 60:.1f} min + {', '.join(untimed)} (not timed yet)"
-
-
 def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | Path = "runs",
-              reports_root: str | Path = "reports") -> Path:
-    """Run (or resume) the whole study; returns the rendered report's path."""
+              reports_root: str | Path = "reports", interactive: bool | None = None) -> tuple[Path, dict, float]:
+    """Run (or resume) the whole study; returns the rendered report's path, the summary and the study's seconds.
+
+    `interactive`: a live progress line (default: when stdout is a terminal), else one plain line per step."""
+    from ovlt.stages.training.progress import PROGRESS_ENV
+    from ovlt.study.plan import NOTEBOOK_SECONDS, stage_seconds
+    from ovlt.study.terminal import Estimate, KernelOutput, StudyProgress
+
     config_path = Path(config).resolve()
     cfg = load_config(config_path)
     _check_hardware(cfg, config_path)
@@ -163,43 +219,65 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
     atomic_write_text(run.root / "config.yaml", config_path.read_text())
     plan = steps(cfg)
     config_fingerprint = fingerprint(cfg.model_dump(mode="json"))
+    seconds = stage_seconds(cfg, cuda=_uses_cuda(cfg))
+    estimate = Estimate([NOTEBOOK_SECONDS + sum(seconds[ref] for ref in step.refs) for step in plan],
+                        [step_is_done(run, step, config_fingerprint) for step in plan])
+    training_progress = run.notebooks_dir / PROGRESS_FILE
+    os.environ[PROGRESS_ENV] = str(training_progress)  # the training callback writes it (kernels inherit it)
+    run.notebooks_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run.root / LOG_FILE
+    display = StudyProgress(plan, estimate, interactive=interactive, training_progress=training_progress)
     started = time.time()
-    durations: dict[str, list[float]] = {}  # seconds per notebook run here, by notebook
-    for k, step in enumerate(plan, start=1):
-        elapsed = time.time() - started
-        remaining = remaining_text(plan[k - 1:], durations)
-        print(f"[{k}/{len(plan)}] {step.label}  (elapsed {elapsed / 60:.1f} min, {remaining})", flush=True)
-        if step_is_done(run, step, config_fingerprint):
-            print("      done (manifests unchanged): skipped", flush=True)
-            continue
-        t0 = time.time()
-        execute(NOTEBOOK_DIR / step.notebook, run.notebooks_dir / step.output_name,
-                {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
-                 "checkpoint": step.checkpoint or ""}, step.label)
-        check_step_finished(cfg, run, step)
-        atomic_write_json(_step_record(run, step), {"config": config_fingerprint,
-                                                    "manifests": _manifest_fingerprints(run, step_manifests(run, step))})
-        durations.setdefault(step.notebook, []).append(time.time() - t0)
+    try:
+        with open(log_path, "a", encoding="utf-8") as log_file:
+            kernel_output = KernelOutput(log_file, display)
+            for k, step in enumerate(plan):
+                display.start(k)
+                if step_is_done(run, step, config_fingerprint):  # again: a step rerun before may have changed it
+                    display.skipped(k)
+                    continue
+                t0 = time.time()
+                execute(NOTEBOOK_DIR / step.notebook, run.notebooks_dir / step.output_name,
+                        {"config": str(config_path), "run_dir": str(run.root), "iteration": step.iteration or 0,
+                         "checkpoint": step.checkpoint or ""}, step.label, log_path=log_path,
+                        kernel_output=kernel_output)
+                check_step_finished(cfg, run, step)
+                atomic_write_json(_step_record(run, step), {
+                    "config": config_fingerprint, "manifests": _manifest_fingerprints(run, step_manifests(run, step))})
+                display.finished(k, time.time() - t0)
+    finally:
+        display.close()
+        os.environ.pop(PROGRESS_ENV, None)
+        training_progress.unlink(missing_ok=True)
     from ovlt.stages.evaluation import write_summary
 
     summary = write_summary(cfg, run, config_path=config_path, wall_seconds=time.time() - started)
-    print(f"summary: {run.summary_path} ({len(summary['stages'])} stages)")
-    report = render_report(run.root, Path(reports_root).resolve() / run.name)
-    print(f"report: {report}  (study took {(time.time() - started) / 60:.1f} min)")
-    return report
+    report = render_report(run.root, Path(reports_root).resolve() / run.name, log_path=log_path)
+    return report, summary, time.time() - started
 
 
-def render_report(run_dir: str | Path, report_dir: str | Path) -> Path:
-    """Execute the report notebook on an existing run and export it to one self-contained HTML file."""
+def _uses_cuda(cfg: StudyConfig) -> bool:
+    if cfg.device != "auto":
+        return cfg.device == "cuda"
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def render_report(run_dir: str | Path, report_dir: str | Path, log_path: Path | None = None) -> Path:
+    """Execute the report notebook on an existing run and export it to one self-contained HTML file (what papermill
+    and the kernel say to `log_path`, by default the run's log file)."""
     from nbconvert import HTMLExporter
 
     run = Run(Path(run_dir).resolve())
     if not run.summary_path.exists():
         raise ArtifactError(f"{run.summary_path} does not exist: finish the study (ovlt reproduce) before the report")
     executed = run.notebooks_dir / REPORT_NOTEBOOK
-    execute(NOTEBOOK_DIR / REPORT_NOTEBOOK, executed, {"run_dir": str(run.root)}, "report")
+    execute(NOTEBOOK_DIR / REPORT_NOTEBOOK, executed, {"run_dir": str(run.root)}, "report",
+            log_path=log_path or run.root / LOG_FILE)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    html, _ = exporter.from_filename(str(executed))
+    with logged_to(log_path or run.root / LOG_FILE):
+        html, _ = exporter.from_filename(str(executed))
     report_dir = Path(report_dir)
     atomic_write_text(report_dir / "index.html", html)
     return report_dir / "index.html"
@@ -218,8 +296,53 @@ def open_study(config: str, run_dir: str, iteration: int = 0, checkpoint: str = 
     return cfg, Run(run_dir)
 
 
+class NotebookStop(StudyError):
+    """A notebook run by hand before what it needs: one sentence naming what to run first, shown in place of a
+    traceback (IPython prints `_render_traceback_`)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+def first_missing_upstream(cfg: StudyConfig, run: Run, step: Step) -> StageRef | None:
+    """The earliest stage, in the study's order, that `step` needs (directly or through other stages) and that has
+    not finished in `run`; None when all it needs is there."""
+    own = {(ref.name, ref.key) for ref in step.refs}
+    wanted, todo = set(), list(own)
+    while todo:
+        name, key = todo.pop()
+        for upstream in STAGES[name].upstream(cfg, key):
+            if upstream not in wanted and upstream not in own:
+                wanted.add(upstream)
+                todo.append(upstream)
+    for ref in stage_order(cfg):
+        if (ref.name, ref.key) in wanted and not (STAGES[ref.name].folder(run, ref.key) / MANIFEST).exists():
+            return ref
+    return None
+
+
 def run_notebook(cfg: StudyConfig, run: Run, notebook: str, iteration: int = 0, checkpoint: str = "") -> dict[str, dict]:
     """What a stage notebook's work cell does: run, in the study's order, the stages the study gives `notebook` for
-    this iteration or checkpoint; returns their manifests by stage name."""
+    this iteration or checkpoint; returns their manifests by stage name. A stage it needs that has not run stops it
+    at once, naming the notebook to run first."""
     step = notebook_step(cfg, notebook, iteration or None, checkpoint or None)
+    missing = first_missing_upstream(cfg, run, step)
+    if missing is not None:
+        first = next(s for s in steps(cfg) if (missing.name, missing.key) in {(r.name, r.key) for r in s.refs})
+        where = (f" with checkpoint = \"{first.checkpoint}\"" if first.checkpoint else
+                 f" with iteration = {first.iteration}" if first.iteration else "")
+        raise NotebookStop(f"{step.label} needs {missing.label}, which has not run in {run.root}: run "
+                           f"notebooks/{first.notebook}{where} first, or `make reproduce` for the whole study.")
     return {ref.name: run_stage(cfg, run, ref.name, ref.key) for ref in step.refs}
+
+
+def open_report(run_dir: str) -> Run:
+    """What the report notebook does first: the run folder, finished or still running (then it shows what exists so
+    far); a folder where no stage has finished stops it, naming the command to run first."""
+    run = Run(Path(run_dir).resolve())
+    if not any(run.root.glob("**/" + MANIFEST)):
+        raise NotebookStop(f"no stage has finished in {run.root}: run `make reproduce` (or the stage notebooks in order)"
+                           " first.")
+    if not run.summary_path.exists():
+        print(f"The study in {run.root} has not finished (no summary.json yet): this shows what exists so far.")
+    return run

@@ -11,7 +11,7 @@ from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import pool_ranges, pool_size
 from ovlt.stages.registry import STAGES
-from ovlt.study.order import StageRef, stage_order
+from ovlt.study.order import StageRef, stage_order, steps
 
 # --- GPU-hours: training throughput MEASURED on an H100, generation ASSUMED from public reports -------------
 # Every figure is per GPU, NVIDIA H100 80GB SXM, bf16. vLLM was not on the machine that measured training
@@ -302,7 +302,9 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
     """Per-stage and total GPU-hours with the authors' reported hardware beside them; none for a CPU study."""
     stages = [p for p in planned if p.ref.name in GPU_STAGES]
     if all(p.gpu_hours is None for p in stages):
-        return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them"]
+        cpu = sum(cpu_seconds(cfg, p) for p in planned) + len(steps(cfg)) * NOTEBOOK_SECONDS
+        return ["GPU-hours: none estimated: scripted or tiny models (a CPU study), no THROUGHPUT figures for them",
+                f"wall time on 2 CPU cores at the embedded default's measured rates (CPU_SECONDS): ~{cpu / 60:.0f} min"]
     lines = ["GPU-hours on H100 80GB (ovlt.study.plan.THROUGHPUT): training from a throughput measured on an H100 with"
              " benchmarks/gpu_check.sh, times an assumed ZeRO-3 factor; generation ASSUMED from public vLLM reports,"
              f" not measured here. Wall-clock hours on a {study_gpus(cfg)}-GPU machine (launch.num_processes):"
@@ -331,3 +333,36 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
     return lines
 
 
+
+
+# --- wall time on the machine at hand: where the live estimate of `ovlt reproduce` starts ---------------------------
+# MEASURED: the embedded default (configs/tiny.yaml, seed 0) on 2 CPU cores, from a whole run's manifests (1,775 s).
+# The student's sampling took 1.3-1.6e-4 s per sample x max_new_tokens in evaluation, difficulty selection and
+# self-generation alike; GRPO 5.5e-4 s per sample x max_completion_length (rollouts and updates); SFT 0.024 s per
+# example trained (1,300 steps x 16 in 502 s and 513 s); the data and curation stages 1-2e-3 s per problem or less;
+# each notebook execution ~10 s over its stages (kernel start, imports). A student of another size runs at another
+# rate: `ovlt reproduce` scales the estimate by what the finished steps took against it.
+CPU_SECONDS = {"problem": 1.2e-3, "student_token": 1.45e-4, "grpo_token": 5.5e-4, "sft_example": 0.024}
+NOTEBOOK_SECONDS = 10.0
+
+
+def cpu_seconds(cfg: StudyConfig, p: PlannedStage) -> float:
+    """Seconds a stage takes on the CPU at the embedded default's measured rates (CPU_SECONDS), from its volumes."""
+    v, name = p.volumes, p.ref.name
+    if name == "sft":
+        t = cfg.sft
+        return v["steps"] * t.per_device_train_batch_size * t.gradient_accumulation_steps * t.launch.num_processes \
+            * CPU_SECONDS["sft_example"]
+    if name == "grpo":
+        return v["max_tokens"] * CPU_SECONDS["grpo_token"]
+    if name in ("select_hard", "self_generate"):
+        return v["max_tokens"] * CPU_SECONDS["student_token"]
+    if name == "evaluate":
+        return (_evaluation_items(cfg) or 0) * v["max_tokens_per_item"] * CPU_SECONDS["student_token"]
+    return (v.get("problems", 0) + v.get("heldout", 0) + v.get("examples_max", 0)) * CPU_SECONDS["problem"]
+
+
+def stage_seconds(cfg: StudyConfig, cuda: bool) -> dict[StageRef, float]:
+    """Each stage's expected wall time on this machine: on CUDA the plan's wall-clock hours where it has figures for
+    the stage, otherwise (CPU stages, a CPU machine, models without THROUGHPUT figures) the CPU rates."""
+    return {p.ref: p.wall_hours * 3600 if cuda and p.wall_hours is not None else cpu_seconds(cfg, p) for p in plan(cfg)}

@@ -1,9 +1,11 @@
-"""Trainer callbacks: the per-step log the report reads, tensorboard in the stage folder, and the zero-reward guard."""
+"""Trainer callbacks: the per-step log the report reads, the trackers the config names (tensorboard in the stage
+folder), the live progress `ovlt reproduce` shows, and the zero-reward guard."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -11,6 +13,8 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from ovlt.ground.artifacts import atomic_write_text
+from ovlt.ground.config import StudyConfig
+from ovlt.stages.training import progress
 
 ACCURACY_KEY = "rewards/accuracy_reward/mean"
 
@@ -62,6 +66,33 @@ def tensorboard_callback(log_dir: str | Path) -> TensorBoardCallback:
     callback = TensorBoardCallback()
     callback.logging_dir = str(log_dir)
     return callback
+
+
+class TrainingProgress(TrainerCallback):
+    """Writes the optimizer step, the run's total and the last logged loss or reward to `path` after every step, on
+    the main process (`ovlt.stages.training.progress`): what `ovlt reproduce` shows inside a training stage."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.metrics: dict[str, float] = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.metrics.update({k: v for k, v in (logs or {}).items() if k in progress.METRICS})
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            progress.write(self.path, state.global_step, state.max_steps, self.metrics)
+
+
+def stage_callbacks(cfg: StudyConfig, stage_dir: str | Path) -> list[TrainerCallback]:
+    """The callbacks every training stage adds beside its own: tensorboard in `<stage dir>/tb` when `report_to` names
+    it (the other trackers are TRL's, `common.trl_arguments`), and the live progress when `ovlt reproduce` asks."""
+    callbacks: list[TrainerCallback] = []
+    if "tensorboard" in cfg.report_to:
+        callbacks.append(tensorboard_callback(Path(stage_dir) / "tb"))
+    if os.environ.get(progress.PROGRESS_ENV):
+        callbacks.append(TrainingProgress(os.environ[progress.PROGRESS_ENV]))
+    return callbacks
 
 
 class ZeroRewardError(RuntimeError):

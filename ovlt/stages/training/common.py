@@ -51,7 +51,8 @@ def trl_arguments(cfg: StudyConfig, section: TrainerSection, output_dir: str | P
         # attention that `ovlt.engines.models.load` uses too (grouped key/value heads without copies).
         model_init_kwargs={"dtype": "float32", **attention_options(cpu)},
         trust_remote_code=cfg.models.student.trust_remote_code,  # the student's own setting, as everywhere it loads
-        report_to="none",  # tensorboard is added as a callback writing into the stage folder
+        # The config's trackers; tensorboard is a callback writing into the stage folder (callbacks.stage_callbacks).
+        report_to=[tracker for tracker in cfg.report_to if tracker != "tensorboard"] or "none",
         **save_args(section),
         **stage_arguments,
     )

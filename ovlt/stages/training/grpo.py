@@ -25,7 +25,7 @@ from ovlt.ground.artifacts import SHARDS, Run
 from ovlt.ground.config import GRPO, StudyConfig
 from ovlt.ground.layout import checkpoint_path
 from ovlt.scoring import answers
-from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, tensorboard_callback
+from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, stage_callbacks
 from ovlt.stages.training.common import (
     finish,
     load_training_set,
@@ -143,7 +143,7 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path, phas
         processing_class=processor,
         callbacks=[
             JsonlLogger(stage_dir / "log.jsonl"),  # first, so the log holds the steps the guard saw
-            tensorboard_callback(stage_dir / "tb"),
+            *stage_callbacks(cfg, stage_dir),
             zero_reward_guard(section),
         ],
     )

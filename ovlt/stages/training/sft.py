@@ -18,7 +18,7 @@ from ovlt.engines.models import freeze_vision, load, load_processor
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import checkpoint_path
-from ovlt.stages.training.callbacks import JsonlLogger, tensorboard_callback
+from ovlt.stages.training.callbacks import JsonlLogger, stage_callbacks
 from ovlt.stages.training.common import (
     finish,
     load_training_set,
@@ -100,7 +100,7 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
         processing_class=processor,
         peft_config=lora_config(cfg) if lora else None,
-        callbacks=[JsonlLogger(stage_dir / "log.jsonl"), tensorboard_callback(stage_dir / "tb")],
+        callbacks=[JsonlLogger(stage_dir / "log.jsonl"), *stage_callbacks(cfg, stage_dir)],
     )
     if not lora and cfg.sft.freeze_vision:
         # Before train() builds the optimizer, which then holds only the language model's parameters.
