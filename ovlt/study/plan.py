@@ -274,10 +274,11 @@ def plan(cfg: StudyConfig) -> list[PlannedStage]:
                              None if None in seconds else sum(seconds) / 3600, cfg.grpo.launch.num_processes)
         elif ref.name == "evaluate":
             items, max_new = _evaluation_items(cfg), cfg.evaluation.sampling.max_new_tokens
+            per_item = 1 + cfg.evaluation.sampled.n  # the greedy response and the samples behind sampled accuracy
             p = PlannedStage(ref, f"checkpoint {ref.checkpoint}", outputs,
-                             {"benchmarks": n_eval, "max_tokens_per_item": max_new},
+                             {"benchmarks": n_eval, "max_tokens_per_item": max_new, "samples_per_item": per_item},
                              None if items is None else
-                             _generation_hours(items, max_new, EXPECTED_FRACTION["student"], student),
+                             _generation_hours(items * per_item, max_new, EXPECTED_FRACTION["student"], student),
                              *sampling["student"])
         else:  # a stage without a volume model: what the registry says it reads and writes
             p = PlannedStage(ref, consumed, outputs)
