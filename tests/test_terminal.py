@@ -78,6 +78,19 @@ def test_in_a_terminal_one_live_line_with_the_training_step_and_the_time_left(tm
     assert "\r" in text and "[1/2] iter1/sft: done in 1.0 min\n" in text
 
 
+def test_a_terminal_that_reports_no_size_still_shows_the_live_line():
+    """A fresh pseudo-terminal is 0 x 0 (as under `script` or some container shells): tqdm would hide its line."""
+    main, secondary = os.openpty()
+    with os.fdopen(secondary, "w") as stream:
+        assert stream.isatty() and os.get_terminal_size(stream.fileno()).lines == 0
+        display = StudyProgress([SFT, EVALUATE], Estimate([600.0, 60.0], [False, False]), stream=stream)
+        display.start(0)
+        display.close()
+    shown = os.read(main, 65536).decode()
+    os.close(main)
+    assert "[1/2] iter1/sft |" in shown and "min left" in shown
+
+
 def test_kernel_output_goes_to_the_log_and_its_sampling_bars_to_the_display(tmp_path):
     display = StudyProgress([EVALUATE], Estimate([60.0], [False]), stream=io.StringIO())
     display.start(0)

@@ -8,7 +8,9 @@ The remaining time starts from the plan's per-stage estimates for this config an
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -61,6 +63,18 @@ class Estimate:
         return current + later * self.factor
 
 
+def _fixed_size(stream: TextIO) -> os.terminal_size | None:
+    """None for a terminal that reports its size (tqdm follows it); else COLUMNS x LINES or 80 x 24: a
+    pseudo-terminal without a size (under `script`, some container shells) reports 0 x 0, and tqdm then hides its
+    line."""
+    try:
+        if os.get_terminal_size(stream.fileno()).lines:
+            return None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return shutil.get_terminal_size()
+
+
 class StudyProgress:
     """The display of one study run. `interactive`: a live tqdm line (default: when `stream` is a terminal)."""
 
@@ -92,8 +106,10 @@ class StudyProgress:
                   f" remaining ~{minutes(remaining)})", file=self.stream, flush=True)
             return
         if self._bar is None:
+            size = _fixed_size(self.stream)
             self._bar = _StatusBar(total=n, file=self.stream, bar_format="{desc} |{bar:16}| {status}",
-                                   dynamic_ncols=True)
+                                   dynamic_ncols=size is None, ncols=size and size.columns,
+                                   nrows=size and size.lines)
             self._thread = threading.Thread(target=self._refresh, daemon=True)
             self._thread.start()
         self._render()
