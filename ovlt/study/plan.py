@@ -359,7 +359,8 @@ def cpu_seconds(cfg: StudyConfig, p: PlannedStage) -> float:
     if name in ("select_hard", "self_generate"):
         return v["max_tokens"] * CPU_SECONDS["student_token"]
     if name == "evaluate":
-        return (_evaluation_items(cfg) or 0) * v["max_tokens_per_item"] * CPU_SECONDS["student_token"]
+        return (_evaluation_items(cfg) or 0) * v["samples_per_item"] * v["max_tokens_per_item"] \
+            * CPU_SECONDS["student_token"]
     return (v.get("problems", 0) + v.get("heldout", 0) + v.get("examples_max", 0)) * CPU_SECONDS["problem"]
 
 
