@@ -41,27 +41,25 @@ def fixtures_dir() -> Path:
     return Path(os.environ.get("OVLT_FIXTURES", REPO.parent / "shared" / "fixtures"))
 
 
-def mathvista_items(folder: Path) -> list[tuple]:
-    """(response, answer, answer_type, choices, precision) for every model x problem; official = MathVista's."""
-    records = {r["id"]: r for r in benchmarks.load_local("mathvista", folder / "testmini.json")}
+def fixture_items(benchmark: str, annotations: Path, models: tuple[str, ...], id_key: str) -> list[tuple]:
+    """(response, answer, answer_type, choices, precision) for every model x problem of a fixture folder."""
+    records = {r["id"]: r for r in benchmarks.load_local(benchmark, annotations)}
     items = []
-    for model in MATHVISTA_MODELS:
-        for line in (folder / f"{model}.jsonl").read_text(encoding="utf-8").splitlines():
+    for model in models:
+        for line in (annotations.parent / f"{model}.jsonl").read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            r = records[str(row["pid"])]
+            r = records[str(row[id_key])]
             items.append((row["response"], r["answer"], r["answer_type"], r["choices"], r["precision"]))
     return items
+
+
+def mathvista_items(folder: Path) -> list[tuple]:
+    """Every MathVista fixture model's responses; official = MathVista's."""
+    return fixture_items("mathvista", folder / "testmini.json", MATHVISTA_MODELS, "pid")
 
 
 def mathvision_items(folder: Path) -> list[tuple]:
-    records = {r["id"]: r for r in benchmarks.load_local("mathvision_test", folder / "test.jsonl")}
-    items = []
-    for model in MATHVISION_MODELS:
-        for line in (folder / f"{model}.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            r = records[str(row["id"])]
-            items.append((row["response"], r["answer"], r["answer_type"], r["choices"], r["precision"]))
-    return items
+    return fixture_items("mathvision_test", folder / "test.jsonl", MATHVISION_MODELS, "id")
 
 
 def chain_items(count: int = 1000, seed: int = 0) -> list[tuple]:
