@@ -146,3 +146,31 @@ def test_released_config_says_what_the_released_scripts_ran():
 def test_bad_recipe_settings_are_named(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(REPO / "configs/tiny.yaml", overrides)
+
+
+def test_extends_merges_over_the_named_config_and_the_run_copy_resolves(tmp_path):
+    from ovlt.ground.config import resolved_text
+
+    variant = tmp_path / "longer.yaml"
+    variant.write_text(f"extends: {REPO / 'configs/tiny.yaml'}\nname: longer\ngrpo: {{max_steps: 7}}\n")
+    base, cfg = load_config(REPO / "configs/tiny.yaml"), load_config(variant)
+    assert (cfg.name, cfg.grpo.max_steps) == ("longer", 7)
+    assert cfg.grpo.beta == base.grpo.beta and cfg.sft == base.sft  # everything else is the extended config's
+    copy = tmp_path / "run" / "config.yaml"  # a run folder, where a relative `extends` would not resolve
+    copy.parent.mkdir()
+    copy.write_text(resolved_text(variant))
+    assert load_config(copy) == cfg
+    assert resolved_text(REPO / "configs/tiny.yaml") == (REPO / "configs/tiny.yaml").read_text()  # comments kept
+
+
+def test_extends_cycles_and_bad_values_are_named(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(ConfigError, match=r"b\.yaml: extends: 'a\.yaml' makes a cycle \(.*a\.yaml -> .*b\.yaml -> .*a\.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: [tiny.yaml]\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: extends: a config file's path"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
+        load_config(tmp_path / "d.yaml")

@@ -763,8 +763,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
-    """Read and validate a study config; `overrides` (nested dict) is merged over the file's values."""
+EXTENDS = "extends"  # a config's key naming the config it changes (a path relative to it)
+
+
+def read_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's keys, merged over those of the config it `extends` (and so on down the chain), unvalidated.
+
+    `extends: tiny.yaml` makes a config a short list of what differs from another, so that a variant (a longer run,
+    another seed) does not copy every other setting and drift from it."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as stream:  # a stream: YAML's messages then name the file
@@ -777,6 +783,35 @@ def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
         raise ConfigError(f"{path}: not a readable YAML file: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    if EXTENDS not in raw:
+        return raw
+    parent = raw.pop(EXTENDS)
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"{path}: {EXTENDS}: a config file's path (relative to this file), got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    chain = (*_seen, path.resolve())
+    if parent_path in chain:
+        raise ConfigError(f"{path}: {EXTENDS}: {parent!r} makes a cycle "
+                          f"({' -> '.join(str(p) for p in (*chain, parent_path))})")
+    return _merge(read_mapping(parent_path, chain), raw)
+
+
+def resolved_text(path: str | Path) -> str:
+    """The config as a run folder keeps it (runs/<run>/config.yaml): the file itself, comments and all, or, when it
+    `extends` another, every key it resolves to, since the relative path would not resolve from the run folder."""
+    path = Path(path)
+    mapping = read_mapping(path)  # checked first: the file is a readable mapping
+    text = path.read_text(encoding="utf-8")
+    if EXTENDS not in yaml.load(text, Loader=_UniqueKeyLoader):  # noqa: S506 (a safe loader)
+        return text
+    return (f"# {path.name} resolved: its own keys merged over those of the config it extends\n"
+            + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True))
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:
+    """Read and validate a study config; `overrides` (nested dict) is merged over the file's values."""
+    path = Path(path)
+    raw = read_mapping(path)
     if overrides:
         raw = _merge(raw, overrides)
     try:

@@ -27,7 +27,7 @@ from ovlt.ground.artifacts import (
     atomic_write_text,
     fingerprint,
 )
-from ovlt.ground.config import StudyConfig, load_config
+from ovlt.ground.config import StudyConfig, load_config, resolved_text
 from ovlt.stages.registry import STAGES, run_stage
 from ovlt.study.order import StageRef, Step, notebook_step, stage_order, steps
 
@@ -216,7 +216,7 @@ def reproduce(config: str | Path, run_name: str | None = None, runs_root: str | 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
     run = Run(Path(runs_root).resolve() / (run_name or cfg.name))
     run.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.root / "config.yaml", config_path.read_text())
+    atomic_write_text(run.root / "config.yaml", resolved_text(config_path))
     plan = steps(cfg)
     config_fingerprint = fingerprint(cfg.model_dump(mode="json"))
     seconds = stage_seconds(cfg, cuda=_uses_cuda(cfg))
