@@ -270,3 +270,29 @@ def test_report_renders_in_headless_chromium(rendered, tmp_path):
     image.load()
     assert image.format == "PNG" and image.size == (1280, 2000)
     assert max(ImageStat.Stat(image.convert("L")).stddev) > 10, "the screenshot is blank"
+
+
+@pytest.mark.slow
+def test_grpo_effect_names_the_measures_and_counts_the_flips(soup, summary, study_run):
+    """The report's paragraph on each GRPO against its SFT model: every measure's change from summary.json, and
+    the greedy flips counted here independently from the two checkpoints' predictions."""
+    text = " ".join(soup.get_text(" ").split())
+    [greedy] = [c for c in summary["comparisons"]
+                if (c["from"], c["to"], c["measure"]) == ("sft-1", "grpo-1", "greedy")]
+    assert "GRPO-1 against SFT-1" in text
+    for c in summary["comparisons"]:
+        if (c["from"], c["to"]) == ("sft-1", "grpo-1"):
+            assert f"{c['measure']} {100 * c['diff']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]" in text
+    if greedy["significant"] and greedy["diff"] > 0:
+        assert "Why greedy accuracy did not rise" not in text.split("GRPO-1 against SFT-1")[1].split("GRPO-2")[0]
+        return
+
+    def verdicts(checkpoint):
+        lines = (study_run / "eval" / checkpoint / "synthetic" / "predictions.jsonl").read_text().splitlines()
+        return {row["id"]: row["verdicts"][greedy["protocol"]]["correct"] for row in map(json.loads, lines)}
+
+    before, after = verdicts("sft-1"), verdicts("grpo-1")
+    gained = sum(after[i] and not before[i] for i in before)
+    lost = sum(before[i] and not after[i] for i in before)
+    assert (f"of {len(before)} items, the greedy verdict flipped on {gained + lost} ({gained} wrong to right, "
+            f"{lost} right to wrong)") in text

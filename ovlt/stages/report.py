@@ -584,6 +584,75 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     return pd.DataFrame(rows).set_index(["benchmark", "protocol", "comparison", "measure"])
 
 
+def _signed(values: list[float]) -> str:
+    return " [" + ", ".join(f"{100 * v:+.1f}" for v in values) + "]"
+
+
+def grpo_effect(run: Run) -> HTML:
+    """What each GRPO changed against its SFT model, in words with the numbers: the measures (greedy, under sampling,
+    pass@k) whose paired interval excludes 0; and, where greedy accuracy did not move, why, from the items themselves:
+    how many greedy verdicts flipped each way, and how the share of right samples moved on the items the SFT model
+    already answered right greedily and on those it answered wrong. GRPO that only concentrates the samples on the
+    answer greedy decoding already gives raises the one share and leaves greedy accuracy where it was."""
+    found = [c for c in (summary(run) or {}).get("comparisons") or []
+             if c["from"].startswith("sft-") and c["to"] == "grpo-" + c["from"].removeprefix("sft-")]
+    if not found:
+        return note("No GRPO model compared with its SFT model yet.")
+    read_responses = _import_quietly("ovlt.stages.evaluation").read_responses
+    groups: dict[tuple, dict[str, dict]] = {}
+    for c in found:
+        groups.setdefault((c["entry"], c["protocol"], c["from"], c["to"]), {})[c["measure"]] = c
+    paragraphs = []
+    for (entry, protocol, sft, grpo), measures in groups.items():
+        said = [f"{measure} {100 * c['diff']:+.1f}{_signed(c['ci95'])}" for measure, c in measures.items()]
+        moves = {"raised": [m for m, c in measures.items() if c["significant"] and c["diff"] > 0],
+                 "lowered": [m for m, c in measures.items() if c["significant"] and c["diff"] < 0],
+                 "did not move (95% interval includes 0)": [m for m, c in measures.items() if not c["significant"]]}
+        verdict = "; ".join(f"{how} {' and '.join(moved)}" for how, moved in moves.items() if moved)
+        text = f"<b>{html.escape(grpo.upper())} against {html.escape(sft.upper())}</b> on {html.escape(entry)} " \
+               f"({html.escape(protocol)}, paired, points): {html.escape(verdict)} ({html.escape('; '.join(said))})."
+        greedy = measures.get("greedy")
+        if greedy and not (greedy["significant"] and greedy["diff"] > 0) and "sampled" in measures:
+            before = {r["id"]: r for r in read_responses(run, sft, entry)}
+            after = {r["id"]: r for r in read_responses(run, grpo, entry)}
+            right = [i for i in before if before[i]["verdicts"][protocol]["correct"]]
+            wrong = [i for i in before if not before[i]["verdicts"][protocol]["correct"]]
+            gained = sum(after[i]["verdicts"][protocol]["correct"] for i in wrong)
+            lost = sum(not after[i]["verdicts"][protocol]["correct"] for i in right)
+            k = _sampled_n(run, sft, entry, protocol)
+            on_right, on_wrong = (_share_change(before, after, ids, protocol, k) for ids in (right, wrong))
+            if on_right is not None and on_right > 0 and (on_wrong is None or on_wrong <= 0):
+                why = ("GRPO concentrated the samples on the answer greedy decoding already gave, right or wrong, "
+                       "rather than changing that answer.")
+            elif on_right is not None and on_right > 0:
+                why = ("GRPO raised the share of right samples on both, but on the items answered wrong not enough "
+                       "to make the right answer the greedy one.")
+            else:
+                why = "GRPO changed the samples without raising the greedy answers."
+            text += (f" Why greedy accuracy did not rise: of {len(before)} items, the greedy verdict flipped on "
+                     f"{gained + lost} ({gained} wrong to right, {lost} right to wrong). The share of right samples "
+                     f"changed by {_points(on_right)} on the {len(right)} items {html.escape(sft.upper())} answered "
+                     f"right greedily and by {_points(on_wrong)} on the {len(wrong)} it answered wrong: {why}")
+        paragraphs.append(f"<p>{text}</p>")
+    return HTML("".join(paragraphs))
+
+
+def _sampled_n(run: Run, checkpoint: str, entry: str, protocol: str) -> int:
+    """The number of samples per item behind a checkpoint's accuracy under sampling on an entry."""
+    return results(run, [checkpoint])[entry, protocol][checkpoint]["sampled"]["n"]
+
+
+def _share_change(before: dict, after: dict, ids: list[str], protocol: str, k: int) -> float | None:
+    """The mean change of the share of an item's `k` samples that are right, over `ids` (None: no items)."""
+    if not ids:
+        return None
+    return sum(after[i]["sampled_right"][protocol] - before[i]["sampled_right"][protocol] for i in ids) / (k * len(ids))
+
+
+def _points(change: float | None) -> str:
+    return "-" if change is None else f"{100 * change:+.1f} points"
+
+
 def kind_table(run: Run) -> pd.DataFrame | HTML:
     """Held-out synthetic accuracy per question kind at every stage (per entry and protocol), beside the kind's
     majority-answer (chance) accuracy. A kind at chance moves with the model's answer bias (always "Yes" scores the
