@@ -2,8 +2,8 @@
 
     python benchmarks/study_seeds.py runs/tiny runs/tiny-seed1 runs/tiny-seed2
 
-A run with another seed is the config plus `seed: k` (a config that `extends` it, see docs/ARCHITECTURE.md, "The
-config"), so its pool, held-out set, teachers' draws and trainers all differ. Prints, per benchmark entry and
+A run with another seed is the config plus `seed: k` (a config that `extends` it; docs/ARCHITECTURE.md,
+"The config"), so its pool, held-out set, teachers' draws and trainers all differ. Prints, per benchmark entry and
 protocol, every stage's greedy accuracy, accuracy under sampling and pass@k in each run with the mean and standard
 deviation over runs; then every paired comparison between stages (summary.json's `comparisons`) in each run, with its
 95% interval, and how many runs' intervals lie above and below 0. `benchmarks/seeds.py` instead reruns one
