@@ -766,12 +766,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 EXTENDS = "extends"  # a config's key naming the config it changes (a path relative to it)
 
 
-def read_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
-    """A config file's keys, merged over those of the config it `extends` (and so on down the chain), unvalidated.
-
-    `extends: tiny.yaml` makes a config a short list of what differs from another, so that a variant (a longer run,
-    another seed) does not copy every other setting and drift from it."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
+    """One config file's own top-level mapping, as written (its `extends` unresolved)."""
     try:
         with open(path, encoding="utf-8") as stream:  # a stream: YAML's messages then name the file
             raw = yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a safe loader)
@@ -783,6 +779,16 @@ def read_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: not a readable YAML file: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
+    return raw
+
+
+def read_mapping(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config file's keys, merged over those of the config it `extends` (and so on down the chain), unvalidated.
+
+    `extends: tiny.yaml` makes a config a short list of what differs from another, so that a variant (a longer run,
+    another seed) does not copy every other setting and drift from it."""
+    path = Path(path)
+    raw = _read_yaml(path)
     if EXTENDS not in raw:
         return raw
     parent = raw.pop(EXTENDS)
@@ -800,12 +806,10 @@ def resolved_text(path: str | Path) -> str:
     """The config as a run folder keeps it (runs/<run>/config.yaml): the file itself, comments and all, or, when it
     `extends` another, every key it resolves to, since the relative path would not resolve from the run folder."""
     path = Path(path)
-    mapping = read_mapping(path)  # checked first: the file is a readable mapping
-    text = path.read_text(encoding="utf-8")
-    if EXTENDS not in yaml.load(text, Loader=_UniqueKeyLoader):  # noqa: S506 (a safe loader)
-        return text
+    if EXTENDS not in _read_yaml(path):
+        return path.read_text(encoding="utf-8")
     return (f"# {path.name} resolved: its own keys merged over those of the config it extends\n"
-            + yaml.safe_dump(mapping, sort_keys=False, allow_unicode=True))
+            + yaml.safe_dump(read_mapping(path), sort_keys=False, allow_unicode=True))
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> StudyConfig:

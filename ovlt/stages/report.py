@@ -584,10 +584,6 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     return pd.DataFrame(rows).set_index(["benchmark", "protocol", "comparison", "measure"])
 
 
-def _signed(values: list[float]) -> str:
-    return " [" + ", ".join(f"{100 * v:+.1f}" for v in values) + "]"
-
-
 def grpo_effect(run: Run) -> HTML:
     """What each GRPO changed against its SFT model, in words with the numbers: the measures (greedy, under sampling,
     pass@k) whose paired interval excludes 0; and, where greedy accuracy did not move, why, from the items themselves:
@@ -604,7 +600,8 @@ def grpo_effect(run: Run) -> HTML:
         groups.setdefault((c["entry"], c["protocol"], c["from"], c["to"]), {})[c["measure"]] = c
     paragraphs = []
     for (entry, protocol, sft, grpo), measures in groups.items():
-        said = [f"{measure} {100 * c['diff']:+.1f}{_signed(c['ci95'])}" for measure, c in measures.items()]
+        said = [f"{measure} {100 * c['diff']:+.1f} [{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]"
+                for measure, c in measures.items()]
         moves = {"raised": [m for m, c in measures.items() if c["significant"] and c["diff"] > 0],
                  "lowered": [m for m, c in measures.items() if c["significant"] and c["diff"] < 0],
                  "did not move (95% interval includes 0)": [m for m, c in measures.items() if not c["significant"]]}
