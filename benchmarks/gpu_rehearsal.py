@@ -14,6 +14,7 @@ Prints the wall time of each part, each stage's steps and seconds per step, and 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -38,6 +39,11 @@ from ovlt.stages.training.launch import LaunchError  # noqa: E402
 def rehearsal_on_cuda(root: Path, iterations: int, gpus: int) -> Path:
     raw = yaml.safe_load((REPO / "configs" / "rehearsal.yaml").read_text().replace(".rehearsal/", f"{root}/"))
     raw.update(device="cuda", requires_gpu=True, iterations=iterations, schedule=raw["schedule"][:iterations])
+    if importlib.util.find_spec("vllm") is None:  # the lent GPU machines carry no vLLM: sample with transformers
+        for model in raw["models"].values():
+            model.update(backend="transformers")
+            model.pop("engine_options", None)
+        raw["grpo"]["use_vllm"] = False
     for section in ("sft", "grpo"):
         raw[section].update(bf16=True, launch={"num_processes": gpus,
                                                "accelerate_config": "configs/accelerate/zero3.yaml"})

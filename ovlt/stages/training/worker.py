@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> None:
     # As `ovlt` on the command line does: the worker's own lines (e.g. that it resumed) go to launch.log.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     run(json.loads(Path(argv[0]).read_text()))
+    if "vllm" in sys.modules:
+        # GRPO's colocated engine leaves its groups first: torn down at exit, after the process group below, it
+        # raised "Invalid process group specified" in every process of a finished launch.
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
     # Each launched process leaves its process group before it exits: a gloo group left to the interpreter's
     # teardown once aborted a process that had finished and saved everything ("terminate called without an active
     # exception"), failing the launch.

