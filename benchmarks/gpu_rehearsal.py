@@ -43,6 +43,7 @@ def rehearsal_on_cuda(root: Path, iterations: int, gpus: int) -> Path:
         for model in raw["models"].values():
             model.update(backend="transformers")
             model.pop("engine_options", None)
+            model.pop("engine_env", None)
         raw["grpo"]["use_vllm"] = False
     for section in ("sft", "grpo"):
         raw[section].update(bf16=True, launch={"num_processes": gpus,

@@ -25,11 +25,14 @@ from PIL import Image, ImageDraw
 
 from ovlt.engines.generation import render_prompt
 from ovlt.engines.models import load_processor
+from ovlt.ground.config import load_config
 from ovlt.scoring import answers
 from ovlt.scoring.prompts import student_chat
-from ovlt.stages.training.colocate import colocated_vllm
+from ovlt.stages.training.colocate import colocated_vllm, student_engine
 
 STEPS = 3
+# The rehearsal's student: its CPU engine options reach TRL's engine as they do in the grpo stage.
+STUDENT = load_config(os.path.join(os.path.dirname(__file__), "..", "configs", "rehearsal.yaml")).models.student
 QUESTIONS = ["What is the value of the tallest bar?", "How many bars are there?",
              "Which bar is the shortest? Answer with its colour, and explain how you read the chart first.",
              "What is the sum of the first two bars?"]
@@ -117,10 +120,11 @@ def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
         output_dir=os.path.join(os.path.dirname(out), "grpo"), use_cpu=True, bf16=False, max_steps=STEPS,
         learning_rate=1e-3, per_device_train_batch_size=4, num_generations=2, max_completion_length=24,
         temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
-        use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.05, vllm_max_model_length=4096,
+        use_vllm=True, vllm_mode="colocate", vllm_max_model_length=STUDENT.max_model_len,
         model_init_kwargs={"dtype": "float32"})
-    trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward],
-                          args=args, train_dataset=dataset, processing_class=processor)
+    with student_engine(STUDENT):  # as the grpo stage builds the trainer
+        trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward],
+                              args=args, train_dataset=dataset, processing_class=processor)
     colocated_vllm(trainer)  # as the grpo stage does
     engine = trainer.vllm_generation
     rollouts = []

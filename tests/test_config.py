@@ -183,5 +183,9 @@ def test_vllm_engine_settings_on_another_backend_are_named(tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)engine\.yaml.*models\.student.*engine_options and engine_env are vLLM's, "
                                           r"but backend is 'transformers'"):
         load_config(path)
+    path.write_text("extends: " + str(REPO / "configs" / "rehearsal.yaml") + "\n"
+                    "models: {student: {engine_options: {mm_processor_kwargs: {max_pixels: 1}}}}\n")
+    with pytest.raises(ConfigError, match=r"engine_options \['mm_processor_kwargs'\] are set from other keys"):
+        load_config(path)  # the pixel bounds come from data.image_*_pixels, never around them
     spec = load_config(REPO / "configs" / "rehearsal.yaml").models.reasoner
     assert spec.engine_env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} and spec.engine_options["enforce_eager"]

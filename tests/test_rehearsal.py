@@ -56,6 +56,9 @@ def released(stand_ins):
     return reproduce(stand_ins, "rehearsal-released")
 
 
+KEY = "sampling/sampling_logp_difference/mean"
+
+
 def manifest(run: Path, stage: str, iteration: int | None = None) -> dict:
     folder = run / (stage if iteration is None else f"iter{iteration}/{stage}")
     return json.loads((folder / "manifest.json").read_text())
@@ -77,15 +80,16 @@ def test_the_rehearsal_reaches_the_summary_and_the_report(rehearsal):
 
 
 def test_every_sample_is_drawn_by_vllm_and_grpo_rolls_out_on_colocated_engines(rehearsal):
-    cfg, run = rehearsal["config"], rehearsal["run"]
-    assert {cfg.models.captioner.backend, cfg.models.reasoner.backend, cfg.models.student.backend} == {"vllm"}
-    assert "vLLM generated" in (run / "study.log").read_text()  # VLLMBackend's own line, from the stages' kernels
-    key = "sampling/sampling_logp_difference/mean"  # logged by TRL only for rollouts that vLLM sampled
+    run = rehearsal["run"]
+    log = (run / "study.log").read_text()
+    # VLLMBackend's own line, from the kernels of caption, distill, selection, self-generation and evaluation
+    assert log.count("vLLM generated") >= 7 + 3 + 3, log.count("vLLM generated")
     for i in (1, 2, 3):
         assert manifest(run, "grpo", i)["train"]["processes"] == 2
-        gaps = [json.loads(line).get(key) for line in (run / f"iter{i}/grpo/log.jsonl").read_text().splitlines()]
-        gaps = [gap for gap in gaps if gap is not None]
-        # vLLM sampled the prompt and the policy the trainer scored (ovlt.stages.training.colocate)
+        rows = [json.loads(line) for line in (run / f"iter{i}/grpo/log.jsonl").read_text().splitlines()]
+        # TRL's gap between vLLM's and the trainer's log-probabilities, logged only for rollouts vLLM sampled: vLLM
+        # sampled the prompt and the policy the trainer scored (ovlt.stages.training.colocate)
+        gaps = [row[KEY] for row in rows if KEY in row]
         assert gaps and max(gaps) < 0.05, gaps
 
 
@@ -138,6 +142,9 @@ def test_the_released_recipe_runs_both_grpo_phases_with_its_settings_in_the_mani
     assert [p["name"] for p in params["phases"]] == ["medium", "hard"]
     rows = [json.loads(line) for line in (run / "iter1/grpo/log.jsonl").read_text().splitlines()]
     assert [r["phase"] for r in rows] == ["medium"] * 2 + ["hard"] * 2
+    for phase in ("medium", "hard"):  # each phase rolled out on its own colocated vLLM engine
+        gaps = [r[KEY] for r in rows if r["phase"] == phase and KEY in r]
+        assert gaps and max(gaps) < 0.05, (phase, gaps)
     for phase in ("medium", "hard"):  # rewards are logged at the step that samples a rollout (2 updates each)
         rollout = next(r for r in rows if r["phase"] == phase and "reward" in r)
         assert "rewards/r1v_reward/mean" in rollout and "rewards/r1v_format_reward/mean" in rollout

@@ -186,7 +186,7 @@ def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(student, tm
     # After the weight sync, vLLM answers as the trained model does, as close as before training ...
     assert all(synced["same_greedy"]) and all(start["same_greedy"])
     assert synced["mean_logprob_gap"] <= 2 * start["mean_logprob_gap"] + 1e-3
-    # ... and the steps moved the model enough that stale weights would show: the check can fail.
-    assert stale["mean_logprob_gap"] >= 3 * synced["mean_logprob_gap"]
+    # ... and the steps moved the model enough that stale weights would fail that check.
+    assert stale["mean_logprob_gap"] > 10 * (2 * start["mean_logprob_gap"] + 1e-3)
     # TRL's importance-sampling correction reads this gap on every rollout (5 nats at most without the fix).
     assert probe["steps"] == 3 and max(probe["trl_logp_difference_mean"]) < 0.05

@@ -340,7 +340,9 @@ class VLLMBackend(Backend):
 
     def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
                  max_pixels: int | None = None, env: dict[str, str] | None = None, **options):
-        os.environ.update(env or {})  # vLLM reads its environment when an engine starts
+        # vLLM reads its environment while the engine lives; `close` puts back what was there.
+        self._saved_env = {name: os.environ.get(name) for name in env or {}}
+        os.environ.update(env or {})
         try:
             import vllm
         except ImportError as error:
@@ -393,6 +395,11 @@ class VLLMBackend(Backend):
 
     def close(self) -> None:
         del self.llm
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -509,7 +516,6 @@ class DataParallelBackend(Backend):
                              f"{len(gpus)} visible ({','.join(gpus)})")
         context = multiprocessing.get_context("spawn")
         threads = None if gpus else max(1, torch.get_num_threads() // engines)  # CPU engines share the cores
-        cores = [] if gpus else sorted(os.sched_getaffinity(0))
         self.engines, self.processes, self.connections = engines, [], []
         self._finalizer = weakref.finalize(self, _stop_workers, self.processes, self.connections)
         for rank in range(engines):
@@ -519,10 +525,7 @@ class DataParallelBackend(Backend):
                 target=_engine_main, name=f"ovlt-engine-{rank}", daemon=False,
                 args=(theirs, rank, backend, str(model_path), options, threads, logging.getLogger().level))
             # The child's CUDA_VISIBLE_DEVICES is fixed when it starts, before anything in it can touch CUDA.
-            # vLLM on a CPU pins its threads to cores (by default all on the first): each engine its own share.
-            own_cores = ",".join(map(str, cores[rank * len(cores) // engines:(rank + 1) * len(cores) // engines]))
-            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices,
-                                           **({"VLLM_CPU_OMP_THREADS_BIND": own_cores} if own_cores else {})):
+            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices):
                 process.start()
             theirs.close()
             self.processes.append(process)

@@ -87,6 +87,11 @@ class TinyDims(Section):
         return self
 
 
+# vllm.LLM arguments that ovlt sets from other keys (ovlt.engines.generation.vllm_arguments), so never engine_options.
+SET_FOR_VLLM = frozenset({"model", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "seed",
+                          "trust_remote_code", "limit_mm_per_prompt", "mm_processor_kwargs"})
+
+
 class ModelSpec(Section):
     """One model of the study. `name` is a hub id, a local folder, or `tiny` (built locally)."""
 
@@ -127,6 +132,10 @@ class ModelSpec(Section):
             self.tiny = TinyDims()
         if (self.engine_options or self.engine_env) and self.backend != "vllm":
             raise ValueError(f"engine_options and engine_env are vLLM's, but backend is {self.backend!r}")
+        taken = sorted(set(self.engine_options) & SET_FOR_VLLM)
+        if taken:
+            raise ValueError(f"engine_options {taken} are set from other keys (the model's own, data.image_*_pixels, "
+                             "seed): give them there")
         return self
 
     @property

@@ -15,6 +15,7 @@ image tokens); with vLLM the student's `max_model_len` bounds prompt + completio
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ovlt.ground.config import GRPO, StudyConfig
 from ovlt.ground.layout import checkpoint_path
 from ovlt.scoring import answers
 from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, stage_callbacks
-from ovlt.stages.training.colocate import colocated_vllm
+from ovlt.stages.training.colocate import colocated_vllm, student_engine
 from ovlt.stages.training.common import (
     finish,
     load_training_set,
@@ -135,19 +136,20 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path, phas
     checkpoint = stage_dir / "checkpoint"
     output_dir = trainer_dir(stage_dir)
     resume_from, resume_step = resume_point(output_dir)
-    trainer = GRPOTrainer(
-        model=start,
-        reward_funcs=reward_functions(section),
-        args=args,
-        train_dataset=dataset,
-        # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
-        processing_class=processor,
-        callbacks=[
-            JsonlLogger(stage_dir / "log.jsonl"),  # first, so the log holds the steps the guard saw
-            *stage_callbacks(cfg, stage_dir),
-            zero_reward_guard(section),
-        ],
-    )
+    with student_engine(cfg.models.student) if section.use_vllm else nullcontext():
+        trainer = GRPOTrainer(
+            model=start,
+            reward_funcs=reward_functions(section),
+            args=args,
+            train_dataset=dataset,
+            # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
+            processing_class=processor,
+            callbacks=[
+                JsonlLogger(stage_dir / "log.jsonl"),  # first, so the log holds the steps the guard saw
+                *stage_callbacks(cfg, stage_dir),
+                zero_reward_guard(section),
+            ],
+        )
     colocated_vllm(trainer)  # rollouts on the trained prompt and policy (ovlt.stages.training.colocate)
     if section.freeze_vision:
         # Before train() builds the optimizer, which then holds only the language model's parameters.
