@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 import weakref
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -341,8 +341,8 @@ class VLLMBackend(Backend):
     def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
                  max_pixels: int | None = None, env: dict[str, str] | None = None, **options):
         # vLLM reads its environment while the engine lives; `close` puts back what was there.
-        self._saved_env = {name: os.environ.get(name) for name in env or {}}
-        os.environ.update(env or {})
+        self._env = ExitStack()
+        self._env.enter_context(environment(**(env or {})))
         try:
             import vllm
         except ImportError as error:
@@ -395,11 +395,7 @@ class VLLMBackend(Backend):
 
     def close(self) -> None:
         del self.llm
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._env.close()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -429,7 +425,8 @@ _SPAWN_LOCK = threading.Lock()
 
 
 @contextmanager
-def _environment(**values: str):
+def environment(**values: str):
+    """`values` in os.environ while the block runs; what was there before comes back after."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -525,7 +522,7 @@ class DataParallelBackend(Backend):
                 target=_engine_main, name=f"ovlt-engine-{rank}", daemon=False,
                 args=(theirs, rank, backend, str(model_path), options, threads, logging.getLogger().level))
             # The child's CUDA_VISIBLE_DEVICES is fixed when it starts, before anything in it can touch CUDA.
-            with _SPAWN_LOCK, _environment(CUDA_VISIBLE_DEVICES=devices):
+            with _SPAWN_LOCK, environment(CUDA_VISIBLE_DEVICES=devices):
                 process.start()
             theirs.close()
             self.processes.append(process)

@@ -2,8 +2,8 @@
 ovlt does to the engine TRL 1.16 opens, so that the policy that samples is the policy that is trained, on the prompt
 it is trained on. `student_engine(spec)` gives TRL's engine the student's `engine_options` and `engine_env` while the
 trainer is built (TRL opens it with arguments of its own only: on a CPU it compiled, and sized its KV cache from
-the machine's memory less the trainer's); `colocated_vllm(trainer)` applies the three below once it is built; each was found by the tests of
-ovlt's contract with vLLM (tests/test_vllm.py, docs/findings.md, "vLLM on CPU").
+the machine's memory less the trainer's). `colocated_vllm(trainer)` applies the three below once it is built. Each
+was found by the tests of ovlt's contract with vLLM (tests/test_vllm.py, docs/findings.md, "vLLM on CPU").
 
 1. Prompts with images reach vLLM with one placeholder per image. TRL 1.16 hands vLLM the trainer's token ids, in
    which the processor has already expanded each image's placeholder to its run of image tokens, together with the
@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from contextlib import contextmanager
+
+from ovlt.engines.generation import environment
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,13 @@ def student_engine(spec):
         return
     import trl.generation.vllm_generation as trl_vllm
 
-    saved_llm, saved_env = trl_vllm.LLM, {name: os.environ.get(name) for name in spec.engine_env}
+    saved_llm = trl_vllm.LLM
     trl_vllm.LLM = functools.partial(saved_llm, **spec.engine_options)
-    os.environ.update(spec.engine_env)
     try:
-        yield
+        with environment(**spec.engine_env):
+            yield
     finally:
         trl_vllm.LLM = saved_llm
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class MisalignedRollout(RuntimeError):
