@@ -62,6 +62,8 @@ BAD = [
     ("rotary sections", lambda r: r["models"]["student"]["tiny"].update(mrope_section=[8, 8, 8]),
      "models.student.tiny"),
     ("unknown protocol", lambda r: r["evaluation"]["benchmarks"][0].update(protocol="lenient"), "evaluation.benchmarks.0.protocol"),
+    ("distill prompt without the caption", lambda r: r.setdefault("distill", {}).update(prompt="Q: {question}"),
+     "distill.prompt: Value error, the distill prompt must hold each of {caption}, {question} once; {caption}"),
 ]
 
 

@@ -11,6 +11,7 @@ from test_teachers import add_checkpoint, make_run, tiny_checkpoint, tiny_config
 from ovlt.ground.artifacts import load_dataset_dir
 from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS
 from ovlt.ground.procedural import generate
+from ovlt.scoring.answers import well_formed
 from ovlt.stages import curation, teachers
 
 MARKERS = DEFAULT_REFLECTION_MARKERS
@@ -226,7 +227,7 @@ def test_select_keeps_one_correct_chain_per_problem_and_records_pass_at_k(teache
     problems = {r["id"]: r for r in generate(200, 0, "train").remove_columns("image")}
     for row in selected:
         p = problems[row["id"]]
-        assert teachers.to_think_answer(row["chain"]) and row["n_correct"] >= 1
+        assert well_formed(row["chain"]) and row["n_correct"] >= 1
         assert curation.score(row["chain"], p["answer"], p["answer_type"], p["choices"], p["precision"]).correct
     passes = manifest["pass_at_k"]["all"]
     assert passes["k"] == 4 and passes["problems"] == 80

@@ -18,7 +18,7 @@ from ovlt.engines.generation import (
     render_prompt,
     vllm_arguments,
 )
-from ovlt.ground.config import ModelSpec, load_config
+from ovlt.ground.config import R1_DISTILL_PROMPT, ModelSpec, load_config
 from ovlt.stages.teachers import distill_prompt
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -221,7 +221,8 @@ PROBLEM = {"question": "Which bar is the tallest?", "choices": ["red", "blue"], 
 
 def test_text_only_reasoner_gets_list_content_as_a_string(reasoner):
     runner = make_backend(reasoner, batch_size=2, show_progress=False)
-    chats = [distill_prompt(PROBLEM, "A bar chart: red 3, blue 5."), [{"role": "user", "content": "Hi"}]]
+    chats = [distill_prompt(R1_DISTILL_PROMPT, PROBLEM, "A bar chart: red 3, blue 5."),
+             [{"role": "user", "content": "Hi"}]]
     assert isinstance(chats[0][0]["content"], list)  # the student's chat format: a list of content parts
     with pytest.raises(TypeError, match="concatenate"):  # the template itself, as R1-Distill's, takes strings only
         runner.processor.apply_chat_template(chats[0], add_generation_prompt=True, tokenize=False)

@@ -99,9 +99,26 @@ def test_pool_mix_shortfalls_are_named_and_made_up(rehearsal):
     assert "geos" in counts["shortfall_by_source"], counts  # 5 rows cannot supply a sixth of the pool
 
 
-def test_distillation_through_the_r1_template_keeps_chains(rehearsal):
-    counts = manifest(rehearsal["run"], "distill", 1)["counts"]
+@pytest.mark.parametrize(("study", "revision"), [("rehearsal", "opens_think"), ("released", "first")])
+def test_distillation_through_each_revision_of_r1s_template_keeps_well_formed_chains(study, revision, request):
+    """The paper's rehearsal reads the reasoner under R1-Distill's current template (it opens <think>), the released
+    recipe's under its first (the reply opens it): both keep chains, and every chain in the SFT set is well formed."""
+    from ovlt.engines.models import R1_DISTILL_REVISIONS, load_processing_class
+    from ovlt.ground.artifacts import load_dataset_dir
+    from ovlt.scoring.answers import REASONER_DROPS, well_formed
+
+    done = request.getfixturevalue(study)
+    reasoner = Path(done["config"].models.reasoner.name)
+    tokenizer = load_processing_class(reasoner)
+    adds_bos = tokenizer("x").input_ids[0] == tokenizer.bos_token_id
+    assert (tokenizer.chat_template, adds_bos) == R1_DISTILL_REVISIONS[revision]
+    distilled = manifest(done["run"], "distill", 1)
+    counts = distilled["counts"]
     assert counts["out"] > 0 and counts["chains"] > 0, counts
+    assert set(counts["dropped_responses"]) <= set(REASONER_DROPS) and distilled["prompt"] == \
+        done["config"].distill.prompt
+    sft = load_dataset_dir(done["run"] / "iter1" / "filter" / "sft")
+    assert len(sft) > 0 and all(well_formed(row["completion"][0]["content"][0]["text"]) for row in sft)
 
 
 def test_every_iteration_trains_on_a_real_sft_set(rehearsal):

@@ -186,18 +186,6 @@ def test_reflections_are_inserted_at_the_configured_rate_and_correct_a_slip(prob
     assert not any(m in slipping.chain(rows[0], captioner.describe(rows[0]), 0) for m in DEFAULT_REFLECTION_MARKERS)
 
 
-@pytest.mark.parametrize(("response", "expected"), [
-    ("<think>\nA is 6, B is 8.\n</think>\n\nSo the answer is \\boxed{B}.", "<think>A is 6, B is 8.</think>\n<answer>B</answer>"),
-    ("The angles are 60 and 70.\n</think>\n\n\\boxed{50}", "<think>The angles are 60 and 70.</think>\n<answer>50</answer>"),
-    ("<think>x</think>\n<answer>12</answer>", "<think>x</think>\n<answer>12</answer>"),
-    ("", None),
-    ("<think>I am not sure.</think>\n\nI cannot tell.", None),
-    ("</think>\\boxed{4}", None),
-])
-def test_to_think_answer_converts_r1_output(response, expected):
-    assert teachers.to_think_answer(response, ["A", "B"] if "B}" in response else ()) == expected
-
-
 def test_corpus_for_tokenizer_holds_prompts_captions_and_chains(problems):
     corpus = student.corpus_for_tokenizer(problems, 8)
     assert len(corpus) == 24
@@ -285,7 +273,8 @@ def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_ch
     counts = manifest["counts"]
     assert counts["in"] == 8 and manifest["model"] == "grpo-1"
     # An untrained student rarely ends its turn within 12 tokens: those responses are cut, dropped and counted.
-    assert counts["chains"] + counts["empty_responses"] + counts["truncated"] == 8 * 2 and counts["truncated"] > 0
+    assert counts["chains"] + sum(counts["dropped_responses"].values()) + counts["truncated"] == 8 * 2
+    assert counts["truncated"] > 0
     selected = curation.select(cfg, run, 2)
     print("self-generation pass@k of the untrained tiny student:", selected["pass_at_k"]["all"])
     assert selected["verified"] and selected["pass_at_k"]["all"]["problems"] == manifest["counts"]["out"]
@@ -304,8 +293,8 @@ def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend
     teachers.caption(cfg, run, 1)
     counts = teachers.distill(cfg, run, 1)["counts"]
     assert counts["in"] == 6 and counts["in"] == counts["out"] + sum(counts["dropped"].values())
-    # Every response is accounted for: kept as a chain, empty or without an answer, or cut at max_new_tokens.
-    assert counts["chains"] + counts["empty_responses"] + counts["truncated"] == 6 * 2
+    # Every response is accounted for: kept as a chain, dropped for a named cause, or cut at max_new_tokens.
+    assert counts["chains"] + sum(counts["dropped_responses"].values()) + counts["truncated"] == 6 * 2
     # A random model does not end its turn within 8 tokens: every response is cut, none is read.
     assert counts["truncated"] == 12 and counts["dropped"] == {"truncated": 6}
     assert sum(source["truncated"] for source in counts["by_source"].values()) == 12
@@ -330,9 +319,8 @@ def test_chains_cut_at_max_new_tokens_are_dropped_and_counted_per_source(tmp_pat
                                                                          monkeypatch):
     from ovlt.engines.generation import Completion
 
-    # An R1 chain cut mid-thought: no </think>; the converter would still read "8" from its middle as the answer.
+    # An R1 chain cut mid-thought: no </think>, and "8" in its middle that an answer reader would take.
     cut = "<think>\nThe red bar is 3 and the blue bar is 5, so together 8. Wait, the question asks for the tallest"
-    assert teachers.to_think_answer(cut) is not None
     whole = "<think>\nThe blue bar is 5, the red bar 3.\n</think>\n\nThe answer is \\boxed{5}."
     backend = CannedBackend([Completion(cut, 4096, truncated=True), Completion(whole, 30, truncated=False)])
     monkeypatch.setattr(teachers, "study_backend", lambda cfg, spec, model_path=None: backend)

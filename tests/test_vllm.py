@@ -26,7 +26,10 @@ from ovlt.engines.generation import (
     render_prompt,
 )
 from ovlt.ground.config import load_config
+from ovlt.ground.hub import load_source
+from ovlt.rehearsal.build import REASONER_FOLDERS
 from ovlt.scoring import benchmarks as bench
+from ovlt.scoring.answers import reasoner_chain
 from ovlt.scoring.prompts import student_chat
 from ovlt.stages.teachers import _generated_rows, distill_prompt
 
@@ -41,11 +44,6 @@ ENGINE = {"max_model_len": STUDENT_SPEC.max_model_len, **STUDENT_SPEC.engine_opt
 @pytest.fixture(scope="module")
 def student(stand_ins) -> Path:
     return stand_ins / "models" / "Qwen2.5-VL-7B-Instruct"
-
-
-@pytest.fixture(scope="module")
-def reasoner(stand_ins) -> Path:
-    return stand_ins / "models" / "DeepSeek-R1-Distill-Qwen-14B"
 
 
 @pytest.fixture(scope="module")
@@ -119,21 +117,28 @@ def test_a_seed_gives_the_same_samples_and_the_n_samples_of_a_request_differ(eng
     assert [[c.text for c in r] for r in first] != [[c.text for c in r] for r in other]
 
 
-def test_the_text_reasoner_gets_string_content_and_one_bos(reasoner, stand_ins):
-    problem = {"question": "What is 3 + 4?", "choices": [], "answer_type": "integer", "source": "geos"}
-    chats = [distill_prompt(problem, "A chalkboard with two numbers.")]
+@pytest.mark.parametrize("revision", list(REASONER_FOLDERS))
+def test_the_text_reasoner_gets_string_content_and_one_bos(revision, stand_ins):
+    """Both revisions of R1-Distill's template: one BOS, the caption and question, vLLM's greedy reply equal to
+    transformers', and a reply that reads as a chain."""
+    reasoner = stand_ins / "models" / REASONER_FOLDERS[revision]
+    problem = next(iter(load_source("figureqa", split="train", hub_root=str(stand_ins / "hub"))))
+    chats = [distill_prompt(REHEARSAL.distill.prompt, problem, "An image.")]  # as the stand-in was taught
     runner = VLLMBackend(reasoner, env=STUDENT_SPEC.engine_env, **ENGINE)
     try:
         text = render_prompt(runner.processor, chats[0])
+        assert text.endswith("<think>\n") == (revision == "opens_think")
         tokenizer = runner.processor
         output = runner.llm.generate([{"prompt": text}], __import__("vllm").SamplingParams(max_tokens=1),
                                      use_tqdm=False)[0]
         ids = list(output.prompt_token_ids)
         assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
-        assert "What is 3 + 4?" in tokenizer.decode(ids)  # the list content reached the template as a string
-        greedy = SamplingParams(max_new_tokens=48)
+        assert problem["question"] in tokenizer.decode(ids)  # the list content reached the template as a string
+        greedy = SamplingParams(max_new_tokens=REHEARSAL.distill.sampling.max_new_tokens)
         expected = TransformersBackend(reasoner, show_progress=False).generate(chats, None, greedy)
-        assert runner.generate(chats, None, greedy)[0][0].text == expected[0][0].text
+        reply = runner.generate(chats, None, greedy)[0][0].text
+        assert reply == expected[0][0].text
+        assert reasoner_chain(reply, problem["choices"]).cause == "kept", reply  # the taught format, either revision
     finally:
         runner.close()
 

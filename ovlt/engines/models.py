@@ -379,48 +379,80 @@ def _publish(folder: Path, *parts) -> None:
 
 
 # --- a tiny text-only reasoner in the shape of DeepSeek-R1-Distill-Qwen ------------------------------------------
-# The study's reasoner is a Qwen2 causal LM whose chat template joins each message's content to its role marker as
-# a string (a list of content parts there is a TypeError) and opens the reply inside "<think>\n". The tiny one has
-# both behaviours, with its own role tokens and template (written here, not DeepSeek's), so the distill path runs
-# on CPU exactly as it will on the hub model.
+# The study's reasoner is a Qwen2 causal LM with DeepSeek-R1-Distill's tokenizer settings and its chat template, the
+# text below as its tokenizer_config.json on the hub holds it (deepseek-ai/DeepSeek-R1-Distill-Qwen-*, released
+# under the MIT License by DeepSeek). The template joins each message's content to its role marker as a string (a list of
+# content parts is a TypeError), puts any system message before the first user turn, and keeps only what follows the
+# last </think> of an assistant turn. DeepSeek revised it once: the first revision ends the generation prompt in
+# <｜Assistant｜> and its tokenizer adds no BOS; the later one ends it in <｜Assistant｜><think>\n (the reply starts
+# inside the reasoning) and its tokenizer adds BOS when it encodes, while the template writes one too. Users meet
+# both, so the rehearsal builds both (`R1_DISTILL_REVISIONS`).
 REASONER_BOS, REASONER_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
 REASONER_USER, REASONER_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
 REASONER_SPECIAL_TOKENS = [REASONER_BOS, REASONER_EOS, REASONER_USER, REASONER_ASSISTANT]
-TINY_REASONER_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'] }}"
-    "{% elif message['role'] == 'user' %}{{ '" + REASONER_USER + "' + message['content'] }}"
-    "{% elif message['role'] == 'assistant' %}{{ '" + REASONER_ASSISTANT + "' + message['content'] + eos_token }}"
-    "{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '" + REASONER_ASSISTANT + "<think>\n' }}{% endif %}"
+_R1_DISTILL_TEMPLATE = (
+    "{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}"
+    "{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='') %}"
+    "{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}"
+    "{%- endif %}{%- endfor %}{{bos_token}}{{ns.system_prompt}}"
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}"
+    "{{'<｜User｜>' + message['content']}}{%- endif %}"
+    "{%- if message['role'] == 'assistant' and message['content'] is none %}{%- set ns.is_tool = false -%}"
+    "{%- for tool in message['tool_calls']%}{%- if not ns.is_first %}"
+    "{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + "
+    "tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + "
+    "'<｜tool▁call▁end｜>'}}{%- set ns.is_first = true -%}{%- else %}"
+    "{{'\\n' + '<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\\n' + "
+    "'```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}"
+    "{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}{%- endif %}{%- endfor %}{%- endif %}"
+    "{%- if message['role'] == 'assistant' and message['content'] is not none %}{%- if ns.is_tool %}"
+    "{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}{%- set ns.is_tool = false -%}"
+    "{%- else %}{% set content = message['content'] %}{% if '</think>' in content %}"
+    "{% set content = content.split('</think>')[-1] %}{% endif %}"
+    "{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}{%- endif %}{%- endif %}"
+    "{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}{%- if ns.is_output_first %}"
+    "{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}"
+    "{%- set ns.is_output_first = false %}{%- else %}"
+    "{{'\\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}{%- endif %}{%- endif %}"
+    "{%- endfor -%}{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}"
+    "{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜>"
 )
+# revision -> (chat template, the tokenizer's add_bos_token)
+R1_DISTILL_REVISIONS = {
+    "first": (_R1_DISTILL_TEMPLATE + "'}}{% endif %}", False),
+    "opens_think": (_R1_DISTILL_TEMPLATE + "<think>\\n'}}{% endif %}", True),
+}
 # Heads of 32: vLLM's CPU attention takes head sizes 32, 64, 80, ... only (16 failed at the first generate).
 TINY_REASONER_DIMS = {"vocab_size": 1024, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
                       "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 4096,
                       "rope_theta": 1e4, "tie_word_embeddings": True}
-TINY_REASONER_RECIPE_VERSION = 3
+TINY_REASONER_RECIPE_VERSION = 4
 
 
-def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
-    """Build (or find cached) a tiny random-init text reasoner (Qwen2ForCausalLM, R1-Distill-like chat template and
-    special tokens) under `out_dir`; returns its folder, loadable with `load` and the generation backends.
+def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None = None,
+                        revision: str = "opens_think") -> Path:
+    """Build (or find cached) a tiny random-init text reasoner (Qwen2ForCausalLM, DeepSeek-R1-Distill's special
+    tokens, chat template and BOS setting of `revision`, a key of `R1_DISTILL_REVISIONS`) under `out_dir`; returns its
+    folder, loadable with `load` and the generation backends.
 
     The tokenizer is trained on `builtin_corpus()` plus `corpus`, as `build_tiny`'s; the folder is named by a
     fingerprint of the arguments, and a second call returns it without building.
     """
+    if revision not in R1_DISTILL_REVISIONS:
+        raise ValueError(f"unknown R1-Distill template revision {revision!r}; known: {', '.join(R1_DISTILL_REVISIONS)}")
+    template, add_bos = R1_DISTILL_REVISIONS[revision]
     texts = builtin_corpus(seed) + list(corpus or [])
     corpus_hash = hashlib.sha256("\n".join(texts).encode()).hexdigest()
     key = fingerprint({"recipe": TINY_REASONER_RECIPE_VERSION, "seed": seed, "dims": TINY_REASONER_DIMS,
-                       "template": TINY_REASONER_CHAT_TEMPLATE, "corpus": corpus_hash})
+                       "template": template, "add_bos": add_bos, "corpus": corpus_hash})
     folder = Path(out_dir) / f"reasoner-tiny-{key}"
     if (folder / "config.json").exists():
         return folder
     dims = dict(TINY_REASONER_DIMS)
     tokenizer = train_tokenizer(texts, dims.pop("vocab_size"), REASONER_SPECIAL_TOKENS, eos_token=REASONER_EOS,
                                 pad_token=REASONER_EOS, bos_token=REASONER_BOS)
-    tokenizer.chat_template = TINY_REASONER_CHAT_TEMPLATE
-    # As R1-Distill's tokenizer does, it adds BOS when it encodes, while the template writes one too.
-    tokenizer.add_bos_token = True
+    tokenizer.chat_template = template
+    tokenizer.add_bos_token = add_bos
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
     config = Qwen2Config(vocab_size=len(tokenizer), rope_parameters={"rope_type": "default",
@@ -431,8 +463,8 @@ def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str
         model = Qwen2ForCausalLM(config).eval()
     model.generation_config = GenerationConfig(**ids)
     _publish(folder, model, tokenizer)
-    log.info("built tiny reasoner (%s parameters, vocab %d): %s", f"{count_parameters(model):,}", len(tokenizer),
-             folder)
+    log.info("built tiny reasoner (%s parameters, vocab %d, R1-Distill template %s): %s",
+             f"{count_parameters(model):,}", len(tokenizer), revision, folder)
     return folder
 
 

@@ -236,8 +236,29 @@ class Caption(Section):
     sampling: Sampling = Field(default_factory=lambda: Sampling(max_new_tokens=512))
 
 
+# DeepSeek's usage notes for the R1 distills: no system prompt, and for math "Please reason step by step, and put your
+# final answer within \boxed{}." ovlt writes the student's tags itself (`reasoner_chain`); the paper's prompt is not
+# released (docs/recipes.md).
+R1_DISTILL_PROMPT = (
+    "You cannot see the image; here is a description of it.\nImage description: {caption}\n\n{question}\n"
+    "Please reason step by step, and put your final answer within \\boxed{}."
+)
+DISTILL_PROMPT_FIELDS = ("{caption}", "{question}")
+
+
 class Distill(Section):
+    # The reasoner's one user turn: {caption} and {question} (with lettered options) are filled in.
+    prompt: str = R1_DISTILL_PROMPT
     sampling: Sampling = Field(default_factory=lambda: Sampling(n=4, temperature=0.6, top_p=0.95, max_new_tokens=4096))
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_fields(cls, prompt: str) -> str:
+        missing = [f for f in DISTILL_PROMPT_FIELDS if prompt.count(f) != 1]
+        if missing:
+            raise ValueError(f"the distill prompt must hold each of {', '.join(DISTILL_PROMPT_FIELDS)} once; "
+                             f"{', '.join(missing)} is not there once")
+        return prompt
 
 
 class Select(Section):

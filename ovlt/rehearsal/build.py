@@ -5,8 +5,9 @@ config with only what a CPU cannot hold swapped) runs the paper-scale code path 
 - `hub/`: local folders laid out as the hub data set repositories the paper config reads (`ovlt.rehearsal.local_hub`),
   which the config's `data.hub_root` points the real loaders at;
 - `models/<hub name>`: tiny random-init models of the paper's architectures, saved in Hugging Face format under
-  their hub names: Qwen2.5-VL for captioner and student, a Qwen2 text-only reasoner whose chat template behaves
-  like DeepSeek-R1-Distill's (`ovlt.engines.models.build_tiny_reasoner`).
+  their hub names: Qwen2.5-VL for captioner and student, a Qwen2 text-only reasoner with DeepSeek-R1-Distill's own
+  chat template and tokenizer flags (`ovlt.engines.models.build_tiny_reasoner`), in its current revision (the
+  template opens `<think>`) and, as `<hub name>-first-template`, its first (the reply opens it).
 
 Random weights never end a reply or write an answer tag, so every chain would be dropped and the loop would stop
 at its first SFT set: the reasoner and the student are first taught the output FORMAT alone with TRL's SFTTrainer
@@ -29,7 +30,7 @@ import datasets
 
 from ovlt.engines import models
 from ovlt.engines.generation import render_prompt
-from ovlt.ground.config import PAPER_CAPTION_PROMPT
+from ovlt.ground.config import PAPER_CAPTION_PROMPT, R1_DISTILL_PROMPT
 from ovlt.ground.hub import load_source
 from ovlt.rehearsal.local_hub import write_hub
 from ovlt.scoring.answers import chain_text
@@ -39,6 +40,8 @@ from ovlt.stages.teachers import distill_prompt
 log = logging.getLogger(__name__)
 
 CAPTIONER, REASONER, STUDENT = "Qwen2.5-VL-3B-Instruct", "DeepSeek-R1-Distill-Qwen-14B", "Qwen2.5-VL-7B-Instruct"
+# R1-Distill's template revisions -> the stand-in's folder name (configs/rehearsal-released.yaml reads the first)
+REASONER_FOLDERS = {"opens_think": REASONER, "first": f"{REASONER}-first-template"}
 SOURCES = ("figureqa", "geos", "geometry3k", "tabmwp", "vizwiz", "ai2d")
 # Small enough to train on two cores in seconds, large enough to learn a fixed format.
 DIMS = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -66,9 +69,10 @@ def student_chain(answer: str) -> str:
     return chain_text(f"I read the image and the question. So the answer is {answer}.", answer)
 
 
-def reasoner_reply(answer: str) -> str:
-    """The rest of an R1-style reply after the `<think>` its chat template opens."""
-    return f"The description and the question are read. So the answer is {answer}.\n</think>\n\nThe answer is \\boxed{{{answer}}}."
+def reasoner_reply(answer: str, opened: bool = True) -> str:
+    """An R1-style reply; `opened`: its chat template opened the `<think>` (else the reply opens it)."""
+    reply = f"The description and the question are read. So the answer is {answer}.\n</think>\n\nThe answer is \\boxed{{{answer}}}."
+    return reply if opened else f"<think>\n{reply}"
 
 
 def _problems(hub_root: Path) -> list[dict]:
@@ -110,14 +114,15 @@ def build(root: str | Path, seed: int = 0) -> dict:
     rng = random.Random(seed)
     answers = [_answer(p, rng) for p in problems]
     student_texts = [student_text(p) for p in problems]
-    reasoner_prompts = [distill_prompt(p, "An image.") for p in problems]
+    reasoner_prompts = [distill_prompt(R1_DISTILL_PROMPT, p, "An image.") for p in problems]
     corpus = student_texts + [student_chain(a) for a in answers] + [reasoner_reply(a) for a in answers] + [
         PAPER_CAPTION_PROMPT, CAPTION]
     out = root / "models"
     with tempfile.TemporaryDirectory() as scratch:
         captioner = _place(models.build_tiny(scratch, seed=seed, corpus=corpus, **DIMS), out / CAPTIONER)
         student = _place(models.build_tiny(scratch, seed=seed + 1, corpus=corpus, **DIMS), out / STUDENT)
-        reasoner = _place(models.build_tiny_reasoner(scratch, seed=seed, corpus=corpus), out / REASONER)
+        reasoners = [_place(models.build_tiny_reasoner(scratch, seed=seed, corpus=corpus, revision=revision),
+                            out / folder) for revision, folder in REASONER_FOLDERS.items()]
 
     images = [[p["image"].convert("RGB")] for p in problems]
     for folder, prompts, replies in ((student, [student_chat(t) for t in student_texts], map(student_chain, answers)),
@@ -129,12 +134,15 @@ def build(root: str | Path, seed: int = 0) -> dict:
         processor.save_pretrained(str(folder))
         processor.image_processor.save_pretrained(str(folder))
 
-    tokenizer = models.load_processing_class(reasoner)
-    _teach_format(reasoner, datasets.Dataset.from_dict({
-        "prompt": [render_prompt(tokenizer, chat) for chat in reasoner_prompts],
-        "completion": [reasoner_reply(a) + tokenizer.eos_token for a in answers]}), tokenizer)
-    tokenizer.save_pretrained(str(reasoner))
-    written = {"hub": hub_counts, "models": [str(p) for p in (captioner, reasoner, student)],
+    for reasoner in reasoners:
+        tokenizer = models.load_processing_class(reasoner)
+        prompts = [render_prompt(tokenizer, chat) for chat in reasoner_prompts]
+        opened = prompts[0].endswith("<think>\n")
+        _teach_format(reasoner, datasets.Dataset.from_dict({
+            "prompt": prompts, "completion": [reasoner_reply(a, opened) + tokenizer.eos_token for a in answers]}),
+            tokenizer)
+        tokenizer.save_pretrained(str(reasoner))
+    written = {"hub": hub_counts, "models": [str(p) for p in (captioner, *reasoners, student)],
                "format_examples": len(problems)}
     log.info("rehearsal written under %s: %s", root, written)
     return written

@@ -2,9 +2,10 @@
 
 - `select` scores every chain with the one scorer (`ovlt.scoring.answers.score`) and keeps one chain per problem by
   `cfg.select.rule` (the paper's: the shortest correct one, by words). It records pass@1 and pass@k per
-  source. Self-generated chains (iteration 2 on) must also be well formed and consistent with their own
-  answer (a weak model guesses right often), and no source may exceed its cap on the kept set's share
-  (`cfg.self_generate.max_share`; docs/ARCHITECTURE.md).
+  source. A kept chain is well formed in every iteration; self-generated chains (iteration 2 on) must also be
+  consistent with their own answer (a weak model guesses right often), and no source may exceed its cap on the
+  kept set's share (`cfg.self_generate.max_share`; docs/ARCHITECTURE.md). The filter checks the form again after
+  its cut, so no malformed chain reaches an SFT set.
 - `filter_reflections` applies `cfg.filter.rule`: cut each chain at its first reflection marker and keep the
   final answer (the paper's), or drop chains over `max_words` words; under the cut, `max_words` (when set) drops
   cut chains still longer than that. It writes the SFT set in TRL's vision
@@ -205,16 +206,18 @@ SELECTED_FEATURES = datasets.Features({
 
 def judge_chains(cfg: StudyConfig, iteration: int, item: dict, problem: dict) -> dict:
     """One problem's chains scored and one kept by cfg.select.rule: a select row with its status ("out",
-    "no_correct_chain", "not_verified") and its chain counts. Self-generated chains (iteration 2 on) must also be
-    well formed and consistent with their own answer."""
-    verify = iteration > 1
+    "no_correct_chain", "not_well_formed", "not_verified") and its chain counts. A kept chain is correct and well
+    formed in every iteration (an SFT set teaches the format); self-generated ones (iteration 2 on) must also be
+    consistent with their own answer."""
     chains = item["chains"]
     correct = [score(c, problem["answer"], problem["answer_type"], problem["choices"], problem["precision"]).correct
                for c in chains]
-    ok = [good and well_formed(c) and is_consistent(c, problem) for c, good in zip(chains, correct, strict=True)] \
-        if verify else correct
+    formed = [good and well_formed(c) for c, good in zip(chains, correct, strict=True)]
+    ok = [good and is_consistent(c, problem) for c, good in zip(chains, formed, strict=True)] if iteration > 1 \
+        else formed
     index = choose(chains, ok, cfg.select.rule, random.Random(f"select-{cfg.seed}-{item['id']}"))
-    status = "out" if index is not None else "no_correct_chain" if not any(correct) else "not_verified"
+    status = "out" if index is not None else "no_correct_chain" if not any(correct) else \
+        "not_well_formed" if not any(formed) else "not_verified"
     chain = chains[index] if index is not None else ""
     return {"id": item["id"], "source": item["source"], "chain": chain, "status": status,
             "n_chains": len(correct), "n_correct": sum(correct), "verified": sum(ok),
@@ -385,14 +388,16 @@ def _student_tokenizer(cfg: StudyConfig, run: Run):
 
 
 def filter_chain(chain: str, cfg: StudyConfig) -> tuple[str | None, str, str]:
-    """(the chain cfg.filter keeps, or None; the text cut away; status "out", "empty_after_cut" or
-    "over_max_words"). Under `cut_reflections`, `max_words` (when set) applies to the cut chain."""
+    """(the chain cfg.filter keeps, or None; the text cut away; status "out", "empty_after_cut", "over_max_words" or
+    "not_well_formed"). Under `cut_reflections`, `max_words` (when set) applies to the cut chain."""
     kept, removed, status = chain, "", "out"
     if cfg.filter.rule == "cut_reflections":
         kept, removed = cut_reflections(chain, cfg.filter.markers)
         status = "out" if kept else "empty_after_cut"
     if kept and cfg.filter.rule != "none" and cfg.filter.max_words is not None and words(kept) > cfg.filter.max_words:
         kept, status = None, "over_max_words"
+    if kept and not well_formed(kept):  # an SFT set teaches the format: no chain reaches it malformed
+        kept, status = None, "not_well_formed"
     return kept, removed, status
 
 

@@ -90,15 +90,18 @@ class Tally:
         return {"in": counter["in"], "out": counter["out"], "dropped": dropped}
 
     def as_dict(self, **extra_by_source: dict) -> dict:
+        """The counts, with each extra count ({source: n}, or {source: {cause: n}}) per source and summed."""
         total = sum(self.rows.values(), Counter())
+        nested = {key for key, values in extra_by_source.items() if any(isinstance(v, dict) for v in values.values())}
         by_source = {}
         for source in sorted(self.rows):
             by_source[source] = self._one(self.rows[source])
             for key, values in extra_by_source.items():
-                by_source[source][key] = values.get(source, 0)
+                by_source[source][key] = values.get(source, {} if key in nested else 0)
         out = self._one(total)
         for key, values in extra_by_source.items():
-            out[key] = sum(values.values())
+            out[key] = dict(sorted(sum(map(Counter, values.values()), Counter()).items())) if key in nested \
+                else sum(values.values())
         return {**out, "by_source": by_source}
 
 

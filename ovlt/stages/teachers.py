@@ -9,9 +9,10 @@ Each stage reads and writes `datasets` folders through the run artifacts, writes
 (a killed stage resumes after the last complete shard) and records counts in its manifest in one shape:
 `{"in", "out", "dropped": {reason: n}, "by_source": {source: {...same...}}}` with in = out + sum(dropped).
 An unreadable image, an empty response or a problem without a gold answer is counted, logged with its id and
-skipped. Distill and self-generate also count, in total and per source, the chains kept, the responses that were
-empty or held no answer (`empty_responses`) and those cut at max_new_tokens (`truncated`): an unfinished chain is
-dropped unread, since an answer taken from it would come from the middle of its reasoning.
+skipped. Distill and self-generate also count, in total and per source, the chains kept, the finished responses
+dropped and repaired by cause (`dropped_responses`, `repaired_responses`: `ovlt.scoring.answers.reasoner_chain` names
+the causes) and those cut at max_new_tokens (`truncated`): an unfinished chain is dropped unread, since an answer
+taken from it would come from the middle of its reasoning.
 
 Backends: `transformers` and `vllm` go through `ovlt.engines.generation`; `scripted` teachers work on the procedural
 data only (they read the problem's `scene`). They are imperfect the way the paper's are: the captioner
@@ -25,7 +26,7 @@ concluding sentence, then the answer, with optional restatements (verbosity) and
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from contextlib import nullcontext
 
 import datasets
@@ -35,7 +36,8 @@ from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
 from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.ground.config import ModelSpec, StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
-from ovlt.scoring.answers import chain_text, extract, split_reasoning
+from ovlt.ground.schema import format_question
+from ovlt.scoring.answers import ReasonerChain, reasoner_chain
 from ovlt.scoring.prompts import student_chat, student_text
 from ovlt.stages.curation import sft_target_met
 from ovlt.stages.registry import Outcome, stage
@@ -53,30 +55,6 @@ CAPTIONS_FEATURES = datasets.Features({
     "source": datasets.Value("string"),
     "caption": datasets.Value("string"),
 })
-
-
-# --------------------------------------------------------------------------------------------------------
-# reasoner output -> <think>...</think><answer>...</answer>
-
-
-def to_think_answer(text: str, choices=()) -> str | None:
-    """A reasoner's response in the think/answer format, or None when it holds no answer.
-
-    The reasoner's own think section is kept. DeepSeek-R1-distill writes "<think>\\n...\\n</think>\\n\\nfinal
-    text with \\boxed{}" (its chat template often opens <think> in the prompt, so the response may start
-    inside it): the think part stays, the final answer (boxed, or found by `ovlt.scoring.answers.extract`) goes
-    into <answer>. A response already in the target format comes back as it is, trimmed. A response that
-    declines to answer counts as holding none.
-    """
-    text = (text or "").strip()
-    if not text:
-        return None
-    think, rest = split_reasoning(text)
-    found = extract(rest, choices)
-    think = think.strip()
-    if not think or found.rule in ("none", "refusal") or not found.text.strip():  # declining teaches nothing
-        return None
-    return chain_text(think, found.text.strip())
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -133,29 +111,36 @@ def caption(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     return Outcome(tally.as_dict(), {"teacher": _scripted_note(spec, "captioner"), "skipped": skipped})
 
 
-DISTILL_INSTRUCTION = "You cannot see the image; here is a description of it."
-
-
-def distill_prompt(problem: dict, caption_text: str) -> list[dict]:
-    """The text-only reasoner's chat: the caption, then the student's question and think/answer instruction."""
-    text = f"{DISTILL_INSTRUCTION}\nImage description: {caption_text}\n\n{student_text(problem)}"
+def distill_prompt(template: str, problem: dict, caption_text: str) -> list[dict]:
+    """The text-only reasoner's chat: `template` (cfg.distill.prompt) with the caption and the question filled in."""
+    text = template.replace("{caption}", caption_text).replace("{question}", format_question(problem))
     return student_chat(text, with_image=False)
+
+
+def _read_response(text: str, choices, convert: bool) -> ReasonerChain:
+    if convert:
+        return reasoner_chain(text, choices)
+    text = (text or "").strip()
+    return ReasonerChain(text or None, "kept" if text else "empty_response")
 
 
 def _chains_rows(batch: list[dict], responses: list[list[str]], convert: bool, truncated: list[int]) -> list[dict]:
     """One row per problem from its finished responses and its count of responses cut at max_new_tokens (dropped
-    unread: an answer taken from an unfinished chain comes from the middle of its reasoning). "empty" counts the
-    finished responses that were empty or held no answer."""
+    unread: an answer taken from an unfinished chain comes from the middle of its reasoning). With `convert`, a
+    reasoner's response becomes a chain by `reasoner_chain`; otherwise (the student's own) it is kept as written.
+    "drops" and "repairs" count the finished responses by cause."""
     out = []
     for row, texts, cut in zip(batch, responses, truncated, strict=True):
-        chains = [to_think_answer(t, row["choices"]) if convert else (t or "").strip() for t in texts]
-        chains = [c for c in chains if c]
+        read = [_read_response(t, row["choices"], convert) for t in texts]
+        chains = [r.chain for r in read if r.chain]
+        drops = Counter(r.cause for r in read if not r.chain)
+        repairs = Counter(r.cause for r in read if r.chain and r.cause != "kept")
         if not chains:
-            log.warning("problem %s: no usable response (%d of %d cut at max_new_tokens, the rest empty or without an "
-                        "answer): skipped", row["id"], cut, cut + len(texts))
+            log.warning("problem %s: no usable response (%d of %d cut at max_new_tokens; the rest: %s): skipped",
+                        row["id"], cut, cut + len(texts), dict(drops) or "none")
         status = "out" if chains else "truncated" if cut and not texts else "empty_response"
         out.append({"id": row["id"], "source": row["source"], "chains": chains, "status": status,
-                    "empty": len(texts) - len(chains), "truncated": cut})
+                    "drops": dict(drops), "repairs": dict(repairs), "truncated": cut})
     return out
 
 
@@ -170,8 +155,8 @@ def _draw_chains(cfg: StudyConfig, st: Stage, iteration: int, rows: list[dict], 
     problem left undrawn is a row with status "not_drawn"."""
     done = run_sharded(st, rows, size, work, st.name, sft_target_met(cfg, iteration, {r["id"]: r for r in rows}))
     drawn = {r["id"] for r in done}
-    return done + [{"id": r["id"], "source": r["source"], "chains": [], "status": "not_drawn", "empty": 0,
-                    "truncated": 0} for r in rows if r["id"] not in drawn]
+    return done + [{"id": r["id"], "source": r["source"], "chains": [], "status": "not_drawn", "drops": {},
+                    "repairs": {}, "truncated": 0} for r in rows if r["id"] not in drawn]
 
 
 def _chains_outcome(st: Stage, done: list[dict], extra: dict) -> Outcome:
@@ -179,17 +164,25 @@ def _chains_outcome(st: Stage, done: list[dict], extra: dict) -> Outcome:
     tally.extend(done)
     kept = [r for r in done if r["status"] == "out"]
     save_dataset(rows_to_dataset(kept, CHAINS_FEATURES), st.dir / "chains")
-    chains, empty, truncated = Counter(), Counter(), Counter()
+    chains, truncated = Counter(), Counter()
+    drops, repairs = defaultdict(Counter), defaultdict(Counter)
     for r in done:
         chains[r["source"]] += len(r["chains"])
-        empty[r["source"]] += r["empty"]
         truncated[r["source"]] += r["truncated"]
+        drops[r["source"]].update(r["drops"])
+        repairs[r["source"]].update(r["repairs"])
     skipped = [{"id": r["id"], "reason": r["status"]} for r in done if r["status"] != "out"]
-    counts = tally.as_dict(chains=dict(chains), empty_responses=dict(empty), truncated=dict(truncated))
+    counts = tally.as_dict(chains=dict(chains), truncated=dict(truncated),
+                           dropped_responses={s: dict(c) for s, c in drops.items()},
+                           repaired_responses={s: dict(c) for s, c in repairs.items()})
+    responses = counts["chains"] + sum(counts["dropped_responses"].values()) + counts["truncated"]
     if counts["truncated"]:
-        responses = counts["chains"] + counts["empty_responses"] + counts["truncated"]
         log.warning("%s: %d of %d responses cut at max_new_tokens (%d) and dropped; by source: %s", st.label,
                     counts["truncated"], responses, extra["max_new_tokens"], dict(sorted(truncated.items())))
+    for what, by_cause in (("dropped", counts["dropped_responses"]), ("repaired", counts["repaired_responses"])):
+        if by_cause:
+            log.info("%s: %s %d of %d responses: %s", st.label, what, sum(by_cause.values()), responses,
+                     dict(sorted(by_cause.items())))
     return Outcome(counts, {**extra, "skipped": skipped})
 
 
@@ -209,10 +202,11 @@ def distill(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
         else:
             params = sampling_from(sampling, cfg.seed)
             work = lambda batch: _generated_rows(batch, backend.generate(  # noqa: E731
-                [distill_prompt(r, r["caption"]) for r in batch], None, params), convert=True)
+                [distill_prompt(cfg.distill.prompt, r, r["caption"]) for r in batch], None, params), convert=True)
         done = _draw_chains(cfg, st, iteration, rows, shard_size(spec, backend), work)
     return _chains_outcome(st, done, {"teacher": _scripted_note(spec, "reasoner"), "k": sampling.n,
-                                      "max_new_tokens": sampling.max_new_tokens})
+                                      "max_new_tokens": sampling.max_new_tokens,
+                                      **({} if spec.backend == "scripted" else {"prompt": cfg.distill.prompt})})
 
 
 @stage("self_generate")
