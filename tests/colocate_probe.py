@@ -118,7 +118,7 @@ def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
         "precision": [None] * 5})
     args = GRPOConfig(
         output_dir=os.path.join(os.path.dirname(out), "grpo"), use_cpu=True, bf16=False, max_steps=STEPS,
-        learning_rate=1e-3, per_device_train_batch_size=4, num_generations=2, max_completion_length=24,
+        learning_rate=1e-3, per_device_train_batch_size=4, num_generations=4, max_completion_length=48,
         temperature=1.0, beta=0.0, logging_steps=1, save_strategy="no", report_to="none", seed=0,
         use_vllm=True, vllm_mode="colocate", vllm_max_model_length=STUDENT.max_model_len,
         model_init_kwargs={"dtype": "float32"})

@@ -103,6 +103,15 @@ def test_gpu_hours_follow_the_volumes_and_the_model_sizes():
     assert throughput("tiny") is None and throughput("Qwen/Qwen2.5-VL-72B-Instruct") is None
 
 
+def test_the_qwen3_vl_config_is_planned_with_its_students_size_and_image_tokens():
+    paper = {p.ref.label: p for p in plan(load_config(PAPER))}
+    today = {p.ref.label: p for p in plan(load_config(REPO / "configs/qwen3vl-8b.yaml"))}
+    assert throughput("Qwen/Qwen3-VL-8B-Instruct") is THROUGHPUT["8B"]
+    # the same SFT volume, more parameters per token and fewer image tokens (256 of 32x32 px against 334 of 28x28)
+    assert today["iter1/sft"].gpu_hours > paper["iter1/sft"].gpu_hours
+    assert today["iter1/distill"].gpu_hours == paper["iter1/distill"].gpu_hours  # the paper's reasoner, unchanged
+
+
 def test_tiny_config_prints_no_gpu_hours():
     cfg = load_config(REPO / "configs/tiny.yaml")
     assert all(p.gpu_hours is None for p in plan(cfg))

@@ -9,6 +9,8 @@ tags it restates them; it names or drafts tags while reasoning; it skips the rea
 languages.
 """
 
+from pathlib import Path
+
 import pytest
 from test_teachers import make_run, tiny_config
 
@@ -127,6 +129,19 @@ def test_the_distill_prompt_under_each_revision_of_r1s_template(reasoners, revis
              {"role": "system", "content": "S"}]
     assert tokenizer.apply_chat_template(turns, tokenize=False) == \
         f"{models.REASONER_BOS}S{models.REASONER_USER}Q{models.REASONER_ASSISTANT}\n\nA{models.REASONER_EOS}"
+
+
+def test_the_current_revision_is_the_one_trl_stores_as_r1_distills_original():
+    """TRL keeps each model's original template to recognise it; R1-Distill's (trl/chat_templates) is the current
+    revision, byte for byte; the first revision differs only in its generation prompt."""
+    import trl
+
+    stored = Path(trl.__file__).parent / "chat_templates" / "deepseek_r1_distill.jinja"
+    if not stored.exists():
+        pytest.skip(f"this TRL ({trl.__version__}) stores no deepseek_r1_distill.jinja")
+    current, first = (models.R1_DISTILL_REVISIONS[r][0] for r in ("opens_think", "first"))
+    assert current == stored.read_text()
+    assert first == current.replace("{{'<｜Assistant｜><think>\\n'}}{% endif %}", "{{'<｜Assistant｜>'}}{% endif %}")
 
 
 def test_an_unknown_revision_is_refused(tmp_path):

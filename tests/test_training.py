@@ -69,15 +69,15 @@ def make_run(root: Path, base: Path) -> Run:
     return run
 
 
-def tiny_config(sft=None, grpo=None, data=None, select_hard=None):
-    """configs/tiny.yaml with small, fast training sections."""
+def tiny_config(sft=None, grpo=None, data=None, select_hard=None, **sections):
+    """configs/tiny.yaml with small, fast training sections (and any other `sections` replaced)."""
     sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, "heldout_examples": 0,
                    **(sft or {})}
     grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
                     "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
     return load_config(REPO / "configs/tiny.yaml",
                        overrides={"sft": sft_section, "grpo": grpo_section, "data": data or {},
-                                  "select_hard": select_hard or {}})
+                                  "select_hard": select_hard or {}, **sections})
 
 
 class Crash(RuntimeError):

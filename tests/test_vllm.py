@@ -27,7 +27,7 @@ from ovlt.engines.generation import (
 )
 from ovlt.ground.config import load_config
 from ovlt.ground.hub import load_source
-from ovlt.rehearsal.build import REASONER_FOLDERS
+from ovlt.rehearsal.build import REASONER_FOLDERS, STUDENTS_OF_TODAY
 from ovlt.scoring import benchmarks as bench
 from ovlt.scoring.answers import reasoner_chain
 from ovlt.scoring.prompts import student_chat
@@ -107,6 +107,32 @@ def test_image_tokens_equal_the_trainers_under_the_pixel_bounds(engine, student,
     assert counts[-1][0] > 100  # and the photo was not shrunk below it either
 
 
+@pytest.mark.parametrize("model_type", list(STUDENTS_OF_TODAY))
+def test_todays_students_sample_on_vllm_as_on_transformers(model_type, stand_ins, items):
+    """The rehearsal row of a student of today on vLLM: image tokens equal to the trainer's processor's (a 12 MP photo
+    included) under the study's bounds, and greedy answers equal to the transformers backend's."""
+    student = stand_ins / "models" / STUDENTS_OF_TODAY[model_type]
+    chats, images = items
+    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), pixels=PIXELS, device="cpu")
+    try:
+        trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
+        cases = [(chat, image[0]) for chat, image in zip(chats[:6], images[:6], strict=True)] + [(chats[0], PHOTO)]
+        counts = [(image_tokens_in_trainer(trainer, c, i), image_tokens_in_vllm(runner.llm, runner.processor, c, i))
+                  for c, i in cases]
+        print(f"{model_type}: image tokens (trainer, vLLM):", counts)
+        merged = trainer.image_processor.patch_size * trainer.image_processor.merge_size
+        assert all(t == v for t, v in counts) and counts[-1][0] <= PIXELS[1] // merged**2
+        greedy = SamplingParams(max_new_tokens=48)
+        got = runner.generate(chats, images, greedy)
+    finally:
+        runner.close()
+    expected = TransformersBackend(student, batch_size=8, min_pixels=PIXELS[0], max_pixels=PIXELS[1],
+                                   show_progress=False).generate(chats, images, greedy)
+    same = sum(g[0].text == e[0].text for g, e in zip(got, expected, strict=True))
+    print(f"{model_type}: greedy equal on {same} of {len(chats)}")
+    assert same == len(chats)
+
+
 def test_a_seed_gives_the_same_samples_and_the_n_samples_of_a_request_differ(engine, items):
     chats, images = items[0][:6], items[1][:6]
     params = SamplingParams(n=4, temperature=1.0, top_p=0.99, max_new_tokens=24, seed=7)
@@ -168,10 +194,14 @@ def test_responses_cut_at_max_new_tokens_are_marked_and_dropped(engine, items):
     assert [(r["chains"], r["truncated"], r["status"]) for r in rows] == [([], 2, "truncated")] * len(chats)
 
 
-def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(student, tmp_path):
+@pytest.mark.parametrize("folder", ["Qwen2.5-VL-7B-Instruct", *STUDENTS_OF_TODAY.values()])
+def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(folder, stand_ins, tmp_path):
     """TRL's GRPOTrainer, vllm_mode colocate, a few steps at a high learning rate from a checkpoint saved as the SFT
     stage saves one (tests/colocate_probe.py, in a process of its own), with ovlt's `colocated_vllm` applied as the
-    grpo stage applies it."""
+    grpo stage applies it; for the paper's student and each student of today."""
+    student = stand_ins / "models" / folder
+    merged = models.load_processor(student).image_processor
+    merged = merged.patch_size * merged.merge_size
     out = tmp_path / "probe.json"
     done = subprocess.run([sys.executable, str(REPO / "tests" / "colocate_probe.py"), str(student), str(out),
                            *map(str, PIXELS)],
@@ -181,7 +211,7 @@ def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(student, tm
     # TRL opens its engine from the checkpoint's name, without ovlt's mm_processor_kwargs: the bounds saved with the
     # checkpoint's processor must size images as the trainer does, a 12 MP photo included.
     photo = probe["photo_image_tokens"]
-    assert photo["trainer"] == photo["vllm"] <= PIXELS[1] // 28**2, photo
+    assert photo["trainer"] == photo["vllm"] <= PIXELS[1] // merged**2, photo
     # TRL issue 6294: every rollout ran on the trainer's prompt, image tokens included (95 of 48 without the fix).
     assert probe["rollouts"] and all(r["trainer"] == r["vllm"] for r in probe["rollouts"]), probe["rollouts"]
     start, stale, synced = probe["start"], probe["stale"], probe["synced"]

@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ovlt.engines import models
+from ovlt.engines.architectures import apply_image_budget
 from ovlt.engines.placement import engine_count, gpus_per_engine
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,7 @@ class TransformersBackend(Backend):
         else:
             self.model, processor = models.load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         if hasattr(processor, "image_processor"):  # a text-only model's tokenizer sees no images
-            models.set_pixel_bounds(processor.image_processor, min_pixels, max_pixels)
+            apply_image_budget(self.model.config.model_type, processor.image_processor, min_pixels, max_pixels)
         self.processor = models.left_pad(processor)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size

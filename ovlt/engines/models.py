@@ -31,6 +31,7 @@ from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
     AutoModelForImageTextToText,
+    AutoProcessor,
     AutoTokenizer,
     GenerationConfig,
     PreTrainedModel,
@@ -43,13 +44,13 @@ from transformers import (
     Qwen2Tokenizer,
     Qwen2VLImageProcessorPil,
 )
-from transformers.image_utils import SizeDict
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.utils import is_torchvision_available
 
+from ovlt.engines.architectures import apply_image_budget, architecture, vision_parameters
 from ovlt.ground.artifacts import fingerprint
 from ovlt.ground.config import TinyDims
 from ovlt.ground.schema import option_letters
@@ -354,7 +355,7 @@ def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None 
     processor = OvltQwenVLProcessor(tiny_image_processor(), tokenizer, chat_template=QWEN25_VL_CHAT_TEMPLATE)
 
     # preprocessor_config.json as well, as in the hub repo: the stock processor's video processor falls back to it.
-    _publish(folder, model, processor, processor.image_processor)
+    publish(folder, model, processor, processor.image_processor)
     log.info(
         "built tiny Qwen2.5-VL (%s parameters, vocab %d) in %.1fs: %s",
         f"{count_parameters(model):,}",
@@ -365,7 +366,7 @@ def build_tiny(out_dir: str | Path, seed: int = 0, corpus: Iterable[str] | None 
     return folder
 
 
-def _publish(folder: Path, *parts) -> None:
+def publish(folder: Path, *parts) -> None:
     """`save_pretrained` every part into a temporary sibling, then rename it to `folder`, so a folder that exists
     is always complete."""
     staging = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -386,7 +387,8 @@ def _publish(folder: Path, *parts) -> None:
 # last </think> of an assistant turn. DeepSeek revised it once: the first revision ends the generation prompt in
 # <｜Assistant｜> and its tokenizer adds no BOS; the later one ends it in <｜Assistant｜><think>\n (the reply starts
 # inside the reasoning) and its tokenizer adds BOS when it encodes, while the template writes one too. Users meet
-# both, so the rehearsal builds both (`R1_DISTILL_REVISIONS`).
+# both, so the rehearsal builds both (`R1_DISTILL_REVISIONS`). The later one is byte for byte the copy TRL keeps to
+# recognise R1-Distill (trl/chat_templates/deepseek_r1_distill.jinja; tests/test_r1_chains.py).
 REASONER_BOS, REASONER_EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
 REASONER_USER, REASONER_ASSISTANT = "<｜User｜>", "<｜Assistant｜>"
 REASONER_SPECIAL_TOKENS = [REASONER_BOS, REASONER_EOS, REASONER_USER, REASONER_ASSISTANT]
@@ -462,7 +464,7 @@ def build_tiny_reasoner(out_dir: str | Path, seed: int = 0, corpus: Iterable[str
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config).eval()
     model.generation_config = GenerationConfig(**ids)
-    _publish(folder, model, tokenizer)
+    publish(folder, model, tokenizer)
     log.info("built tiny reasoner (%s parameters, vocab %d, R1-Distill template %s): %s",
              f"{count_parameters(model):,}", len(tokenizer), revision, folder)
     return folder
@@ -481,10 +483,12 @@ def load_processor(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
 ) -> ProcessorMixin:
-    """The Qwen2.5-VL processor of a local folder or hub id: the stock class where torchvision is importable,
+    """The processor of a local folder or hub id of any student architecture ovlt knows
+    (`ovlt.engines.architectures`): for Qwen2.5-VL the stock class where torchvision is importable,
     `OvltQwenVLProcessor` otherwise. Its tokenizer pads on the left (see `load`).
 
-    `min_pixels`/`max_pixels` bound every image it resizes (`set_pixel_bounds`); None keeps the saved bound.
+    `min_pixels`/`max_pixels`, the study's image budget, are put on its image processor in the architecture's own
+    terms (`apply_image_budget`); None keeps the saved setting.
     """
     folder = Path(name_or_path)
     if folder.is_dir():
@@ -495,35 +499,20 @@ def load_processor(
             )
         if not (folder / "tokenizer_config.json").exists():
             raise FileNotFoundError(f"{folder} has no tokenizer (tokenizer_config.json missing)")
-    processor_class = Qwen2_5_VLProcessor if is_torchvision_available() else OvltQwenVLProcessor
+    model_type = architecture(AutoConfig.from_pretrained(str(name_or_path),
+                                                         trust_remote_code=trust_remote_code)).model_type
+    if model_type == "qwen2_5_vl":
+        processor_class = Qwen2_5_VLProcessor if is_torchvision_available() else OvltQwenVLProcessor
+    else:
+        processor_class = AutoProcessor
     processor = processor_class.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     # from_pretrained can quietly hand back something else (e.g. just a tokenizer); check what came back.
-    if not isinstance(processor, Qwen2_5_VLProcessor) or getattr(processor, "image_processor", None) is None:
-        raise TypeError(f"{name_or_path}: expected a Qwen2.5-VL processor, got {type(processor).__name__}")
-    set_pixel_bounds(processor.image_processor, min_pixels, max_pixels)
+    if not isinstance(processor, ProcessorMixin) or getattr(processor, "image_processor", None) is None:
+        raise TypeError(f"{name_or_path}: expected the processor of a {model_type} model, got "
+                        f"{type(processor).__name__}")
+    apply_image_budget(model_type, processor.image_processor, min_pixels, max_pixels)
     left_pad(processor)
     return processor
-
-
-def set_pixel_bounds(image_processor, min_pixels: int | None = None, max_pixels: int | None = None):
-    """Resize every image to between `min_pixels` and `max_pixels` pixels (None keeps that bound as it is).
-
-    An image of max_pixels pixels is about max_pixels / 784 visual tokens (one per 28x28 merged patch): a 12 MP
-    phone photo under the checkpoint's own bound is thousands, longer than TRL's and vLLM's sequence limits.
-    The bounds go into a fresh instance-level `size` (what resizing, token counting and `save_pretrained` read):
-    the image processor's own min_pixels/max_pixels route writes into the class-level default `size` dict in
-    transformers 5.17. The instance's min_pixels/max_pixels get the same values, because `preprocess` lets them
-    override `size` and vLLM's Qwen2-VL token counting reads them.
-    """
-    if min_pixels is None and max_pixels is None:
-        return image_processor
-    low = min_pixels if min_pixels is not None else image_processor.size["shortest_edge"]
-    high = max_pixels if max_pixels is not None else image_processor.size["longest_edge"]
-    if not 0 < low <= high:
-        raise ValueError(f"image pixel bounds must satisfy 0 < min_pixels <= max_pixels, got {low} and {high}")
-    image_processor.size = SizeDict(shortest_edge=low, longest_edge=high)
-    image_processor.min_pixels, image_processor.max_pixels = low, high
-    return image_processor
 
 
 def left_pad(processor):
@@ -595,7 +584,7 @@ def load(
     """The one loader: `(model, processor)` for a local checkpoint or a hub id, in eval mode.
 
     A text-only model comes with its tokenizer in the processor's place (`load_processing_class`).
-    `min_pixels`/`max_pixels` bound the images its processor resizes (`set_pixel_bounds`).
+    `min_pixels`/`max_pixels` are the image budget its processor applies (`apply_image_budget`).
     Default dtype: bf16 on CUDA, fp32 on CPU. On CPU, attention is `sdpa_grouped_attention`.
     """
     device = torch.device(device or default_device())
@@ -612,17 +601,10 @@ def load(
     return model.eval(), processor
 
 
-def vision_modules(model: PreTrainedModel) -> torch.nn.Module:
-    """The vision tower of a Qwen2.5-VL model; its `merger` is the projector into the language model."""
-    visual = getattr(getattr(model, "model", model), "visual", None)
-    if visual is None:
-        raise TypeError(f"{type(model).__name__} has no vision tower (expected model.model.visual)")
-    return visual
-
-
 def freeze_vision(model: PreTrainedModel) -> PreTrainedModel:
-    """Freeze the vision tower and the projector (merger), as the paper's SFT does; the LLM stays trainable."""
-    for parameter in vision_modules(model).parameters():
+    """Freeze the vision encoder and its projector (the architecture's `vision` modules), as the paper's SFT does;
+    the language model stays trainable."""
+    for parameter in vision_parameters(model):
         parameter.requires_grad_(False)
     return model
 

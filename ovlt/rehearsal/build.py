@@ -7,7 +7,8 @@ config with only what a CPU cannot hold swapped) runs the paper-scale code path 
 - `models/<hub name>`: tiny random-init models of the paper's architectures, saved in Hugging Face format under
   their hub names: Qwen2.5-VL for captioner and student, a Qwen2 text-only reasoner with DeepSeek-R1-Distill's own
   chat template and tokenizer flags (`ovlt.engines.models.build_tiny_reasoner`), in its current revision (the
-  template opens `<think>`) and, as `<hub name>-first-template`, its first (the reply opens it).
+  template opens `<think>`) and, as `<hub name>-first-template`, its first (the reply opens it); and today's
+  students (`STUDENTS_OF_TODAY`: Qwen3-VL), each of its own architecture.
 
 Random weights never end a reply or write an answer tag, so every chain would be dropped and the loop would stop
 at its first SFT set: the reasoner and the student are first taught the output FORMAT alone with TRL's SFTTrainer
@@ -30,6 +31,7 @@ import datasets
 
 from ovlt.engines import models
 from ovlt.engines.generation import render_prompt
+from ovlt.engines.tiny_students import build_tiny_student
 from ovlt.ground.config import PAPER_CAPTION_PROMPT, R1_DISTILL_PROMPT
 from ovlt.ground.hub import load_source
 from ovlt.rehearsal.local_hub import write_hub
@@ -40,6 +42,8 @@ from ovlt.stages.teachers import distill_prompt
 log = logging.getLogger(__name__)
 
 CAPTIONER, REASONER, STUDENT = "Qwen2.5-VL-3B-Instruct", "DeepSeek-R1-Distill-Qwen-14B", "Qwen2.5-VL-7B-Instruct"
+# Today's students, each a tiny model of its own architecture taught the student's format (ovlt.engines.tiny_students)
+STUDENTS_OF_TODAY = {"qwen3_vl": "Qwen3-VL-8B-Instruct"}
 # R1-Distill's template revisions -> the stand-in's folder name (configs/rehearsal-released.yaml reads the first)
 REASONER_FOLDERS = {"opens_think": REASONER, "first": f"{REASONER}-first-template"}
 SOURCES = ("figureqa", "geos", "geometry3k", "tabmwp", "vizwiz", "ai2d")
@@ -123,11 +127,14 @@ def build(root: str | Path, seed: int = 0) -> dict:
         student = _place(models.build_tiny(scratch, seed=seed + 1, corpus=corpus, **DIMS), out / STUDENT)
         reasoners = [_place(models.build_tiny_reasoner(scratch, seed=seed, corpus=corpus, revision=revision),
                             out / folder) for revision, folder in REASONER_FOLDERS.items()]
+        today = [_place(build_tiny_student(scratch, model_type, seed=seed + 1, corpus=corpus), out / folder)
+                 for model_type, folder in STUDENTS_OF_TODAY.items()]
 
     images = [[p["image"].convert("RGB")] for p in problems]
-    for folder, prompts, replies in ((student, [student_chat(t) for t in student_texts], map(student_chain, answers)),
-                                     (captioner, [student_chat(PAPER_CAPTION_PROMPT)] * len(problems),
-                                      [CAPTION] * len(problems))):
+    taught = [(folder, [student_chat(t) for t in student_texts], [student_chain(a) for a in answers])
+              for folder in (student, *today)]
+    taught.append((captioner, [student_chat(PAPER_CAPTION_PROMPT)] * len(problems), [CAPTION] * len(problems)))
+    for folder, prompts, replies in taught:
         processor = models.load_processor(folder)
         _teach_format(folder, datasets.Dataset.from_dict({
             "prompt": prompts, "completion": [assistant_turn(r) for r in replies], "images": images}), processor)
@@ -142,7 +149,7 @@ def build(root: str | Path, seed: int = 0) -> dict:
             "prompt": prompts, "completion": [reasoner_reply(a, opened) + tokenizer.eos_token for a in answers]}),
             tokenizer)
         tokenizer.save_pretrained(str(reasoner))
-    written = {"hub": hub_counts, "models": [str(p) for p in (captioner, *reasoners, student)],
+    written = {"hub": hub_counts, "models": [str(p) for p in (captioner, *reasoners, student, *today)],
                "format_examples": len(problems)}
     log.info("rehearsal written under %s: %s", root, written)
     return written

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ovlt.engines.architectures import ARCHITECTURES, architecture_of_name
 from ovlt.engines.placement import engine_count, gpus_per_engine
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
@@ -33,6 +34,9 @@ THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's na
     # Qwen2.5-VL-7B (student): generate and decode assumed from public vLLM figures; train measured on one H100
     # (8,688 tokens/s) x an assumed 0.3 for ZeRO-3's all-gathers, padding and the optimizer step.
     "7B": Throughput(generate=6_000, decode=150, train=2_600),
+    # Qwen3-VL-8B (today's student), assumed: the 7B figures scaled by 7/8, the ratio of the weights read per token
+    # (decoding is memory-bound; training's flops per token grow alike).
+    "8B": Throughput(generate=5_250, decode=130, train=2_275),
     # DeepSeek-R1-Distill-Qwen-14B (reasoner, tensor_parallel_size 2), assumed: tensor parallelism gains less than
     # 2x, and 8k-token chains cap the batch the KV cache holds.
     "14B": Throughput(generate=3_500),
@@ -44,7 +48,6 @@ THROUGHPUT: dict[str, Throughput] = {  # by model size, read from the model's na
 # tokens) it writes chains of that length, ~500 of 2,048 tokens; SFT examples use the same length.
 EXPECTED_FRACTION = {"caption": 0.5, "reasoner": 0.25, "student": 0.25}
 PROMPT_TEXT_TOKENS = 128  # question, options and instruction (assumed)
-PIXELS_PER_IMAGE_TOKEN = 28 * 28  # Qwen2.5-VL: 14-pixel patches, merged 2 x 2 into one token
 GRPO_REFERENCE_FORWARD = 1.25  # beta > 0: a reference forward = 1/4 of a checkpointed forward + backward (4 passes)
 # Items per benchmark (MathVista testmini 1,000; MathVerse testmini 788 problems x 5 versions; MathVision test
 # 3,040 and testmini 304: the benchmarks' papers and cards).
@@ -83,7 +86,11 @@ def _generation_hours(samples: int, max_new_tokens: int, fraction: float, speed:
 
 
 def _example_tokens(cfg: StudyConfig, completion_tokens: float) -> float:
-    return PROMPT_TEXT_TOKENS + cfg.data.image_max_pixels / PIXELS_PER_IMAGE_TOKEN + completion_tokens
+    """Prompt text, image tokens at the pixel budget (the student's merged patch: Qwen2.5-VL's 28 x 28 pixels where
+    its architecture has none), and the completion."""
+    student = architecture_of_name(cfg.models.student.name)
+    pixels_per_token = (student and student.pixels_per_token) or ARCHITECTURES["qwen2_5_vl"].pixels_per_token
+    return PROMPT_TEXT_TOKENS + cfg.data.image_max_pixels / pixels_per_token + completion_tokens
 
 
 def sft_gpu_hours(cfg: StudyConfig, examples: int) -> float | None:

@@ -18,6 +18,7 @@ from transformers import TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import sort_checkpoints
 
+from ovlt.engines.architectures import architecture
 from ovlt.engines.models import attention_options
 from ovlt.ground.artifacts import SHARDS, atomic_write_json, load_dataset_dir
 from ovlt.ground.config import Launch, StudyConfig, TrainerSection
@@ -135,10 +136,12 @@ def load_weights(trainer, checkpoint: str) -> None:
     model's (`model.visual.*`, `model.language_model.*`): it warns and trains on from the start weights with the
     resumed optimizer (transformers issue #43701). `from_pretrained` renames the keys; its weights are copied in,
     strictly. DeepSpeed and FSDP resume weights from their own states and LoRA from its adapter, keyed as the
-    model is, so they need nothing here."""
+    model is, so they need nothing here; nor do architectures that save their own key names
+    (`ovlt.engines.architectures`, `reload_on_resume`)."""
     from peft import PeftModel
 
-    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or isinstance(trainer.model, PeftModel):
+    if trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or isinstance(trainer.model, PeftModel) or \
+            not architecture(trainer.model).reload_on_resume:
         return
     saved = type(trainer.model).from_pretrained(checkpoint, dtype=trainer.model.dtype)
     trainer.model.load_state_dict(saved.state_dict())

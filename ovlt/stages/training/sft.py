@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from transformers import AutoConfig
 from trl import SFTConfig, SFTTrainer
 
+from ovlt.engines.architectures import lora_targets
 from ovlt.engines.models import freeze_vision, load, load_processor
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
@@ -52,12 +54,13 @@ def heldout_loss_before(trainer) -> float:
     return next(row["eval_loss"] for row in trainer.state.log_history if row["step"] == 0 and "eval_loss" in row)
 
 
-def lora_config(cfg: StudyConfig):
+def lora_config(cfg: StudyConfig, model_type: str):
+    """LoRA on `sft.lora.target_modules` inside the language model only (a frozen vision tower grows no adapter)."""
     from peft import LoraConfig
 
     lora = cfg.sft.lora
     return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=lora_targets(model_type, lora.target_modules), task_type="CAUSAL_LM")
 
 
 def merge_lora(base: str, adapter_dir: Path, checkpoint: Path, cfg: StudyConfig) -> None:
@@ -90,6 +93,7 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
                                min_pixels=cfg.data.image_min_pixels, max_pixels=cfg.data.image_max_pixels)
     checkpoint = stage_dir / "checkpoint"
     lora = cfg.sft.finetune == "lora"
+    student_type = AutoConfig.from_pretrained(str(base), trust_remote_code=cfg.models.student.trust_remote_code).model_type
     output_dir = trainer_dir(stage_dir)
     resume_from, resume_step = resume_point(output_dir)
     trainer = SFTTrainer(
@@ -99,7 +103,7 @@ def train_sft(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path) -> di
         eval_dataset=heldout,
         # explicit: AutoProcessor can silently give a bare tokenizer (docs/findings.md, "Qwen2.5-VL without torchvision")
         processing_class=processor,
-        peft_config=lora_config(cfg) if lora else None,
+        peft_config=lora_config(cfg, student_type) if lora else None,
         callbacks=[JsonlLogger(stage_dir / "log.jsonl"), *stage_callbacks(cfg, stage_dir)],
     )
     if not lora and cfg.sft.freeze_vision:
