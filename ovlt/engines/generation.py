@@ -190,11 +190,12 @@ class TransformersBackend(Backend):
         self.end_ids = {token for token in ends if token is not None}
 
     def prompt_length(self, text: str, images: list[Image.Image]) -> int:
+        """Text tokens plus the image tokens the processor will expand its placeholders into (its own count, the one
+        vLLM asks for too)."""
         length = len(self.tokenizer(text).input_ids)
-        image_processor = getattr(self.processor, "image_processor", None)
-        for image in images:
-            patches = image_processor.get_number_of_image_patches(image.height, image.width)
-            length += patches // image_processor.merge_size**2
+        if images:
+            counted = self.processor._get_num_multimodal_tokens(image_sizes=[(i.height, i.width) for i in images])
+            length += sum(counted["num_image_tokens"])
         return length
 
     def generate(
@@ -238,9 +239,10 @@ class TransformersBackend(Backend):
     def _generate_batch(
         self, texts: list[str], images: list[list[Image.Image]], params: SamplingParams, seed: int | None
     ) -> list[list[Completion]]:
-        flat_images = [image for prompt_images in images for image in prompt_images]
+        # Images as a list per prompt: Gemma 3's processor checks them against the prompts one by one.
         inputs = self.processor(
-            text=texts, **({"images": flat_images} if flat_images else {}), padding=True, return_tensors="pt"
+            text=texts, **({"images": [list(i) for i in images]} if any(images) else {}), padding=True,
+            return_tensors="pt",
         ).to(self.model.device)
         sample = params.temperature > 0
         copies = decoded_per_prompt(params)

@@ -286,11 +286,13 @@ def train_tokenizer(
     eos_token: str = "<|im_end|>",
     pad_token: str = "<|endoftext|>",
     bos_token: str | None = None,
+    named_tokens: dict[str, str] | None = None,
 ) -> Qwen2Tokenizer:
     """A byte-level BPE tokenizer trained on `corpus`, with Qwen2's pre-tokenizer and `special_tokens`.
 
     Special tokens take ids 0.. in `special_tokens` order (Qwen2.5-VL's by default); digits are split one by one, as
-    in Qwen.
+    in Qwen. `named_tokens` ({attribute: token}) gives the tokenizer attributes a processor reads, e.g. Gemma 3's
+    `boi_token`; then every special token that is not eos/pad/bos must be named.
     """
     bpe = Tokenizer(BPE())
     bpe.normalizer = normalizers.NFC()
@@ -316,7 +318,7 @@ def train_tokenizer(
         eos_token=eos_token,
         pad_token=pad_token,
         **({"bos_token": bos_token} if bos_token else {}),
-        extra_special_tokens=[t for t in special_tokens if t not in named],
+        extra_special_tokens=named_tokens or [t for t in special_tokens if t not in named],
         model_max_length=TINY_DIMS["max_position_embeddings"],
     )
 

@@ -70,7 +70,46 @@ def _qwen3_vl(texts: list[str], seed: int):
     return model, processor
 
 
-BUILDERS = {"qwen3_vl": _qwen3_vl}
+GEMMA3_NAMED = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>",
+                "start_of_turn_token": "<start_of_turn>", "end_of_turn_token": "<end_of_turn>"}
+
+
+def _gemma3(texts: list[str], seed: int):
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessorPil,
+        Gemma3Processor,
+        GenerationConfig,
+    )
+
+    tokenizer = models.train_tokenizer(texts, VOCAB, ["<pad>", "<eos>", "<bos>", *GEMMA3_NAMED.values()],
+                                       eos_token="<eos>", pad_token="<pad>", bos_token="<bos>",
+                                       named_tokens=GEMMA3_NAMED)
+    # Gemma's SentencePiece vocabulary holds runs of 1 to 4 newlines as tokens; vLLM's Gemma 3 processing looks them up
+    tokenizer.add_tokens(["\n" * k for k in range(4, 0, -1)])
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<pad>", "<eos>", "<bos>", *GEMMA3_NAMED.values())}
+    ends = [ids["<eos>"], ids["<end_of_turn>"]]  # as Gemma 3's generation_config.json: a turn ends at either
+    special = {"bos_token_id": ids["<bos>"], "eos_token_id": ends, "pad_token_id": ids["<pad>"]}
+    # 64-px views of 16-px patches pooled to 2 x 2: 4 image tokens (the real one: 896 px, 256 tokens)
+    config = Gemma3Config(
+        text_config={**TEXT, "vocab_size": len(tokenizer), "sliding_window": 512, **special},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 64, "patch_size": 16},
+        mm_tokens_per_image=4, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Gemma3ForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(**special)
+    image_processor = Gemma3ImageProcessorPil(size={"height": 64, "width": 64}, image_mean=[0.5] * 3,
+                                              image_std=[0.5] * 3)
+    processor = Gemma3Processor(image_processor, tokenizer, chat_template=trl_chat_template("gemma3"),
+                                image_seq_length=4)
+    return model, processor
+
+
+BUILDERS = {"qwen3_vl": _qwen3_vl, "gemma3": _gemma3}
 
 
 def build_tiny_student(out_dir: str | Path, model_type: str, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
