@@ -48,13 +48,14 @@ ARCHITECTURES = {a.model_type: a for a in (
     Architecture("qwen3_vl", "Qwen3-VL", ("model.visual",), "model.language_model", "pixels", hub_names=r"Qwen3-VL",
                  pixels_per_token=32 * 32),
     Architecture("gemma3", "Gemma 3", ("model.vision_tower", "model.multi_modal_projector"), "model.language_model",
-                 "fixed", reload_on_resume=True),
+                 "fixed", reload_on_resume=True, hub_names=r"(?i)gemma-3"),
     Architecture("internvl", "InternVL (transformers format)", ("model.vision_tower", "model.multi_modal_projector"),
-                 "model.language_model", "tiles", reload_on_resume=True),
-    Architecture("smolvlm", "SmolVLM", ("model.vision_model", "model.connector"), "model.text_model", "tiles"),
+                 "model.language_model", "tiles", reload_on_resume=True, hub_names=r"InternVL"),
+    Architecture("smolvlm", "SmolVLM", ("model.vision_model", "model.connector"), "model.text_model", "tiles",
+                 hub_names=r"SmolVLM"),
     Architecture("llava_onevision", "LLaVA-OneVision",
                  ("model.vision_tower", "model.multi_modal_projector", "model.image_newline"), "model.language_model",
-                 "tiles", reload_on_resume=True),
+                 "tiles", reload_on_resume=True, hub_names=r"(?i)llava-onevision"),
 )}
 
 
@@ -148,6 +149,22 @@ def apply_image_budget(model_type: str, image_processor, min_pixels: int | None,
         log.warning("%s: its fewest views (%s) hold more than the budget of %d pixels: they are kept", model_type,
                     recorded, max_pixels)
     return recorded
+
+
+def processor_call_budget(model_type: str, image_processor, min_pixels: int | None, max_pixels: int | None) -> dict:
+    """The budget as keyword arguments of the processor's call, which vLLM takes as `mm_processor_kwargs` (vLLM builds
+    its own processor from the checkpoint's files, so a budget set on ours does not reach it). "pixels": the two
+    bounds. InternVL: `max_patches`; SmolVLM: `size` and `do_image_splitting`. LLaVA-OneVision's grid and Gemma 3's
+    fixed view are not call arguments: vLLM uses the checkpoint's (a checkpoint ovlt trained carries the budget)."""
+    kind = architecture(model_type).budget
+    if kind == "pixels":
+        return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    if kind == "fixed" or max_pixels is None or model_type == "llava_onevision":
+        return {}
+    recorded = apply_image_budget(model_type, image_processor, min_pixels, max_pixels)
+    if model_type == "internvl":
+        return {"max_patches": recorded["max_patches"]}
+    return {"size": {"longest_edge": recorded["longest_edge"]}, "do_image_splitting": recorded["splitting"]}
 
 
 def _internvl_tiles(image_processor, max_pixels: int) -> dict:

@@ -31,7 +31,12 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ovlt.engines import models
-from ovlt.engines.architectures import apply_image_budget
+from ovlt.engines.architectures import (
+    apply_image_budget,
+    architecture,
+    architecture_of_name,
+    processor_call_budget,
+)
 from ovlt.engines.placement import engine_count, gpus_per_engine
 
 log = logging.getLogger(__name__)
@@ -192,6 +197,8 @@ class TransformersBackend(Backend):
     def prompt_length(self, text: str, images: list[Image.Image]) -> int:
         """Text tokens plus the image tokens the processor will expand its placeholders into (its own count, the one
         vLLM asks for too)."""
+        if images and not hasattr(self.processor, "_get_num_multimodal_tokens"):  # SmolVLM's: count by processing
+            return len(self.processor(text=[text], images=[list(images)])["input_ids"][0])
         length = len(self.tokenizer(text).input_ids)
         if images:
             counted = self.processor._get_num_multimodal_tokens(image_sizes=[(i.height, i.width) for i in images])
@@ -302,11 +309,22 @@ def vllm_arguments(
 ) -> dict:
     """The keyword arguments of `vllm.LLM` for one engine (no vLLM needed to build them).
 
-    A vision model gets an image limit per prompt and the pixel bounds as `mm_processor_kwargs`: `LLM` hands them
-    to EngineArgs, and vLLM's Qwen2-VL processing passes them to the HF image processor, so vLLM resizes (and counts
-    image tokens for max_model_len) exactly as `TransformersBackend` and the trainers do.
+    A vision model gets an image limit per prompt and the image budget as `mm_processor_kwargs`, in its
+    architecture's terms (`architectures.processor_call_budget`: Qwen's pixel bounds, SmolVLM's tile grid, ...):
+    `LLM` hands them to EngineArgs, and vLLM passes them to the HF processor, so vLLM resizes (and counts image tokens
+    for max_model_len) exactly as `TransformersBackend` and the trainers do.
     """
-    bounds = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    bounds = {}
+    if is_vision and (min_pixels is not None or max_pixels is not None):
+        from transformers import AutoConfig, AutoImageProcessor
+
+        # a hub name says its architecture without the hub (`ovlt plan` and the tests build these offline)
+        named = None if Path(model_path).is_dir() else architecture_of_name(str(model_path))
+        model_type = named.model_type if named else \
+            AutoConfig.from_pretrained(str(model_path), trust_remote_code=trust_remote_code).model_type
+        image_processor = None if architecture(model_type).budget == "pixels" else \
+            AutoImageProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
+        bounds = processor_call_budget(model_type, image_processor, min_pixels, max_pixels)
     vision = {"limit_mm_per_prompt": limit_mm_per_prompt or {"image": 1},
               **({"mm_processor_kwargs": bounds} if bounds else {})} if is_vision else {}
     return {"model": str(model_path), "tensor_parallel_size": tensor_parallel_size,

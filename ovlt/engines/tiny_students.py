@@ -109,7 +109,46 @@ def _gemma3(texts: list[str], seed: int):
     return model, processor
 
 
-BUILDERS = {"qwen3_vl": _qwen3_vl, "gemma3": _gemma3}
+SMOLVLM_NAMED = {"fake_image_token": "<fake_token_around_image>", "image_token": "<image>",
+                 "global_image_token": "<global-img>", "video_token": "<video>",
+                 # the grid of a 2 x 2 split (the tiny one splits into tiles of 64 px, up to 128 px a side)
+                 **{f"row_{r}_col_{c}_token": f"<row_{r}_col_{c}>" for r in (1, 2) for c in (1, 2)}}
+
+
+def _smolvlm(texts: list[str], seed: int):
+    from transformers import (
+        GenerationConfig,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessorPil,
+        SmolVLMProcessor,
+    )
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<end_of_utterance>", *SMOLVLM_NAMED.values()]
+    tokenizer = models.train_tokenizer(texts, VOCAB, specials, eos_token="<end_of_utterance>",
+                                       pad_token="<|endoftext|>", bos_token="<|im_start|>", named_tokens=SMOLVLM_NAMED)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
+    special = {"bos_token_id": ids["<|im_start|>"], "eos_token_id": ids["<end_of_utterance>"],
+               "pad_token_id": ids["<|endoftext|>"]}
+    # 64-px tiles of 16-px patches, pixel-shuffled by 2: 4 image tokens a view (SmolVLM2: 512 px, 64 tokens)
+    config = SmolVLMConfig(
+        text_config={"model_type": "llama", **TEXT, "vocab_size": len(tokenizer), **special},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "image_size": 64, "patch_size": 16},
+        scale_factor=2, image_token_id=ids["<image>"], pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SmolVLMForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(**special)
+    image_processor = SmolVLMImageProcessorPil(max_image_size={"longest_edge": 64}, size={"longest_edge": 128},
+                                               image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = SmolVLMProcessor(image_processor, tokenizer, SmolVLMVideoProcessor(), image_seq_len=4,
+                                 chat_template=trl_chat_template("smolvlm"))
+    return model, processor
+
+
+BUILDERS = {"qwen3_vl": _qwen3_vl, "gemma3": _gemma3, "smolvlm": _smolvlm}
 
 
 def build_tiny_student(out_dir: str | Path, model_type: str, seed: int = 0, corpus: Iterable[str] | None = None) -> Path:
