@@ -127,7 +127,7 @@ def set_pixel_bounds(image_processor, min_pixels: int | None = None, max_pixels:
 def apply_image_budget(model_type: str, image_processor, min_pixels: int | None, max_pixels: int | None) -> dict:
     """Put the pixel budget on `image_processor` in its own terms; returns what was set (for the manifests).
 
-    "pixels": both bounds (`ovlt.engines.models.set_pixel_bounds`). "tiles": the most tiles of the processor's own
+    "pixels": both bounds (`set_pixel_bounds`). "tiles": the most tiles of the processor's own
     tile size whose pixels, the whole-image view included, fit in `max_pixels` (at least one view); `min_pixels`
     does not apply. "fixed": nothing to set; a budget below the one fixed view is logged, not met.
     """

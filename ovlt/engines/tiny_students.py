@@ -26,6 +26,16 @@ TEXT = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "n
         "num_key_value_heads": 2, "head_dim": 32, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6,
         "tie_word_embeddings": True}
 VOCAB = 1024
+# The SigLIP-style vision tower of Gemma 3 and SmolVLM: 64-px images of 16-px patches
+SIGLIP_VISION = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+                 "image_size": 64, "patch_size": 16}
+
+
+def _seeded(model_class, config, seed: int):
+    """`model_class(config)` with weights drawn from `seed`, without moving the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_class(config).eval()
 
 
 def trl_chat_template(name: str) -> str:
@@ -46,20 +56,17 @@ def _qwen3_vl(texts: list[str], seed: int):
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in models.SPECIAL_TOKENS}
     special = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
                "pad_token_id": ids["<|endoftext|>"]}
-    half = TEXT["head_dim"] // 2
     config = Qwen3VLConfig(
         text_config={**TEXT, "vocab_size": len(tokenizer), **special,
                      "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "mrope_interleaved": True,
-                                         "mrope_section": models.mrope_sections(2 * half)}},
+                                         "mrope_section": models.mrope_sections(TEXT["head_dim"])}},
         vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
                        "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": TEXT["hidden_size"],
                        "deepstack_visual_indexes": [0], "num_position_embeddings": 256},
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Qwen3VLForConditionalGeneration(config).eval()
+    model = _seeded(Qwen3VLForConditionalGeneration, config, seed)
     model.generation_config = models.generation_config(ids)
     # 32 px per merged patch (16-px patches, 2x2): the tiny bounds give 4 to 64 image tokens
     image_processor = models.Qwen2VLImageProcessorPil(
@@ -94,13 +101,10 @@ def _gemma3(texts: list[str], seed: int):
     # 64-px views of 16-px patches pooled to 2 x 2: 4 image tokens (the real one: 896 px, 256 tokens)
     config = Gemma3Config(
         text_config={**TEXT, "vocab_size": len(tokenizer), "sliding_window": 512, **special},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 16},
+        vision_config=SIGLIP_VISION,
         mm_tokens_per_image=4, boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
         image_token_index=ids["<image_soft_token>"])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Gemma3ForConditionalGeneration(config).eval()
+    model = _seeded(Gemma3ForConditionalGeneration, config, seed)
     model.generation_config = GenerationConfig(**special)
     image_processor = Gemma3ImageProcessorPil(size={"height": 64, "width": 64}, image_mean=[0.5] * 3,
                                               image_std=[0.5] * 3)
@@ -134,12 +138,9 @@ def _smolvlm(texts: list[str], seed: int):
     # 64-px tiles of 16-px patches, pixel-shuffled by 2: 4 image tokens a view (SmolVLM2: 512 px, 64 tokens)
     config = SmolVLMConfig(
         text_config={"model_type": "llama", **TEXT, "vocab_size": len(tokenizer), **special},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 16},
+        vision_config=SIGLIP_VISION,
         scale_factor=2, image_token_id=ids["<image>"], pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=True)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = SmolVLMForConditionalGeneration(config).eval()
+    model = _seeded(SmolVLMForConditionalGeneration, config, seed)
     model.generation_config = GenerationConfig(**special)
     image_processor = SmolVLMImageProcessorPil(max_image_size={"longest_edge": 64}, size={"longest_edge": 128},
                                                image_mean=[0.5] * 3, image_std=[0.5] * 3)
