@@ -24,6 +24,11 @@ CONFIGS = {
                                                              "mrope_interleaved": True}},
         vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
                        "patch_size": 16, "deepstack_visual_indexes": [0], "num_position_embeddings": 64}),
+    "qwen3_vl_moe": lambda: transformers.Qwen3VLMoeConfig(
+        text_config={**TEXT, "head_dim": 16, "moe_intermediate_size": 32, "num_experts": 4, "num_experts_per_tok": 2,
+                     "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True}},
+        vision_config={"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+                       "patch_size": 16, "deepstack_visual_indexes": [0], "num_position_embeddings": 64}),
     "gemma3": lambda: transformers.Gemma3Config(
         text_config={**TEXT, "head_dim": 16, "sliding_window": 32},
         vision_config={**VISION, "image_size": 64, "patch_size": 16}, mm_tokens_per_image=4),
@@ -92,6 +97,7 @@ BUDGET = 512 * 512  # the paper's image_max_pixels
 PROCESSORS = {
     "qwen2_5_vl": lambda: transformers.Qwen2VLImageProcessorPil(),
     "qwen3_vl": lambda: transformers.Qwen2VLImageProcessorPil(patch_size=16, merge_size=2),
+    "qwen3_vl_moe": lambda: transformers.Qwen2VLImageProcessorPil(patch_size=16, merge_size=2),
     "gemma3": lambda: transformers.Gemma3ImageProcessorPil(size={"height": 896, "width": 896}),
     "internvl": lambda: transformers.GotOcr2ImageProcessorPil(size={"height": 448, "width": 448},
                                                               crop_to_patches=True, max_patches=12),

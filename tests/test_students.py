@@ -1,9 +1,7 @@
 """Students of today: each architecture ovlt knows, as a tiny random-init model of the real classes
 (`ovlt.engines.tiny_students`), through the stages that touch the student: sampling, SFT (vision frozen), difficulty
 selection, GRPO with transformers rollouts, evaluation, and an SFT killed and resumed. One row per architecture,
-with its time printed; docs/students.md holds the table of what works.
-
-Rows still to build are listed in `NOT_BUILT` with what stops them; vLLM rows are in tests/test_vllm.py."""
+with its time printed; docs/students.md holds the table of what works. vLLM rows are in tests/test_vllm.py."""
 
 from __future__ import annotations
 
@@ -24,22 +22,34 @@ from ovlt.engines.models import load
 from ovlt.engines.tiny_students import BUILDERS, build_tiny_student
 from ovlt.ground.artifacts import save_dataset
 from ovlt.ground.procedural import generate
-from ovlt.scoring.prompts import student_chat
-from ovlt.stages import curation
+from ovlt.scoring.answers import chain_text, well_formed
+from ovlt.scoring.prompts import assistant_turn, student_chat
+from ovlt.stages import curation, teachers
 from ovlt.stages.evaluation import evaluate
 from ovlt.stages.train import grpo, sft
+from ovlt.stages.training.colocate import ImageExpansions, unexpanded
 
 pytestmark = pytest.mark.slow
 
 ROWS = ["qwen2_5_vl", *BUILDERS]
-NOT_BUILT = {
-    "internvl": "no tiny stand-in yet; TRL 1.16 keeps no InternVL chat template to take it from",
-    "llava_onevision": "no tiny stand-in yet; TRL 1.16 keeps no LLaVA-OneVision chat template to take it from",
-}
+REPLY_PREFIX = {"smolvlm": " "}  # "Assistant:" then a space, then the reply (measured on each template)
 
 
-def test_every_registered_architecture_has_a_row_or_says_why_not():
-    assert set(ROWS) | set(NOT_BUILT) == set(architectures.ARCHITECTURES) and not set(ROWS) & set(NOT_BUILT)
+def test_every_registered_architecture_has_a_row():
+    assert sorted(ROWS) == sorted(architectures.ARCHITECTURES)
+
+
+def test_trl_grpo_does_not_take_llava_onevisions_image_counts(tmp_path):
+    """The upstream defect `StudentGRPOTrainer` works around: LLaVA-OneVision's processor returns `batch_num_images`,
+    TRL 1.16's GRPO passes it to a method without that argument. Fails once TRL takes it (then drop the subclass)."""
+    import inspect
+
+    from trl import GRPOTrainer
+
+    model, processor = load(build_tiny_student(tmp_path, "llava_onevision"))
+    outputs = processor(images=[Image.new("RGB", (90, 60))], text=["<image>\nWhich color?"], return_tensors="pt")
+    assert "batch_num_images" in outputs
+    assert "batch_num_images" not in inspect.signature(GRPOTrainer._get_per_token_logps_and_entropies).parameters
 
 
 @pytest.fixture(scope="module", params=ROWS)
@@ -62,7 +72,24 @@ def test_the_stages_that_touch_the_student(student, tmp_path, monkeypatch):
         [student_chat("Which color is the image?")] * 2, [[image]] * 2, SamplingParams(n=2, temperature=1.0,
                                                                                        max_new_tokens=6, seed=0))
     assert [len(r) for r in out] == [2, 2] and all(1 <= c.num_tokens <= 6 for r in out for c in r)
+    # what GRPO's colocated engine is sent: the trainer's prompt ids, each image put back to its placeholder, are
+    # the chat template's text as the tokenizer alone reads it
+    if model_type != "gemma3":  # no vLLM engine opens its checkpoints (tests/test_vllm.py)
+        text = processor.apply_chat_template(student_chat("Which color?"), add_generation_prompt=True, tokenize=False)
+        expansions = ImageExpansions(processor)
+        ids = processor(text=[text], images=[image], add_special_tokens=False)["input_ids"][0]
+        assert unexpanded(list(ids), expansions([image]), expansions.placeholder) == processor.tokenizer(
+            text, add_special_tokens=False)["input_ids"]
     lap("sampling")
+
+    # the architecture's template keeps a think/answer completion as written (none of the six rewrites it; R1's and
+    # Qwen3's text templates drop the reasoning of earlier assistant turns): what SFT trains on is the chain itself,
+    # after what the template puts between its generation prompt and the reply (SmolVLM's: a space)
+    chain = chain_text("The bar is red.", "red")
+    prompt = processor.apply_chat_template(student_chat("Which color?"), add_generation_prompt=True, tokenize=False)
+    whole = processor.apply_chat_template(student_chat("Which color?") + assistant_turn(chain), tokenize=False)
+    assert whole.startswith(prompt + REPLY_PREFIX.get(model_type, "") + chain)
+    assert well_formed(REPLY_PREFIX.get(model_type, "") + chain)  # the scorer reads past it
 
     # SFT with the vision tower frozen: only the language model moves
     cfg = tiny_config(sft={"freeze_vision": True})
@@ -84,6 +111,14 @@ def test_the_stages_that_touch_the_student(student, tmp_path, monkeypatch):
     add_checkpoint(hard_run, "sft", 1, run.stage_dir("sft", 1) / "checkpoint")
     assert curation.select_hard(hard_cfg, hard_run, 1)["counts"]["out"] == 2
     lap("select_hard")
+
+    # the same model as the captioner: any of these architectures captions
+    caption_cfg = teachers_config(REPO, n_sft=4, caption={"sampling": {"max_new_tokens": 6}}, models={
+        "captioner": {"name": str(base), "backend": "transformers", "batch_size": 2}, "reasoner": {"batch_size": 2},
+        "student": {"batch_size": 4}})
+    counts = teachers.caption(caption_cfg, teachers_run(tmp_path / "caption", caption_cfg, base), 1)["counts"]
+    assert counts["in"] == 4 and counts["out"] + sum(counts["dropped"].values()) == 4
+    lap("caption")
 
     # GRPO from the SFT checkpoint, rollouts sampled by transformers
     assert grpo(cfg, run, 1)["counts"]["steps"] == 2

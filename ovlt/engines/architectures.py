@@ -45,6 +45,8 @@ class Architecture:
 ARCHITECTURES = {a.model_type: a for a in (
     Architecture("qwen2_5_vl", "Qwen2.5-VL", ("model.visual",), "model.language_model", "pixels",
                  reload_on_resume=True, hub_names=r"Qwen2\.5-VL|MiMo-VL", pixels_per_token=28 * 28),
+    Architecture("qwen3_vl_moe", "Qwen3-VL MoE", ("model.visual",), "model.language_model", "pixels",
+                 hub_names=r"Qwen3-VL-\d+B-A\d+B", pixels_per_token=32 * 32),  # before Qwen3-VL: its names match both
     Architecture("qwen3_vl", "Qwen3-VL", ("model.visual",), "model.language_model", "pixels", hub_names=r"Qwen3-VL",
                  pixels_per_token=32 * 32),
     Architecture("gemma3", "Gemma 3", ("model.vision_tower", "model.multi_modal_projector"), "model.language_model",

@@ -8,7 +8,7 @@ config with only what a CPU cannot hold swapped) runs the paper-scale code path 
   their hub names: Qwen2.5-VL for captioner and student, a Qwen2 text-only reasoner with DeepSeek-R1-Distill's own
   chat template and tokenizer flags (`ovlt.engines.models.build_tiny_reasoner`), in its current revision (the
   template opens `<think>`) and, as `<hub name>-first-template`, its first (the reply opens it); and today's
-  students (`STUDENTS_OF_TODAY`: Qwen3-VL, SmolVLM2), each of its own architecture.
+  students that vLLM runs (`STUDENTS_OF_TODAY`: Qwen3-VL, InternVL3.5, SmolVLM2), each of its own architecture.
 
 Random weights never end a reply or write an answer tag, so every chain would be dropped and the loop would stop
 at its first SFT set: the reasoner and the student are first taught the output FORMAT alone with TRL's SFTTrainer
@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 CAPTIONER, REASONER, STUDENT = "Qwen2.5-VL-3B-Instruct", "DeepSeek-R1-Distill-Qwen-14B", "Qwen2.5-VL-7B-Instruct"
 # Today's students, each a tiny model of its own architecture taught the student's format (ovlt.engines.tiny_students)
-STUDENTS_OF_TODAY = {"qwen3_vl": "Qwen3-VL-8B-Instruct", "smolvlm": "SmolVLM2-2.2B-Instruct"}
+STUDENTS_OF_TODAY = {"qwen3_vl": "Qwen3-VL-8B-Instruct", "internvl": "InternVL3_5-1B-HF",
+                     "smolvlm": "SmolVLM2-2.2B-Instruct"}
 # R1-Distill's template revisions -> the stand-in's folder name (configs/rehearsal-released.yaml reads the first)
 REASONER_FOLDERS = {"opens_think": REASONER, "first": f"{REASONER}-first-template"}
 SOURCES = ("figureqa", "geos", "geometry3k", "tabmwp", "vizwiz", "ai2d")

@@ -137,7 +137,7 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path, phas
     output_dir = trainer_dir(stage_dir)
     resume_from, resume_step = resume_point(output_dir)
     with student_engine(cfg.models.student) if section.use_vllm else nullcontext():
-        trainer = GRPOTrainer(
+        trainer = StudentGRPOTrainer(
             model=start,
             reward_funcs=reward_functions(section),
             args=args,
@@ -158,6 +158,22 @@ def train_grpo(cfg: StudyConfig, run: Run, iteration: int, stage_dir: Path, phas
     trainer.save_model(str(checkpoint))
     return finish(trainer, output, stage_dir, checkpoint, examples=len(dataset), resumed_from_step=resume_step,
                   start=str(start), vision_frozen=section.freeze_vision)
+
+
+class StudentGRPOTrainer(GRPOTrainer):
+    """TRL's GRPOTrainer, taking the images-per-prompt counts LLaVA-OneVision's processor returns.
+
+    TRL 1.16 passes every processor output but the token ids to `_get_per_token_logps_and_entropies`, which does not
+    take `batch_num_images`: LLaVA-OneVision's first rollout stops with a TypeError (tests/test_students.py shows it).
+    The model reads a missing count as one image per prompt, which every prompt of the study has; any other count
+    is refused rather than scored on the wrong tiles.
+    """
+
+    def _get_per_token_logps_and_entropies(self, *args, batch_num_images=None, **kwargs):
+        if batch_num_images is not None and any(int(n) != 1 for n in batch_num_images):
+            raise ValueError(f"GRPO prompts with {sorted({int(n) for n in batch_num_images})} images: this student's "
+                             "processor tiles multi-image prompts differently, which TRL 1.16 cannot pass on")
+        return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
 
 def zero_reward_guard(section: GRPO) -> ZeroRewardGuard:
