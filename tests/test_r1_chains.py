@@ -222,3 +222,23 @@ def test_a_malformed_chain_is_not_selected_in_iteration_1(repo):
     row = curation.judge_chains(cfg, 1, {"id": "p", "source": "s", "chains": [malformed]}, problem)
     assert row["status"] == "not_well_formed" and row["n_correct"] == 1
     assert curation.filter_chain(malformed, cfg)[2] == "not_well_formed"
+
+
+# --- Qwen3 with thinking on: a reasoner of today -----------------------------------------------------------------
+
+
+def test_qwen3s_thinking_switch_reaches_its_template_and_its_reply_reads_as_a_chain(tmp_path):
+    from ovlt.engines.tiny_students import build_tiny_qwen3_reasoner
+
+    tokenizer = models.load_processing_class(build_tiny_qwen3_reasoner(tmp_path))
+    chat = teachers.distill_prompt(R1_DISTILL_PROMPT, PROBLEM, "A bar chart: red 3, blue 5.")
+    text = chat[0]["content"][0]["text"]
+    thinking = render_prompt(tokenizer, chat, template_kwargs={"enable_thinking": True})
+    assert thinking == f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"  # the reply opens <think>
+    assert render_prompt(tokenizer, chat, template_kwargs={"enable_thinking": False}) == \
+        thinking + "<think>\n\n</think>\n\n"
+    reply = "<think>\nRed is 3, blue is 5, so blue is taller.\n</think>\n\nThe tallest bar is blue: \\boxed{B}."
+    read = reasoner_chain(reply, PROBLEM["choices"])
+    assert (read.chain, read.cause) == ("<think>Red is 3, blue is 5, so blue is taller.</think>\n<answer>B</answer>", "kept")
+    # With thinking off there is no reasoning to distill: the reply is dropped for a named cause.
+    assert reasoner_chain("The tallest bar is blue: \\boxed{B}.", PROBLEM["choices"]).cause in REASONER_DROPS

@@ -281,13 +281,20 @@ def test_self_generation_with_the_untrained_tiny_student(tmp_path, repo, tiny_ch
     assert selected["counts"]["in"] == selected["counts"]["out"] + sum(selected["counts"]["dropped"].values())
 
 
-def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend(tmp_path, repo, tiny_checkpoint):
+@pytest.mark.parametrize("family", ["r1_distill", "qwen3_thinking"])
+def test_distill_runs_through_a_tiny_text_reasoner_with_the_transformers_backend(family, tmp_path, repo,
+                                                                                  tiny_checkpoint):
+    """R1-Distill's template, and Qwen3's with thinking on (`chat_template_kwargs`, the template's own switch)."""
     from ovlt.engines.models import build_tiny_reasoner
+    from ovlt.engines.tiny_students import build_tiny_qwen3_reasoner
 
-    reasoner = build_tiny_reasoner(tmp_path / "models")
+    if family == "r1_distill":
+        reasoner, switch = build_tiny_reasoner(tmp_path / "models"), {}
+    else:
+        reasoner, switch = build_tiny_qwen3_reasoner(tmp_path / "models"), {"enable_thinking": True}
     cfg = tiny_config(repo, n_sft=6, models={"captioner": {"batch_size": 2}, "student": {"batch_size": 4},
                                              "reasoner": {"name": str(reasoner), "backend": "transformers",
-                                                          "batch_size": 4}},
+                                                          "batch_size": 4, "chat_template_kwargs": switch}},
                       distill={"sampling": {"n": 2, "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 8}})
     run = make_run(tmp_path / "run", cfg, tiny_checkpoint)
     teachers.caption(cfg, run, 1)

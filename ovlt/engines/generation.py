@@ -119,8 +119,11 @@ def check_images(prompts: list[Chat], images: list[list[Image.Image]] | None) ->
     return images
 
 
-def render_prompt(processing_class, chat: Chat, index: int = 0) -> str:
+def render_prompt(processing_class, chat: Chat, index: int = 0, template_kwargs: dict | None = None) -> str:
     """The chat as the model's prompt text: its own chat template, plus the generation prompt.
+
+    `template_kwargs` are the template's own variables (`ModelSpec.chat_template_kwargs`, e.g. Qwen3's
+    `enable_thinking`).
 
     A text-only model's processing class is its tokenizer (`models.load_processing_class`), and text-only chat
     templates (DeepSeek-R1-Distill's among them) join a message's content to its role marker as a string: list
@@ -129,7 +132,8 @@ def render_prompt(processing_class, chat: Chat, index: int = 0) -> str:
     """
     if not hasattr(processing_class, "image_processor"):
         chat = [{**message, "content": _text_content(message["content"], index)} for message in chat]
-    text = processing_class.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    text = processing_class.apply_chat_template(chat, add_generation_prompt=True, tokenize=False,
+                                                **(template_kwargs or {}))
     # Both backends tokenize this text with special tokens added. A tokenizer that adds BOS itself (R1-Distill's)
     # under a template that writes one too would give every prompt two; the tokenizer's is kept.
     tokenizer = getattr(processing_class, "tokenizer", processing_class)
@@ -176,7 +180,9 @@ class TransformersBackend(Backend):
         trust_remote_code: bool = False,
         min_pixels: int | None = None,
         max_pixels: int | None = None,
+        chat_template_kwargs: dict | None = None,
     ):
+        self.chat_template_kwargs = chat_template_kwargs or {}
         if isinstance(model, tuple):
             self.model, processor = model
         else:
@@ -213,7 +219,8 @@ class TransformersBackend(Backend):
             raise ValueError(
                 f"{type(self.model).__name__} is a text-only model: its prompts cannot take images"
             )
-        texts = [render_prompt(self.processor, chat, index) for index, chat in enumerate(prompts)]
+        texts = [render_prompt(self.processor, chat, index, self.chat_template_kwargs)
+                 for index, chat in enumerate(prompts)]
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
         order = sorted(range(len(prompts)), key=lambda i: -self.prompt_length(texts[i], images[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
@@ -360,7 +367,9 @@ class VLLMBackend(Backend):
     engines = 1
 
     def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
-                 max_pixels: int | None = None, env: dict[str, str] | None = None, **options):
+                 max_pixels: int | None = None, env: dict[str, str] | None = None,
+                 chat_template_kwargs: dict | None = None, **options):
+        self.chat_template_kwargs = chat_template_kwargs or {}
         # vLLM reads its environment while the engine lives; `close` puts back what was there.
         self._env = ExitStack()
         self._env.enter_context(environment(**(env or {})))
@@ -385,7 +394,7 @@ class VLLMBackend(Backend):
         images = check_images(prompts, images)
         requests = []
         for index, (chat, prompt_images) in enumerate(zip(prompts, images, strict=True)):
-            request = {"prompt": render_prompt(self.processor, chat, index)}
+            request = {"prompt": render_prompt(self.processor, chat, index, self.chat_template_kwargs)}
             if prompt_images:
                 request["multi_modal_data"] = {"image": prompt_images}
             requests.append(request)
@@ -592,16 +601,18 @@ class DataParallelBackend(Backend):
 
 def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "auto") -> dict:
     """Constructor options of one engine for a model of the study config (`ovlt.ground.config.ModelSpec`)."""
-    bounds = {"min_pixels": pixels[0], "max_pixels": pixels[1]} if pixels else {}
+    shared = {"min_pixels": pixels[0], "max_pixels": pixels[1]} if pixels else {}
+    if spec.chat_template_kwargs:
+        shared["chat_template_kwargs"] = spec.chat_template_kwargs
     if spec.backend == "vllm":
         return {"tensor_parallel_size": spec.tensor_parallel_size,
                 "gpu_memory_utilization": spec.gpu_memory_utilization,
                 "trust_remote_code": spec.trust_remote_code,
-                **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **bounds,
+                **({"max_model_len": spec.max_model_len} if spec.max_model_len else {}), **shared,
                 **spec.engine_options, **({"env": spec.engine_env} if spec.engine_env else {})}
     if spec.backend == "transformers":
         return {"batch_size": spec.batch_size, "trust_remote_code": spec.trust_remote_code,
-                "device": None if device == "auto" else device, **bounds}
+                "device": None if device == "auto" else device, **shared}
     raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
 
 

@@ -113,6 +113,9 @@ class ModelSpec(Section):
     # vLLM's environment variables for those engines, set in the process that opens each one (docs/findings.md,
     # "vLLM on CPU": VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps a CPU engine in that process).
     engine_env: dict[str, str] = Field(default_factory=dict)
+    # Variables of the model's own chat template, by TRL's name for them: e.g. {enable_thinking: true} for a Qwen3
+    # reasoner (its template's switch; the reply then opens <think> itself).
+    chat_template_kwargs: dict[str, typing.Any] = Field(default_factory=dict)
     # Scripted teachers only: how faithful the caption is (share of facts reported correctly) and how
     # chatty the reasoner is. The paper's teacher never sees the image; this gap is what iteration 2 can
     # close (docs/findings.md, "Learning on CPU").
