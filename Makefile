@@ -55,10 +55,12 @@ reproduce: setup
 # The paper config's own code path on this machine, offline, in minutes: tiny stand-ins of its models and hub data
 # sets in .rehearsal/, then configs/rehearsal.yaml (the paper config with only what a CPU cannot hold swapped).
 # A rebuilt stand-in keeps its models' names, which stage fingerprints cover, so the previous rehearsal run goes first.
+# REHEARSAL=rehearsal-qwen3vl rehearses configs/qwen3vl-8b.yaml; REHEARSAL=rehearsal-released the released recipe.
+REHEARSAL ?= rehearsal
 rehearse: setup
 	$(PY) -m ovlt.rehearsal .rehearsal
-	rm -rf runs/rehearsal reports/rehearsal
-	$(PY) -m ovlt.cli reproduce --config configs/rehearsal.yaml --run rehearsal
+	rm -rf runs/$(REHEARSAL) reports/$(REHEARSAL)
+	$(PY) -m ovlt.cli reproduce --config configs/$(REHEARSAL).yaml --run $(REHEARSAL)
 
 report: setup
 	$(PY) -m ovlt.cli report --run $(RUN)

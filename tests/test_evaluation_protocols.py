@@ -228,14 +228,14 @@ def test_report_sets_paper_values_only_beside_authors_numbers(tmp_path):
                                     "mathvista-authors": [("authors", 0.671)]})
     table = report.accuracy_table(run).reset_index()
     rows = {(r["benchmark"], r["protocol"], r["stage"]): r for r in table.to_dict("records")}
-    assert rows["mathvista-authors", "authors", "base"]["paper (%)"] == "68.5"
+    assert rows["mathvista-authors", "authors", "base"][report.PAPER_COLUMN] == "68.5"
     assert rows["mathvista-authors", "authors", "base"]["prompt"] == "authors"
-    assert rows["mathvista_testmini", "official (mathvista)", "base"]["paper (%)"] == ""
-    assert rows["mathvista_testmini", "strict", "base"]["paper (%)"] == ""
+    assert rows["mathvista_testmini", "official (mathvista)", "base"][report.PAPER_COLUMN] == ""
+    assert rows["mathvista_testmini", "strict", "base"][report.PAPER_COLUMN] == ""
     assert rows["mathvista_testmini", "-", "majority answer"]["accuracy (%)"] == "30.0"
     # without an authors number the paper's column is not shown at all
     plain = fabricated_run(tmp_path / "plain", {"mathvista_testmini": [("official", 0.612)]})
-    assert "paper (%)" not in report.accuracy_table(plain).columns
+    assert report.PAPER_COLUMN not in report.accuracy_table(plain).columns
     assert report.paper_values("mathvista", "official") == {}
     assert report.paper_values("mathvista", "authors+judge")["base"] == 68.5
 
@@ -245,7 +245,7 @@ def test_reference_rows_carry_the_protocol_and_the_seed_note():
 
     table = report.reference_table()
     assert set(table["protocol"]) == {"authors"}
-    assert table.loc[("mathvista_testmini", "grpo-3"), "paper (%)"] == "70.2"
+    assert table.loc[("mathvista_testmini", "grpo-3"), report.PAPER_COLUMN] == "70.2"
     note = report.reference_note().data
     for figure in ("50.2", "46.8 -&gt; 68.5", "25.3 -&gt; 30.4", "68.5 -&gt; 70.2", "GPT-4o"):
         assert figure in note

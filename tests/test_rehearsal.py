@@ -27,10 +27,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def rehearsal_config(repo: Path, root: Path, name: str = "rehearsal") -> Path:
-    """configs/<name>.yaml with its `.rehearsal/` root moved to `root` (nothing else changed)."""
-    text = (repo / "configs" / f"{name}.yaml").read_text().replace(".rehearsal/", f"{root}/")
+    """configs/<name>.yaml, and the config it extends, with their `.rehearsal/` root moved to `root` (nothing else
+    changed)."""
+    text = (repo / "configs" / f"{name}.yaml").read_text()
+    extends = yaml.safe_load(text).get("extends")
+    if extends:
+        rehearsal_config(repo, root, extends.removesuffix(".yaml"))
     path = root / f"{name}.yaml"
-    path.write_text(text)
+    path.write_text(text.replace(".rehearsal/", f"{root}/"))
     load_config(path)
     return path
 
@@ -54,6 +58,30 @@ def rehearsal(stand_ins):
 @pytest.fixture(scope="module")
 def released(stand_ins):
     return reproduce(stand_ins, "rehearsal-released")
+
+
+def test_the_qwen3vl_config_rehearsed_reaches_the_report_with_the_students_name(stand_ins):
+    """configs/qwen3vl-8b.yaml's rehearsal (configs/rehearsal-qwen3vl.yaml): one iteration of the paper's loop with a
+    Qwen3-VL student, every model on vLLM, to the report, which names the student beside its numbers."""
+    from bs4 import BeautifulSoup
+
+    done = reproduce(stand_ins, "rehearsal-qwen3vl")
+    run, cfg = done["run"], done["config"]
+    for stage in ("sft", "grpo"):
+        trained = json.loads((run / f"iter1/{stage}/checkpoint/config.json").read_text())
+        assert trained["model_type"] == "qwen3_vl", stage
+    rows = [json.loads(line) for line in (run / "iter1/grpo/log.jsonl").read_text().splitlines()]
+    gaps = [row[KEY] for row in rows if KEY in row]
+    assert gaps and max(gaps) < 0.05, gaps  # rollouts on the colocated engines, on the trained prompt and policy
+    summary = json.loads((run / "summary.json").read_text())
+    assert [s["name"] for s in summary["stages"]] == checkpoint_names(cfg) == ["base", "sft-1", "grpo-1"]
+    report = BeautifulSoup((done["root"] / "reports" / "rehearsal-qwen3vl" / "index.html").read_text(),
+                           "html.parser")
+    text = report.get_text()
+    assert "student Qwen3-VL-8B-Instruct" in text  # the headline
+    tables = [t for t in report.find_all("table") if t.find(string="accuracy (%)")]
+    assert tables and all("Qwen3-VL-8B-Instruct" in t.get_text() for t in tables)
+    assert not report.select('[data-mime-type="application/vnd.jupyter.stderr"]'), "a report cell wrote to stderr"
 
 
 KEY = "sampling/sampling_logp_difference/mean"

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageStat
 
+from ovlt.stages.report import PAPER_COLUMN
+
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 MAX_BYTES = 10 * 1024 * 1024
@@ -113,7 +115,8 @@ def test_accuracy_table_matches_summary(soup, summary):
             assert row["95% CI (%)"] == f"[{100 * m['ci95'][0]:.1f}, {100 * m['ci95'][1]:.1f}]"
             assert row["n"] == str(m["n"])
             assert row["prompt"] == m["prompt"]
-            assert "paper (%)" not in row  # the paper's figures stand only beside the authors protocol's
+            assert row["student"] == "tiny Qwen2.5-VL (built locally)"  # whose numbers they are
+            assert PAPER_COLUMN not in row  # the paper's figures stand only beside the authors protocol's
             expected += 1
     for entry, baseline in summary["baselines"].items():
         assert rows[entry, "-", "majority answer"]["accuracy (%)"] == f"{100 * baseline:.1f}"
@@ -123,7 +126,7 @@ def test_accuracy_table_matches_summary(soup, summary):
 
 @pytest.mark.slow
 def test_reference_rows_carry_the_protocol(soup):
-    rows = table_with(soup, "paper (%)")
+    rows = table_with(soup, PAPER_COLUMN)
     assert rows and {r["protocol"] for r in rows} == {"authors"}
     note = soup.select_one("p.ovlt-reference").get_text()
     assert "50.2" in note and "GPT-4o" in note and "authors" in note

@@ -54,6 +54,8 @@ PAPER = {
 # mathruler's grade_answer on the \boxed{} answer; MathVerse re-checked by GPT-4), which the `authors` protocol
 # reproduces; so they are set beside ours only under it (and under `authors+judge`, its judged variant).
 PAPER_PROTOCOL = "authors"
+PAPER_STUDENT = "Qwen2.5-VL-7B"
+PAPER_COLUMN = f"paper, {PAPER_STUDENT} (%)"  # the published numbers are of the paper's student, whatever the run's
 PAPER_HARNESS = ("the authors' harness (eval_qwen.py): the benchmark's instruction + their think/boxed suffix, "
                  "near-greedy decoding, 2,048 new tokens, mathruler's grade_answer on the \\boxed{} answer; "
                  "MathVerse re-checked by GPT-4")
@@ -137,6 +139,17 @@ def study_config(run: Run) -> StudyConfig | None:
     return load_config(path) if path.is_file() else None
 
 
+def student(run: Run) -> str:
+    """The student whose numbers the report gives: its hub id, or the name of its local folder."""
+    cfg = study_config(run)
+    if cfg is None:
+        return "student unknown (the run has no config)"
+    name = cfg.models.student.name
+    if name == "tiny":
+        return "tiny Qwen2.5-VL (built locally)"
+    return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not Path(name).exists() else Path(name).name
+
+
 def iterations(run: Run, stage: str) -> list[int]:
     """Iterations whose `stage` has finished."""
     found = [int(p.parent.parent.name[4:]) for p in run.root.glob(f"iter*/{stage}/manifest.json")]
@@ -198,7 +211,7 @@ def paper_values(benchmark: str, protocol: str = PAPER_PROTOCOL) -> dict[str, fl
 def reference_table() -> pd.DataFrame:
     """The paper's figures as the report compares them: benchmark, stage, value, and the protocol they were measured
     under (the authors' harness); the note beside it sets the news article's numbers against Table 1's."""
-    rows = [{"benchmark": benchmark, "stage": stage, "paper (%)": f"{value:.1f}", "protocol": PAPER_PROTOCOL,
+    rows = [{"benchmark": benchmark, "stage": stage, PAPER_COLUMN: f"{value:.1f}", "protocol": PAPER_PROTOCOL,
              "source": "Table 1" if stage in ("base", "grpo-3") else "iteration figure"}
             for benchmark, by_stage in PAPER.items() for stage, value in by_stage.items()]
     return pd.DataFrame(rows).set_index(["benchmark", "stage"])
@@ -492,7 +505,7 @@ def _protocol_label(result: dict) -> str:
 
 
 def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFrame | HTML:
-    """Accuracy (%) with its 95% interval and n per benchmark entry, protocol and stage, with the prompt that
+    """Accuracy (%) of the student with its 95% interval and n per benchmark entry, protocol and stage, with the prompt that
     produced the responses; beside it, where the study sampled, accuracy under sampling and pass@k with theirs; the
     paper's number beside ours only under the authors' protocol (the one its figures were measured with); plus each
     entry's majority-answer baseline, which no protocol scores."""
@@ -500,21 +513,21 @@ def accuracy_table(run: Run, checkpoints: list[str] | None = None) -> pd.DataFra
     if not found:
         return note("No evaluated checkpoint yet.")
     baselines = (summary(run) or {}).get("baselines", {})
-    rows, entries = [], []
+    rows, entries, name = [], [], student(run)
     for (entry, protocol), by_stage in found.items():
         paper = paper_values(next(iter(by_stage.values()))["benchmark"], protocol)
         for stage, m in by_stage.items():
-            rows.append({"benchmark": entry, "protocol": _protocol_label(m), "stage": stage,
+            rows.append({"benchmark": entry, "protocol": _protocol_label(m), "stage": stage, "student": name,
                          "accuracy (%)": percent(m["accuracy"]),
                          "95% CI (%)": f"[{percent(m['ci95'][0])}, {percent(m['ci95'][1])}]", "n": str(m["n"]),
                          **_sampled_cells(m),
-                         "prompt": m["prompt"], "paper (%)": f"{paper[stage]:.1f}" if stage in paper else ""})
+                         "prompt": m["prompt"], PAPER_COLUMN: f"{paper[stage]:.1f}" if stage in paper else ""})
         if entry not in entries:
             entries.append(entry)
     rows += [{"benchmark": entry, "protocol": "-", "stage": "majority answer", "accuracy (%)": percent(baselines[entry])}
              for entry in entries if entry in baselines]
     frame = pd.DataFrame(rows).set_index(["benchmark", "protocol", "stage"]).fillna("")
-    return frame if (frame["paper (%)"] != "").any() else frame.drop(columns="paper (%)")
+    return frame if (frame[PAPER_COLUMN] != "").any() else frame.drop(columns=PAPER_COLUMN)
 
 
 def _sampled_cells(result: dict) -> dict:
@@ -536,6 +549,7 @@ def accuracy_figure(run: Run) -> Figure | HTML:
     if not found:
         return note("No evaluated checkpoint yet.")
     baselines = (summary(run) or {}).get("baselines", {})
+    name = student(run)
     figure = _figure(4.6 * len(found), 3.6)
     for k, ((entry, protocol), by_stage) in enumerate(found.items()):
         axes = figure.add_subplot(1, len(found), k + 1)
@@ -554,7 +568,8 @@ def accuracy_figure(run: Run) -> Figure | HTML:
         paper = paper_values(first["benchmark"], protocol)
         if paper:
             xs = [x for x, s in enumerate(stages) if s in paper]
-            axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd", label="paper (7B, authors)")
+            axes.plot(xs, [paper[stages[x]] for x in xs], "s:", color="#9467bd",
+                      label=f"paper ({PAPER_STUDENT}, authors)")
             axes.axhline(paper["base"], color="#9467bd", linestyle=(0, (1, 3)), linewidth=1)
             final = max(paper, key=checkpoint_order)
             axes.axhline(paper[final], color="#9467bd", linestyle=(0, (5, 5)), linewidth=1,
@@ -562,8 +577,8 @@ def accuracy_figure(run: Run) -> Figure | HTML:
         axes.set_xticks(range(len(stages)), stages)
         axes.set_ylim(0, 100)
         axes.set_ylabel("accuracy (%)")
-        axes.set_title(f"{entry} (n={first['n']})\nprotocol {_protocol_label(first)}, prompt {first['prompt']}",
-                       fontsize=9)
+        axes.set_title(f"{name} on {entry} (n={first['n']})\nprotocol {_protocol_label(first)}, "
+                       f"prompt {first['prompt']}", fontsize=9)
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=7, loc="upper left")
     return figure
@@ -575,7 +590,9 @@ def comparisons_table(run: Run) -> pd.DataFrame | HTML:
     found = (summary(run) or {}).get("comparisons") or []
     if not found:
         return note("No paired comparison: the run has fewer than two evaluated stages (or no summary.json).")
+    name = student(run)
     rows = [{"benchmark": c["entry"], "protocol": c["protocol"], "comparison": f"{c['from']} -> {c['to']}",
+             "student": name,
              "measure": c.get("measure", "greedy"), "prompt": c["prompt"], "difference (points)": f"{100 * c['diff']:+.1f}",
              "95% CI (points)": f"[{100 * c['ci95'][0]:+.1f}, {100 * c['ci95'][1]:+.1f}]",
              "bootstrap p": f"{c['p_value']:.3f}",
@@ -606,7 +623,8 @@ def grpo_effect(run: Run) -> HTML:
                  "lowered": [m for m, c in measures.items() if c["significant"] and c["diff"] < 0],
                  "did not move (95% interval includes 0)": [m for m, c in measures.items() if not c["significant"]]}
         verdict = "; ".join(f"{how} {' and '.join(moved)}" for how, moved in moves.items() if moved)
-        text = f"<b>{html.escape(grpo.upper())} against {html.escape(sft.upper())}</b> on {html.escape(entry)} " \
+        text = f"<b>{html.escape(student(run))}: {html.escape(grpo.upper())} against {html.escape(sft.upper())}</b> " \
+               f"on {html.escape(entry)} " \
                f"({html.escape(protocol)}, paired, points): {html.escape(verdict)} ({html.escape('; '.join(said))})."
         greedy = measures.get("greedy")
         if greedy and not (greedy["significant"] and greedy["diff"] > 0) and "sampled" in measures:
@@ -664,7 +682,8 @@ def kind_table(run: Run) -> pd.DataFrame | HTML:
     for (entry, _), by_stage in found.items():
         first = next(iter(by_stage.values()))
         kinds = first["breakdowns"]["kind"]
-        rows += [{"benchmark": entry, "protocol": _protocol_label(first), "kind": kind, "n": kinds[kind]["total"],
+        rows += [{"benchmark": entry, "protocol": _protocol_label(first), "kind": kind, "student": student(run),
+                  "n": kinds[kind]["total"],
                   "majority answer": percent(chance.get(kind)),
                   **{stage: percent(m["breakdowns"]["kind"][kind]["accuracy"]) for stage, m in by_stage.items()}}
                  for kind in kinds]
@@ -675,7 +694,7 @@ def breakdown_figures(run: Run) -> list[Figure | HTML]:
     """Accuracy per breakdown of each benchmark entry and protocol (MathVista question/answer type, MathVerse problem
     version, MathVision subject and level, the synthetic set's family, question kind and difficulty), one group of
     bars per stage."""
-    figures = []
+    figures, name = [], student(run)
     for (entry, _), by_stage in results(run).items():
         first = next(iter(by_stage.values()))
         keys = list(first.get("breakdowns", {}))
@@ -698,7 +717,7 @@ def breakdown_figures(run: Run) -> list[Figure | HTML]:
                             rotation=30 if crowded else 0, ha="right" if crowded else "center")
             axes.set_ylim(0, 100)
             axes.set_ylabel("accuracy (%)")
-            axes.set_title(f"{entry} by {key} (protocol {_protocol_label(first)})", fontsize=10)
+            axes.set_title(f"{name}: {entry} by {key} (protocol {_protocol_label(first)})", fontsize=10)
             axes.legend(fontsize=7)
         figures.append(figure)
     return figures or [note("No per-benchmark breakdowns: no evaluated checkpoint yet.")]
@@ -854,7 +873,8 @@ def headline(run: Run) -> HTML:
     kind = "scripted (reads the procedural scene; imperfect by design)" if teacher.get("scripted") else "models"
     stages = ", ".join(evaluated_checkpoints(run)) or "none"
     wall = s.get("wall_seconds")
-    return HTML(f"{STYLE}<p>Run <code>{html.escape(run.name)}</code>; config <code>{html.escape(str(s.get('config')))}</code>; "
+    return HTML(f"{STYLE}<p>Run <code>{html.escape(run.name)}</code>; student <b>{html.escape(student(run))}</b>; "
+                f"config <code>{html.escape(str(s.get('config')))}</code>; "
                 f"evaluated stages: {html.escape(stages)}; teachers: {html.escape(kind)}"
                 + (f"; wall time {wall / 60:.1f} min" if wall is not None else "") + ".</p>"
                 f"<ul>{''.join(lines) or '<li>No evaluated checkpoint yet.</li>'}</ul>"
