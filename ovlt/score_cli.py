@@ -75,7 +75,8 @@ def _checked(spec: benchmarks.BenchmarkSpec) -> benchmarks.BenchmarkSpec:
     def to_record(row: dict, image_dir: Path | None) -> dict:
         entry = f"entry {row[spec.required_fields[0]]!r}"  # each benchmark lists its id field first
         for key in OPTION_LISTS:
-            if isinstance(row.get(key), str):
+            # MMMU-Pro publishes its options as a Python-list string, which its record builder reads as such
+            if isinstance(row.get(key), str) and not spec.name.startswith("mmmu_pro"):
                 raise ValueError(f"{entry}: {key!r} must be a list of option texts, got the string {row[key][:40]!r}")
         precision = row.get("precision")
         whole = isinstance(precision, int | float) and not isinstance(precision, bool) and float(precision).is_integer()
@@ -154,15 +155,23 @@ def format_report(summary: dict) -> str:
         shown = ", ".join(summary["missing"][:20]) + (" ..." if len(summary["missing"]) > 20 else "")
         lines.append(f"missing responses (counted wrong): {len(summary['missing'])}: {shown}")
     lines.append(f"accuracy: {summary['correct']}/{summary['total']} = {100 * summary['accuracy']:.2f}%")
+    lines += [f"{name.replace('_', ' ')}: {100 * value:.2f}%" for name, value in
+              summary.get("benchmark_metrics", {}).items() if name.endswith("accuracy") and name != "accuracy"]
     return "\n".join(lines)
+
+
+SCORED = ["mathvista", "mathverse", "mathvision", "mmmu_pro_standard4", "mmmu_pro_standard10", "mmmu_pro_vision",
+          "emma_math", "emma_physics", "emma_chemistry", "emma_coding", "hallusionbench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ovlt score", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--benchmark", required=True, choices=["mathvista", "mathverse", "mathvision"])
+    parser.add_argument("--benchmark", required=True, choices=SCORED)
     parser.add_argument("--annotations", required=True, type=Path,
                         help="the benchmark's official file: MathVista testmini.json, MathVerse testmini.json, "
-                             "MathVision test.jsonl / testmini.jsonl")
+                             "MathVision test.jsonl / testmini.jsonl; for MMMU-Pro, EMMA and HallusionBench the "
+                             "items as JSON lines or a JSON list in their hub fields, e.g. MMMU-Pro's published "
+                             "outputs, whose lines carry each item's id, options and gold answer beside the response")
     parser.add_argument("--responses", required=True, type=Path, help='JSON lines {"id": ..., "response": ...}')
     parser.add_argument("--protocol", default="official", choices=["official", "strict", "authors"],
                         help="official: the benchmark's own rules (MathVerse: strict); strict: ours; authors: the "

@@ -50,7 +50,11 @@ def files(tmp_path):
 
 def test_registry_and_unknown_names():
     assert set(benchmarks.BENCHMARKS) == {"mathvista_testmini", "mathverse_testmini", "mathvision_test",
-                                          "mathvision_testmini", "synthetic"}
+                                          "mathvision_testmini", "synthetic", "mmmu_pro_standard4",
+                                          "mmmu_pro_standard10", "mmmu_pro_vision", "emma_math", "emma_physics",
+                                          "emma_chemistry", "emma_coding", "hallusionbench"}
+    assert benchmarks.get_benchmark("mmmu_pro").protocol("strict") == "mmmu_pro_strict"
+    assert benchmarks.get_benchmark("emma_coding").protocol("official") == "emma"
     with pytest.raises(KeyError, match="known: .*mathvista_testmini"):
         benchmarks.get_benchmark("mmmu")
     assert benchmarks.get_benchmark("mathvista").protocol("official") == "mathvista"

@@ -7,14 +7,27 @@ A benchmark is a `BenchmarkSpec` in `BENCHMARKS`, in the spirit of lmms-eval's t
   mathvision_test      MathLLMs/MathVision test; data/test.jsonl; options rendered as lettered choices
   mathvision_testmini  the same, testmini.jsonl
   synthetic            the data generator's held-out set, a `datasets.save_to_disk` folder (problem schema)
+  mmmu_pro_standard4, mmmu_pro_standard10, mmmu_pro_vision
+                       MMMU/MMMU_Pro test, configs "standard (4 options)", "standard (10 options)", "vision"; the
+                       standard items' images in the order the question names them (`<image N>`), as MMMU-Pro's
+                       own inference does; scored by its parser (`ovlt.scoring.mmmu_pro`)
+  emma_math, emma_physics, emma_chemistry, emma_coding
+                       luckychao/EMMA test, one config each; every image of an item (up to 5) except for Math,
+                       where the authors' harness feeds `image_1` only and so does ovlt; scored by EMMA's rules
+                       (`ovlt.scoring.emma`)
+  hallusionbench       lmms-lab/HallusionBench, split `image` (the questions with a figure); gold "1" is Yes;
+                       scored yes/no as the authors do, with the benchmark's question-pair, figure and all-question
+                       accuracies beside it (`ovlt.scoring.hallusionbench`)
 Records are dicts: id, question, choices, answer (option TEXT for multiple choice), answer_type, precision, image
-(a path, a PIL image or None), prompt (the benchmark's plain prompt) and meta (the breakdown fields).
+(a path, a PIL image or None; the first of `images` where an item has several), prompt (the benchmark's plain
+prompt) and meta (the breakdown fields, and what a benchmark's own scorer reads).
 `build_prompt(spec, record, style)` gives the prompt of a style: the benchmark's plain prompt, the paper's think/answer
 prompt, or the authors' harness's (`PROMPT_STYLES`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -24,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovlt.ground.schema import OPTION_LETTER, OPTION_LETTERS, format_question, option_letters
-from ovlt.scoring import answers
+from ovlt.scoring import answers, emma, hallusionbench, mmmu_pro
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +51,12 @@ AUTHORS_INSTRUCTION = (
     " You FIRST think about the reasoning process as an internal monologue and then provide the final answer. "
     "The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST BE put in \\boxed{}."
 )
-AUTHORS_MATHVISION_HINTS = {
+AUTHORS_HINTS = {
     "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, E, at the end.",
     "free_form": "Hint: Please answer the question requiring an answer.",
+    "yes_no": "Hint: Please answer the question requiring an answer of yes or no.",
+    "in_image": "Hint: Please answer the question shown in the image. Provide the correct option letter, e.g., A, B, C, "
+                "D, E, at the end.",
 }
 MATHVISTA_HINTS = {
     "multi_choice": "Hint: Please answer the question and provide the correct option letter, e.g., A, B, C, D, at the end.",
@@ -153,6 +169,86 @@ def _synthetic_record(row: dict, image_dir: Path | None) -> dict:
                 meta={"source": row["source"], "kind": kind_key(row), "difficulty": row["difficulty"]})
 
 
+# MMMU-Pro's own chain-of-thought instructions (mmmu-pro/prompts.yaml, `cot`), and how its inference renders a
+# standard item: the question, then "A. option" lines, then the instruction, with each `<image N>` as "[image]".
+MMMU_PRO_INSTRUCTIONS = {
+    "standard": "Answer the preceding multiple choice question. The last line of your response should be of the "
+                "following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. Think step by "
+                "step before answering.",
+    "vision": "Write out the multiple-choice question in the image and then solve it. The last line of your response "
+              "should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of options. "
+              "Think step by step before answering.",
+}
+_IMAGE_TAG = re.compile(r"<image\s+(\d+)>")
+
+
+def _gold_option(benchmark: str, item, answer, choices: list[str]) -> str:
+    letter = str(answer).strip()
+    index = _letter_index(letter)
+    if not (len(letter) == 1 and 0 <= index < len(choices)):
+        raise ValueError(f"{benchmark} item {item}: answer {answer!r} is not one of its option letters "
+                         f"{option_letters(len(choices))}")
+    return choices[index]
+
+
+def _mmmu_pro_record(row: dict, image_dir: Path | None, setting: str) -> dict:
+    choices = [str(c) for c in mmmu_pro.parse_options(row["options"])]
+    try:
+        answer = _gold_option("MMMU-Pro", row["id"], row["answer"], choices)
+    except ValueError as err:
+        # The published test set holds such items (validation_Accounting_29: its options nested in one list); its
+        # parser scores them wrong whatever the response, and so does every protocol here.
+        log.warning("%s: kept, unanswerable", err)
+        answer = str(row["answer"]).strip()
+    question = str(row.get("question") or "")
+    if setting == "vision":  # the question and its options are in the screenshot
+        images, prompt, question = [row.get("image")], MMMU_PRO_INSTRUCTIONS["vision"], ""
+    else:
+        lines = "\n".join(f"{letter}. {text}" for letter, text in zip(option_letters(len(choices)), choices,
+                                                                       strict=True))
+        text = f"{question}\n{lines}"
+        images = [row.get(f"image_{n}") for n in map(int, _IMAGE_TAG.findall(text))]
+        prompt = f"{_IMAGE_TAG.sub('[image]', text)}\n{MMMU_PRO_INSTRUCTIONS['standard']}"
+    images = [_image(i, image_dir) for i in images if i is not None]
+    meta = {"subject": row.get("subject"), "topic_difficulty": row.get("topic_difficulty"),
+            "answer_letter": str(row["answer"]).strip(), "setting": setting}
+    return dict(id=str(row["id"]), question=question, choices=choices, answer=answer, answer_type="multiple_choice",
+                precision=-1, prompt=prompt, meta=meta, image=images[0] if images else None, images=images)
+
+
+# EMMA's own prompt (configs/gpt.yaml as YAML reads it, with its CoT instruction; data_utils.build_query)
+EMMA_MULTIPLE_CHOICE = ("{context}\n{question}\n{options}\nAnswer with the option's letter from the given choices and "
+                        "put the letter in one \"\\boxed{{}}\". Please solve the problem step by step.")
+EMMA_OPEN = ("{context}\n{question}\nAnswer the question using a single word or phrase and put the answer in one "
+             "\"\\boxed{{}}\". Please solve the problem step by step.")
+
+
+def _emma_record(row: dict, image_dir: Path | None, subject: str) -> dict:
+    multiple_choice = str(row["type"]).lower() == "multiple choice"
+    choices = [str(c) for c in row.get("options") or []] if multiple_choice else []
+    answer = _gold_option("EMMA", row["pid"], row["answer"], choices) if multiple_choice else str(row["answer"])
+    options = "".join(f"{letter}: {text}\n" for letter, text in zip(option_letters(len(choices)), choices,
+                                                                     strict=True))
+    context = row.get("context") or ""
+    prompt = (EMMA_MULTIPLE_CHOICE.format(context=context, question=row["question"], options=options)
+              if multiple_choice else EMMA_OPEN.format(context=context, question=row["question"]))
+    fields = ["image_1"] if subject == "Math" else [f"image_{n}" for n in range(1, 6)]
+    images = [_image(row.get(f), image_dir) for f in fields if row.get(f) is not None]
+    meta = {"subject": subject, "category": row.get("category"), "task": row.get("task"), "type": row["type"],
+            "gold": str(row["answer"]), "context": context}
+    return dict(id=str(row["pid"]), question=row["question"], choices=choices, answer=answer,
+                answer_type="multiple_choice" if multiple_choice else "text", precision=-1, prompt=prompt,
+                meta=meta, image=images[0] if images else None, images=images)
+
+
+def _hallusionbench_record(row: dict, image_dir: Path | None) -> dict:
+    grouping = {field: str(row[field]) for field in hallusionbench.GROUPING_FIELDS}
+    return dict(id="_".join(grouping[f] for f in ("category", "subcategory", "set_id", "figure_id", "question_id")),
+                question=row["question"], choices=[], answer=hallusionbench.gold_word(row["gt_answer"]),
+                answer_type="text", precision=-1, prompt=row["question"], meta=grouping,
+                image=_image(row.get("image") or row.get("filename"), image_dir))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # reading the authors' files
 
@@ -214,11 +310,41 @@ class BenchmarkSpec:
     to_record: Callable[[dict, Path | None], dict]
     official_protocol: str
     breakdown_keys: tuple[str, ...]
+    strict_protocol: str = "strict"  # MMMU-Pro's: its own parser, a guess scored wrong
 
     def protocol(self, protocol: str) -> str:
-        """Map "official" to this benchmark's published rules; other names go through unchanged."""
-        return answers.resolve_protocol(self.official_protocol if protocol == "official" else protocol)
+        """Map "official" to this benchmark's published rules, "strict" to its strict rules; other names go through
+        unchanged."""
+        protocol = {"official": self.official_protocol, "strict": self.strict_protocol}.get(protocol, protocol)
+        return protocol if protocol in OWN_PROTOCOLS else answers.resolve_protocol(protocol)
 
+
+def _mmmu_pro_verdict(protocol: str):
+    def verdict(record: dict, response: str) -> answers.Verdict:
+        found = mmmu_pro.score_mmmu_pro(response, record["meta"]["answer_letter"], record["choices"], protocol,
+                                        seed_key=record["id"])
+        return answers.Verdict(found.extracted, "guess" if found.fell_back else "mmmu_pro", found.correct)
+
+    return verdict
+
+
+def _emma_verdict(record: dict, response: str) -> answers.Verdict:
+    found = emma.score_emma(response, {"answer": record["meta"]["gold"], "gt_content": record["answer"]})
+    return answers.Verdict(found.extracted or "", "emma", found.correct)
+
+
+def _hallusionbench_verdict(record: dict, response: str) -> answers.Verdict:
+    found = hallusionbench.yes_no_verdict(response, "1" if record["answer"] == hallusionbench.YES else "0")
+    return answers.Verdict(found.extracted, "yes_no", found.correct)
+
+
+# Rules a benchmark owns (its official parser, ported), each a verdict on one record's response
+OWN_PROTOCOLS: dict[str, Callable[[dict, str], answers.Verdict]] = {
+    "mmmu_pro": _mmmu_pro_verdict("official"), "mmmu_pro_strict": _mmmu_pro_verdict("strict"),
+    "emma": _emma_verdict, "hallusionbench": _hallusionbench_verdict,
+}
+MMMU_PRO_FIELDS = ("id", "options", "answer")
+EMMA_FIELDS = ("pid", "question", "options", "answer", "type")
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
@@ -239,10 +365,22 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
                       ("id", "question", "choices", "answer", "answer_type", "precision", "source", "difficulty",
                        "scene"),
                       _synthetic_record, "strict", ("source", "kind", "difficulty")),
+        *(BenchmarkSpec(f"mmmu_pro_{name}", "MMMU/MMMU_Pro", config, "test",
+                        MMMU_PRO_FIELDS + (("question",) if name != "vision" else ()),
+                        functools.partial(_mmmu_pro_record, setting="vision" if name == "vision" else "standard"),
+                        "mmmu_pro", ("subject", "topic_difficulty"), strict_protocol="mmmu_pro_strict")
+          for name, config in (("standard4", "standard (4 options)"), ("standard10", "standard (10 options)"),
+                               ("vision", "vision"))),
+        *(BenchmarkSpec(f"emma_{subject.lower()}", "luckychao/EMMA", subject, "test", EMMA_FIELDS,
+                        functools.partial(_emma_record, subject=subject), "emma", ("category", "type"))
+          for subject in ("Math", "Physics", "Chemistry", "Coding")),
+        BenchmarkSpec("hallusionbench", "lmms-lab/HallusionBench", None, "image",
+                      ("question", "gt_answer", *hallusionbench.GROUPING_FIELDS), _hallusionbench_record,
+                      "hallusionbench", ("category", "subcategory")),
     ]
 }
 FAMILIES = {"mathvista": "mathvista_testmini", "mathverse": "mathverse_testmini", "mathvision": "mathvision_test",
-            "synthetic": "synthetic"}
+            "synthetic": "synthetic", "mmmu_pro": "mmmu_pro_standard10", "emma": "emma_math"}
 
 
 def get_benchmark(name: str) -> BenchmarkSpec:
@@ -297,13 +435,22 @@ def load_hub(spec: BenchmarkSpec | str, hub_root: str | Path | None = None) -> l
 PROMPT_STYLES = ("plain", "paper", "authors")
 
 
-def _mathvision_authors_instruction(record: dict) -> str:
-    """eval_qwen.py's MathVision instruction: a hint, the question, and the options as "(A) text" lines."""
-    if not record["choices"]:
-        return f"{AUTHORS_MATHVISION_HINTS['free_form']}\nQuestion: {record['question']}"
+def _authors_instruction(spec: BenchmarkSpec, record: dict) -> str:
+    """eval_qwen.py's instruction for the benchmarks it states itself (MathVision, MMMU-Pro, EMMA, HallusionBench): a
+    hint, the question, and the options as "(A) text" lines (MMMU-Pro's vision setting: the hint and the options)."""
     options = "\n".join(f"({letter}) {text}" for letter, text in zip(option_letters(len(record["choices"])),
                                                                      record["choices"], strict=True))
-    return f"{AUTHORS_MATHVISION_HINTS['multi_choice']}\nQuestion: {record['question']}\nChoices:\n{options}"
+    if spec.name == "hallusionbench":
+        return f"{AUTHORS_HINTS['yes_no']}\nQuestion: {record['question']}"
+    if spec.name == "mmmu_pro_vision":
+        return f"{AUTHORS_HINTS['in_image']}\nChoices:\n{options}"
+    if not record["choices"]:
+        return f"{AUTHORS_HINTS['free_form']}\nQuestion: {record['question']}"
+    return f"{AUTHORS_HINTS['multi_choice']}\nQuestion: {record['question']}\nChoices:\n{options}"
+
+
+# The benchmarks whose prompt the authors' harness states itself (the others: the benchmark's own `query`)
+AUTHORS_STATED = ("mathvision", "mmmu_pro", "emma", "hallusionbench")
 
 
 def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") -> str:
@@ -311,10 +458,12 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
     plain    the benchmark's own prompt (`record["prompt"]`);
     paper    the benchmark's own statement of the problem, then the paper's think/answer instruction: MathVista's
              `query` (its hint, the question with its unit, the choices), MathVerse's question with its choices
-             (`query_cot` for vision-only items, whose question is in the image), MathVision's and the synthetic
-             set's question with lettered options, as the student sees problems in training (ovlt.scoring.prompts);
-    authors  the authors' harness (eval_qwen.py): MathVista `query`, MathVerse `query_cot`, MathVision's question
-             with options under their hint, then their think-and-box instruction (AUTHORS_INSTRUCTION)."""
+             (`query_cot` for vision-only items, whose question is in the image), MMMU-Pro vision's request to
+             write out the question in the image; the other benchmarks' question (after EMMA's context) with
+             lettered options, as the student sees problems in training (ovlt.scoring.prompts);
+    authors  the authors' harness (eval_qwen.py): MathVista `query`, MathVerse `query_cot`, the others' question with
+             options under their hint (`_authors_instruction`), then their think-and-box instruction
+             (AUTHORS_INSTRUCTION)."""
     spec = get_benchmark(spec) if isinstance(spec, str) else spec
     if style == "plain":
         return record["prompt"]
@@ -325,10 +474,14 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
             return f"{record['question'] or record['prompt']}\n{answers.REASONING_INSTRUCTION}"
         if spec.name == "mathvista_testmini":  # `query` states the unit and the answer's form the question omits
             return f"{record['prompt']}\n{answers.REASONING_INSTRUCTION}"
+        if spec.name == "mmmu_pro_vision":  # the question and its options are in the image
+            return f"{MMMU_PRO_INSTRUCTIONS['vision'].split('.')[0]}.\n{answers.REASONING_INSTRUCTION}"
+        if record["meta"].get("context"):  # EMMA's context goes before its question, as in EMMA's own prompt
+            return student_text({**record, "question": f"{record['meta']['context']}\n{record['question']}"})
         return student_text(record)
     if style == "authors":
-        own = _mathvision_authors_instruction(record) if spec.to_record is _mathvision_record else record["prompt"]
-        return own + AUTHORS_INSTRUCTION
+        stated = spec.name.startswith(AUTHORS_STATED)
+        return (_authors_instruction(spec, record) if stated else record["prompt"]) + AUTHORS_INSTRUCTION
     raise ValueError(f"unknown prompt style {style!r}; known: {', '.join(PROMPT_STYLES)}")
 
 
@@ -363,9 +516,12 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
 
     if field not in FIELDS:
         raise ValueError(f"unknown field {field!r}; known: {', '.join(FIELDS)}")
-    judge = answers.score if field == "response" else answers.score_extraction
     spec = get_benchmark(spec_name)
     used = spec.protocol(protocol)
+    own = OWN_PROTOCOLS.get(used)
+    if own is not None and field != "response":
+        raise ValueError(f"{spec.name}'s {used} rules read raw responses: score them with field='response'")
+    scorer = answers.score if field == "response" else answers.score_extraction
     by_id = {r["id"]: r for r in records}
     unknown = [i for i in responses if i not in by_id]
     if unknown:
@@ -376,8 +532,9 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
             missing.append(record["id"])
             rows.append({"id": record["id"], "extracted": "", "rule": "missing", "correct": False})
             continue
-        verdict = judge(responses[record["id"]], record["answer"], record["answer_type"], record["choices"],
-                        record["precision"], used)
+        response = responses[record["id"]]
+        verdict = own(record, response) if own is not None else scorer(
+            response, record["answer"], record["answer_type"], record["choices"], record["precision"], used)
         rows.append({"id": record["id"], "extracted": verdict.extracted, "rule": verdict.rule,
                      "correct": verdict.correct})
     correct = sum(r["correct"] for r in rows)
@@ -387,6 +544,9 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
         "breakdowns": {key: tally(rows, by_id, key) for key in spec.breakdown_keys},
         "rules": dict(sorted(Counter(r["rule"] for r in rows).items())),
     }
+    if spec.name == "hallusionbench":  # the benchmark's own aggregates, beside plain accuracy
+        summary["benchmark_metrics"] = hallusionbench.aggregate(
+            [{**by_id[r["id"]]["meta"], "correct": r["correct"]} for r in rows]).as_dict()
     if missing:
         log.warning("%s: %d record(s) had no response and count as wrong", spec.name, len(missing))
     return rows, summary

@@ -15,9 +15,10 @@ def student_text(problem: dict, instruction: str = REASONING_INSTRUCTION) -> str
     return f"{format_question(problem)}\n{instruction}" if instruction else format_question(problem)
 
 
-def student_chat(text: str, with_image: bool = True) -> list[dict]:
-    """A one-turn user chat in the transformers/TRL conversational format, the image before the text."""
-    content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": text}]
+def student_chat(text: str, with_image: bool = True, images: int = 1) -> list[dict]:
+    """A one-turn user chat in the transformers/TRL conversational format, the image (or `images` of them) before the
+    text."""
+    content = [{"type": "image"}] * (images if with_image else 0) + [{"type": "text", "text": text}]
     return [{"role": "user", "content": content}]
 
 

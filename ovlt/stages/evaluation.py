@@ -75,8 +75,15 @@ def _checkpoint_manifest(run: Run, checkpoint: str) -> dict:
 
 def _prompts(ref: BenchmarkRef, records: list[dict]) -> tuple[list, list[list[Image.Image]]]:
     """The student's chats and images for benchmark records, as the entry's prompt style asks them."""
-    chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), with_image=r["image"] is not None) for r in records]
-    return chats, [[_open_image(r["image"])] if r["image"] is not None else [] for r in records]
+    images = [[_open_image(i) for i in record_images(r)] for r in records]
+    chats = [student_chat(bench.build_prompt(ref.name, r, ref.prompt), images=len(shown))
+             for r, shown in zip(records, images, strict=True)]
+    return chats, images
+
+
+def record_images(record: dict) -> list:
+    """A benchmark record's images, in the order the prompt shows them (EMMA and MMMU-Pro items can carry several)."""
+    return record.get("images") or ([record["image"]] if record["image"] is not None else [])
 
 
 def scored_by(ref: BenchmarkRef) -> list[str]:
