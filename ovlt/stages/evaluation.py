@@ -149,7 +149,8 @@ def score_generation(cfg: StudyConfig, ref: BenchmarkRef, records: list[dict],
         rows, scored = bench.score_responses(ref.name, records, responses, protocol=protocol)
         verdicts[protocol] = rows
         results.append({**_result(protocol, scored["protocol"], rows, scored["breakdowns"], cfg),
-                        "missing": scored["missing"], "rules": scored["rules"]})
+                        "missing": scored["missing"], "rules": scored["rules"],
+                        **({"benchmark_metrics": scored["benchmark_metrics"]} if "benchmark_metrics" in scored else {})})
     return verdicts, results
 
 

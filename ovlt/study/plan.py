@@ -50,9 +50,12 @@ EXPECTED_FRACTION = {"caption": 0.5, "reasoner": 0.25, "student": 0.25}
 PROMPT_TEXT_TOKENS = 128  # question, options and instruction (assumed)
 GRPO_REFERENCE_FORWARD = 1.25  # beta > 0: a reference forward = 1/4 of a checkpointed forward + backward (4 passes)
 # Items per benchmark (MathVista testmini 1,000; MathVerse testmini 788 problems x 5 versions; MathVision test
-# 3,040 and testmini 304: the benchmarks' papers and cards).
+# 3,040 and testmini 304; MMMU-Pro 1,730 per setting; EMMA 2,788 over its four subjects; HallusionBench 951 questions
+# with a figure of its 1,129: the benchmarks' papers and cards).
 BENCHMARK_ITEMS = {"mathvista_testmini": 1000, "mathverse_testmini": 3940, "mathvision_test": 3040,
-                   "mathvision_testmini": 304}
+                   "mathvision_testmini": 304, "mmmu_pro_standard4": 1730, "mmmu_pro_standard10": 1730,
+                   "mmmu_pro_vision": 1730, "emma_math": 892, "emma_physics": 156, "emma_chemistry": 1176,
+                   "emma_coding": 564, "hallusionbench": 951}
 # The authors' hardware as reported for the paper (quoted when this project began; a search did not find the
 # passage again): SFT of 5k examples ~30 min on 2x H100; GRPO 80 steps ~19 h on 4x H100, one step being EasyR1's
 # rollout batch, 512 prompts x 5 samples (train/easyr1/examples/config.yaml in the authors' repository; that config
