@@ -6,7 +6,9 @@
    Claude-2 0.972, LLaVA 0.960 today; docs/scoring.md lists the causes of the rest, mostly where the GPT extractor
    worded a refusal differently or picked another option than the response states).
 3. MATH-V's `official` protocol (a port of its evaluate.py and utils.py) reproduces `correct` from the raw `response`
-   on >= 99.5% per model (3038/3040 for both when measured; docs/scoring.md names the four that differ).
+   on >= 99.5% per model (3040/3040 for both when measured; `mathvision_strict`, which does not read a leading value
+   as MATH-V's latex2sympy2 does, 3038 and 3039: docs/scoring.md names the three).
+   tests/test_mathvision_quirk.py does the same for a third model's responses (InternLM-XComposer2-VL).
 4. The `authors` protocol (OpenVLThinker's eval_qwen.py): its gold is the one their harness compares on every
    MathVista testmini and MATH-V test item, and its verdicts on real MATH-V responses are mathruler's own.
 """

@@ -40,7 +40,10 @@ chains) goes through `score`. It works in two steps:
      mathvision  MATH-V's evaluate.py and utils.py, ported rule for rule (`ovlt.scoring.mathvision`): its own
                  extraction from the raw response, then is_equal against the gold letter and the gold option text
                  (lower-cased strings, tuples element by element, values at two decimals). Where MATH-V evals
-                 latex2sympy's output, we compute the value in pure Python, or with latex2sympy in the worker.
+                 latex2sympy's output, we compute the value in pure Python, or with latex2sympy in the worker; as
+                 MATH-V's latex2sympy2 does, it values only the text before a token that continues nothing (a
+                 bracket closing nothing, a sentence period: "\\frac{7}{32}}.theansweris:..." is 7/32).
+     mathvision_strict  `mathvision` valuing whole strings only: such run-together text has no value (wrong).
      authors     the OpenVLThinker authors' harness (evaluation/eval_qwen.py): the \\boxed{} content, else the whole
                  response, equal to the gold ignoring case or by mathruler's grade_answer; a multiple-choice gold is
                  its option's letter (`authors_gold`). It reads only its own prompt's \\boxed{} answers.
@@ -81,7 +84,7 @@ from ovlt.scoring import mathvision
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("strict", "mathvista", "mathvision", "authors")
+PROTOCOLS = ("strict", "mathvista", "mathvision", "mathvision_strict", "authors")
 PROTOCOL_ALIASES = {"official": "mathvista"}
 # The hard time limit of every sympy-backed check (math-verify, mathruler's grade_answer): a call past it is wrong.
 MATH_VERIFY_TIMEOUT_S = 3.0
@@ -807,14 +810,20 @@ def mathvision_value(text: str):
     return value
 
 
-def _mathvision_equal(extracted: str, answer: str, choices) -> bool:
+def mathvision_leading_value(text: str):
+    """`mathvision_value` of what MATH-V's latex2sympy2 reads of `text` (`mathvision.leading_expression`)."""
+    return mathvision.leading_value(text, mathvision_value)
+
+
+def _mathvision_equal(extracted: str, answer: str, choices, protocol: str) -> bool:
     """MATH-V's verdict: is_equal(gold letter, answer) or is_equal(gold option text, answer); for a free-form
     problem the gold itself. Our records keep the option text; its letter is where it first appears."""
     if choices and answer in choices:
         golds = (option_letters(len(choices))[list(choices).index(answer)], answer)
     else:
         golds = (answer,)
-    return any(mathvision.is_equal(gold, extracted, mathvision_value) for gold in golds)
+    value = mathvision_value if protocol == "mathvision_strict" else mathvision_leading_value
+    return any(mathvision.is_equal(gold, extracted, value) for gold in golds)
 
 
 def authors_gold(answer: str, answer_type: str, choices=()) -> str:
@@ -871,8 +880,8 @@ def match(extracted: str, answer: str, answer_type: str, choices=(), precision: 
     precision = -1 if precision is None else int(precision)
     if protocol == "mathvista":
         return _mathvista_equal(extracted, answer, answer_type, choices, precision)
-    if protocol == "mathvision":
-        return _mathvision_equal(extracted, answer, choices)
+    if protocol in ("mathvision", "mathvision_strict"):
+        return _mathvision_equal(extracted, answer, choices, protocol)
     if protocol == "authors":
         return _authors_equal(authors_gold(answer, answer_type, choices), str(extracted))
     return _strict_equal(extracted, answer, answer_type, choices, precision)
@@ -883,7 +892,7 @@ def score(response: str, answer: str, answer_type: str, choices=(), precision: i
     """Extract the answer from `response` and match it against the gold `answer` under `protocol`."""
     _check_type(answer_type)
     protocol = resolve_protocol(protocol)
-    if protocol == "mathvision":
+    if protocol in ("mathvision", "mathvision_strict"):  # one extraction, MATH-V's
         extracted = mathvision.extract((response or "")[-MAX_SCAN_CHARS:])
         return Verdict(extracted, "mathvision", match(extracted, answer, answer_type, choices, precision, protocol))
     if protocol == "authors":

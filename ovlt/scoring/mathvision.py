@@ -2,12 +2,23 @@
 `evaluation/utils.py` (`find_math_answer`, `_strip_string`, `is_equal`, `eval_tuple`) in mathllm/MATH-V (MIT
 licence, commit a1f5cc3), ported into our own code.
 
-The one deliberate difference: MATH-V compares values as `round(eval(str(latex2sympy(x))), 2)`, evaluating model
-output with Python's `eval` in a namespace holding `math`'s names. We never eval model output. `plain_value` computes
-the value of the common forms (numbers, \\frac, \\sqrt, \\pi, +, -, *, /, ^) in pure Python; anything else goes to
-`sympy_value` (latex2sympy2_extended, the maintained fork of MATH-V's latex2sympy2, in the scorer's worker process
-under its time limit), which accepts what `eval` would: an expression whose names are all in `math` (`e`, `pi`,
-`sqrt`, `log`, ...) and whose value is a real number. docs/scoring.md lists where the two differ on the fixtures.
+MATH-V compares values as `round(eval(str(latex2sympy(x))), 2)`, evaluating model output with Python's `eval` in a
+namespace holding `math`'s names. We never eval model output. `plain_value` computes the value of the common forms
+(numbers, \\frac, \\sqrt, \\pi, +, -, *, /, ^) in pure Python; anything else goes to `sympy_value`
+(latex2sympy2_extended, the maintained fork of MATH-V's latex2sympy2, in the scorer's worker process under its time
+limit), which accepts what `eval` would: an expression whose names are all in `math` (`e`, `pi`, `sqrt`, `log`, ...)
+and whose value is a real number. docs/scoring.md lists where the two differ on the fixtures.
+
+Two protocols use this module (`ovlt.scoring.answers`):
+  mathvision         (MATH-V's `official`) also reproduces where MATH-V's latex2sympy2 (1.9.1) stops reading early:
+                     its grammar's start rule has no end-of-input token, so it values the expression before the first
+                     token outside every bracket that can continue nothing (a bracket closing nothing, a "." that is
+                     no decimal point, "&", "\\\\", "\\to", ...) and ignores the rest (`leading_expression` has the
+                     rule and its sources). MATH-V's greedy `oxed{(.*)}` makes such strings of a box followed by more
+                     text: "\\frac{7}{32}}.theansweris:\\frac{7}{32" is 7/32 there, right when 7/32 is the gold.
+  mathvision_strict  values the whole string only (latex2sympy2_extended reads to the end), so such a run-together
+                     string has no value and is wrong; otherwise identical. On InternLM-XComposer2-VL's MATH-V
+                     responses it misses 22 official verdicts of 3,040, `mathvision` none (docs/scoring.md).
 """
 
 from __future__ import annotations
@@ -329,6 +340,113 @@ def plain_value(text: str):
     if isinstance(value, float) and not math.isfinite(value):
         return UNDECIDED
     return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# where MATH-V's latex2sympy stops reading (the `mathvision` protocol; `mathvision_strict` reads the whole string)
+#
+# MATH-V's utils.py imports `latex2sympy` from latex2sympy2 (unpinned: 1.9.1 on PyPI, OrangeX4/latex2sympy commit
+# 52423b7, latex2sympy2.py). It parses with `parser.math()`, and PS.g4's start rule `math: relation | relation_list;`
+# has no EOF: ANTLR returns after the longest expression, without an error, as soon as the next token cannot continue
+# it, and the lexer never reaches the text after that token. Outside every bracket, the tokens that can follow an
+# expression but continue none are a bracket closing nothing (PS.g4's `group`, `floor_group`, `ceil_group`, the
+# matrix environments), PERIOD (a "." the lexer does not read as a decimal point: no parser rule uses it), the matrix
+# delimiters `&` and `\\`, the limit arrows (`\to`, `\rightarrow`, ...: only inside `\lim_{...}`), `\leftrightarrow`
+# (only in matrix transforms) and R_RIGHT without its closer. Inside a bracket the same tokens make the parse raise
+# instead (the group wants its closer); there, and where no such token occurs, the whole string is read, as
+# `mathvision_strict` reads it. Not reproduced: "_" after a number ("5_x" is 5 there), a stop that depends on what
+# precedes it, and "<->" / "<=>"; a stop in the middle of `|...|` or `\|...\|` (one bar token opens and closes) gives
+# an unclosed prefix, which has no value, as the raise there has none. Checked against latex2sympy2 1.9.1 itself on
+# the fixtures' strings and on random ones (docs/scoring.md).
+
+# Opening bracket tokens and the closer each group rule of PS.g4 pairs with it. A `\left(` (L_LEFT L_PAREN) wants
+# `\right)`, not ")"; the `\mleft` / `\mright` forms likewise.
+_DELIMITERS = {"(": ")", "[": "]", "{": "}", "\\{": "\\}", "\\lbrace": "\\rbrace", "\\lbrack": "\\rbrack",
+               "\\lgroup": "\\rgroup", "\\lfloor": "\\rfloor", "\\llcorner": "\\lrcorner", "\\lceil": "\\rceil",
+               "\\ulcorner": "\\urcorner", "\\lvert": "\\rvert"}
+_BRACKETS = {**_DELIMITERS,
+             **{f"{left}{opening}": f"{right}{closing}" for opening, closing in _DELIMITERS.items()
+                for left, right in (("\\left", "\\right"), ("\\mleft", "\\mright"))},
+             # CMD_MATRIX_START / CMD_MATRIX_END accept any of the three types; the det environment is its own
+             "\\begin{matrix}": "\\end{matrix}", "\\begin{vmatrix}": "\\end{vmatrix}"}
+_CLOSERS = frozenset(_BRACKETS.values())
+_MATRIX_ENVIRONMENT = re.compile(r"\\(begin|end)\{([pb]?matrix|vmatrix)\}")  # one lexer token, no spaces inside
+# A stray `\right` (one not before a bracket) is R_RIGHT alone, which only a group's closer may follow.
+_STOPS_OUTSIDE_BRACKETS = frozenset({".", "&", "\\\\", "\\to", "\\rightarrow", "\\Rightarrow", "\\longrightarrow",
+                                     "\\Longrightarrow", "\\leftrightarrow", "\\Leftrightarrow", "\\right", "\\mright"})
+# The lexer has no rule for a command as such: it matches its literals, the longest first, whatever letters follow
+# ("\totheansweris" is `\to` and letters). The literals that matter here, longest first ("\rightarrow" before "\right").
+_COMMAND_LITERALS = sorted({token for token in (*_DELIMITERS, *_DELIMITERS.values(), *_STOPS_OUTSIDE_BRACKETS,
+                                                "\\left", "\\mleft", "\\vert") if token[1:2].isalpha()},
+                           key=len, reverse=True)
+_BARS = frozenset({"|", "\\|", "\\vert"})  # abs / norm groups: one token opens and closes, `\left` / `\right` may dress it
+_BACKSLASH_TOKEN = re.compile(r"\\(?:[a-zA-Z]+|.?)", re.S)  # a command, an escaped character ("\{", "\%"), "\\"
+_DECIMAL_POINT = re.compile(r"\.[0-9]")  # the lexer's NUMBER: a period before an ASCII digit belongs to a number
+
+
+def _token(text: str, at: int) -> tuple[str, int]:
+    """The token at `at` as far as brackets go (a matrix environment in one canonical spelling, a command, an escaped
+    character, else one character) and where the next begins."""
+    environment = _MATRIX_ENVIRONMENT.match(text, at)
+    if environment:
+        kind = "vmatrix" if environment.group(2) == "vmatrix" else "matrix"
+        return f"\\{environment.group(1)}{{{kind}}}", environment.end()
+    if text[at] != "\\":
+        return text[at], at + 1
+    token = _BACKSLASH_TOKEN.match(text, at).group(0)
+    if token[1:2].isalpha():
+        token = next((literal for literal in _COMMAND_LITERALS if token.startswith(literal)), token)
+    return token, at + len(token)
+
+
+def _bracket_token(text: str, at: int) -> tuple[str, int]:
+    """`_token`, with `\\left` / `\\right` and the delimiter after them read as one bracket ("\\left(")."""
+    token, following = _token(text, at)
+    if token in ("\\left", "\\right", "\\mleft", "\\mright"):
+        # L_LEFT / R_RIGHT introduce the delimiter that follows; whitespace between them is skipped by the lexer
+        while following < len(text) and text[following] in " \t\r\n":
+            following += 1
+        if following < len(text):
+            delimiter, end = _token(text, following)
+            if delimiter in _DELIMITERS or delimiter in _DELIMITERS.values():
+                return token + delimiter, end
+            if delimiter in _BARS:
+                return delimiter, end  # one token opens and closes `|...|`: not tracked, as a bare bar is not
+        return token, at + len(token)
+    return token, following
+
+
+def leading_expression(text: str) -> str | None:
+    """The text before the token where MATH-V's latex2sympy stops reading early, outside every bracket: a closing
+    bracket that closes nothing ("}", ")", "]", "\\}", "\\rfloor", `\\end{pmatrix}`, ... with or without `\\right`), a
+    "." the lexer reads as no decimal point (not before a digit), "&", "\\\\", `\\to`, `\\rightarrow`, a stray `\\right`.
+    None where latex2sympy reads the whole string (no such token) or raises first (a mismatched closer; a period or
+    a stray `\\right` inside a bracket). `is_equal` has lower-cased the text ("\\Rightarrow" is "\\rightarrow")."""
+    open_brackets = []
+    at = 0
+    while at < len(text):
+        token, following = _bracket_token(text, at)
+        if token in _BRACKETS:
+            open_brackets.append(_BRACKETS[token])
+        elif token in _CLOSERS:
+            if not open_brackets:
+                return text[:at]
+            if open_brackets.pop() != token:
+                return None
+        elif token in _STOPS_OUTSIDE_BRACKETS and not (token == "." and _DECIMAL_POINT.match(text, at)):
+            if not open_brackets:
+                return text[:at]
+            if token in (".", "\\right", "\\mright"):
+                return None  # no rule takes them inside a group: the parse raises there, it does not stop
+            # `&` and `\\` are a matrix's, the arrows a `\lim_{...}`'s: read on
+        at = following
+    return None
+
+
+def leading_value(text: str, value):
+    """MATH-V's value of `text` (the `mathvision` protocol): `value` of what latex2sympy reads of it."""
+    prefix = leading_expression(text)
+    return value(text if prefix is None else prefix)
 
 
 # Names eval finds in MATH-V's utils namespace (`from math import *`) that latex2sympy's output may use.
