@@ -41,18 +41,22 @@ def _is_text(where: str, key: str, value: str) -> None:
 
 
 def read_responses(path: Path, known_ids: set[str], field: str = "response") -> dict[str, str]:
-    """{id: row[field]} from JSON lines (field: "response", or "extraction" for answers already extracted); raises ValueError naming the line for anything malformed, and the file when it
-    holds no response."""
+    """{id: row[field]} from JSON lines, or a .json list or object of rows as EMMA publishes its results (field:
+    "response", or "extraction" for answers already extracted); raises ValueError naming the line for anything
+    malformed, and the file when it holds no response. A row's id is its `id`, else its `pid` (EMMA's)."""
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     try:
-        lines = benchmarks.read_jsonl(path)
+        lines = [(where, {"id": row["pid"], **row} if isinstance(row, dict) and "id" not in row and "pid" in row
+                  else row) for where, row in benchmarks.read_rows(path)]
     except RecursionError:
         raise ValueError(f"{path}: a line nests JSON too deeply to read") from None
     responses = {}
     for where, row in lines:
         if not isinstance(row, dict) or "id" not in row or field not in row:
             raise ValueError(f"{where}: each line needs an object with 'id' and {field!r}")
+        if row[field] is None:  # no response (EMMA's results keep failed calls so): missing, and so wrong
+            continue
         if not isinstance(row[field], str):
             raise ValueError(f"{where}: {field!r} must be a string, got {type(row[field]).__name__}")
         item_id = str(row["id"])
@@ -75,8 +79,8 @@ def _checked(spec: benchmarks.BenchmarkSpec) -> benchmarks.BenchmarkSpec:
     def to_record(row: dict, image_dir: Path | None) -> dict:
         entry = f"entry {row[spec.required_fields[0]]!r}"  # each benchmark lists its id field first
         for key in OPTION_LISTS:
-            # MMMU-Pro publishes its options as a Python-list string, which its record builder reads as such
-            if isinstance(row.get(key), str) and not spec.name.startswith("mmmu_pro"):
+            # MMMU-Pro's data and EMMA's results hold options as a Python-list string, which their builders read
+            if isinstance(row.get(key), str) and not spec.name.startswith(("mmmu_pro", "emma")):
                 raise ValueError(f"{entry}: {key!r} must be a list of option texts, got the string {row[key][:40]!r}")
         precision = row.get("precision")
         whole = isinstance(precision, int | float) and not isinstance(precision, bool) and float(precision).is_integer()
@@ -173,10 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "items as JSON lines or a JSON list in their hub fields, e.g. MMMU-Pro's published "
                              "outputs, whose lines carry each item's id, options and gold answer beside the response")
     parser.add_argument("--responses", required=True, type=Path, help='JSON lines {"id": ..., "response": ...}')
-    parser.add_argument("--protocol", default="official", choices=["official", "strict", "authors"],
-                        help="official: the benchmark's own rules (MathVerse: strict); strict: ours; authors: the "
-                             "OpenVLThinker authors' harness (mathruler on the \\boxed{} answer their prompt asks "
-                             "for), the protocol of the paper's reported numbers")
+    parser.add_argument("--protocol", default="official",
+                        choices=["official", "strict", "authors", "mathvision_strict"],
+                        help="official: the benchmark's own rules (MathVerse: strict); strict: ours (MMMU-Pro: its "
+                             "parser with a guess scored wrong); authors: the OpenVLThinker authors' harness "
+                             "(mathruler on the \\boxed{} answer their prompt asks for), the protocol of the paper's "
+                             "reported numbers; mathvision_strict: MATH-V's rules valuing whole strings only")
     parser.add_argument("--field", default="response", choices=benchmarks.FIELDS,
                         help="what each line carries: the model's raw 'response' (extracted, then matched), or an "
                              "'extraction' some extractor already made (lmms-eval, VLMEvalKit, MathVista's GPT "

@@ -4,6 +4,8 @@ harness prompt them, and scored by each benchmark's own rules through the one sc
 themselves are proven in tests/test_mmmu_pro.py, tests/test_emma.py and tests/test_hallusionbench.py."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from conftest import fixtures_dir
@@ -111,3 +113,32 @@ def test_hallusionbench_is_scored_yes_no_with_its_pair_figure_and_question_accur
     # right, figure 1 not
     assert metrics["all_question_accuracy"] == 0.75 and metrics["question_pair_accuracy"] == 0.5
     assert metrics["figure_accuracy"] == 0.5
+
+
+EMMA_RESULTS = os.environ.get("OVLT_EMMA_RESULTS")
+
+
+@pytest.mark.skipif(not EMMA_RESULTS, reason="OVLT_EMMA_RESULTS is not set: point it at a clone of hychaochao/EMMA "
+                                             "(no licence, so its results are not shipped here)")
+@pytest.mark.parametrize("subject", ["Math", "Physics"])
+def test_ovlt_score_reads_emmas_published_results_and_agrees_with_their_verdicts(subject, capsys):
+    """`ovlt score` takes EMMA's result file as annotations and responses at once (a JSON object of items keyed by
+    pid, options as a string, a failed call's response null): its accuracy is the official true_false count."""
+    from ovlt.score_cli import score_main
+
+    found = list(Path(EMMA_RESULTS).rglob(f"*_{subject}_CoT.json"))
+    assert found, f"no *_{subject}_CoT.json under {EMMA_RESULTS}"
+    official = json.loads(found[0].read_text())
+    assert score_main(["--benchmark", f"emma_{subject.lower()}", "--annotations", str(found[0]),
+                       "--responses", str(found[0])]) == 0
+    right = sum(str(item["true_false"]) == "True" for item in official.values())
+    assert f"accuracy: {right}/{len(official)} = " in capsys.readouterr().out
+
+
+def test_a_null_response_is_missing_and_counted_wrong(tmp_path):
+    from ovlt.score_cli import read_responses
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"phy_1": {"pid": "phy_1", "response": None},
+                                "phy_2": {"pid": "phy_2", "response": "\\boxed{B}"}}))
+    assert read_responses(path, {"phy_1", "phy_2"}) == {"phy_2": "\\boxed{B}"}

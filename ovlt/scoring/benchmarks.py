@@ -225,8 +225,12 @@ EMMA_OPEN = ("{context}\n{question}\nAnswer the question using a single word or 
 
 def _emma_record(row: dict, image_dir: Path | None, subject: str) -> dict:
     multiple_choice = str(row["type"]).lower() == "multiple choice"
-    choices = [str(c) for c in row.get("options") or []] if multiple_choice else []
-    answer = _gold_option("EMMA", row["pid"], row["answer"], choices) if multiple_choice else str(row["answer"])
+    options = row.get("options") or []
+    options = mmmu_pro.parse_options(options) if isinstance(options, str) else options  # EMMA's results: a string
+    choices = [str(c) for c in options] if multiple_choice else []
+    # EMMA reads a letter in either case (build_query: answer.upper()); a few items give it lower-case
+    answer = (_gold_option("EMMA", row["pid"], str(row["answer"]).upper(), choices) if multiple_choice
+              else str(row["answer"]))
     options = "".join(f"{letter}: {text}\n" for letter, text in zip(option_letters(len(choices)), choices,
                                                                      strict=True))
     context = row.get("context") or ""
@@ -271,7 +275,7 @@ def read_jsonl(path: Path) -> list[tuple[str, object]]:
     return rows
 
 
-def _read_rows(path: Path) -> list[tuple[str, dict]]:
+def read_rows(path: Path) -> list[tuple[str, dict]]:
     """(where, row) pairs from a .json (list or dict of entries) or .jsonl file; `where` names file and line."""
     path = Path(path)
     if not path.is_file():
@@ -399,7 +403,7 @@ def load_local(spec: BenchmarkSpec | str, annotations: str | Path, image_dir: st
 
         rows = [(f"{annotations} row {i}", row) for i, row in enumerate(load_from_disk(str(annotations)))]
     else:
-        rows = _read_rows(Path(annotations))
+        rows = read_rows(Path(annotations))
     records = []
     for where, row in rows:
         _check_fields(where, row, spec.required_fields, spec.name)
