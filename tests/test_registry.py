@@ -126,8 +126,9 @@ def _stage_as_written_before_the_registry(cfg, run, ref) -> Stage:
             "select_hard", f"schedule.{i - 1}", "models.student", "seed"), inputs=[m("decontaminate"), m("sft", i)]),
         "grpo": lambda: Stage(run, "grpo", i, params=cfg.section("grpo", "models.student", "seed", "device"),
                               inputs=[m("sft", i), m("select_hard", i)]),
-        "evaluate": lambda: Stage(run, "evaluate", params={"checkpoint": ref.checkpoint,
-                                                           **cfg.section("evaluation", "models.student")},
+        # since: the pixel bounds it samples under (a correctness fix: existing runs evaluate once more)
+        "evaluate": lambda: Stage(run, "evaluate", params={"checkpoint": ref.checkpoint, **cfg.section(
+            "evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels")},
                                   inputs=[m("student") if ref.checkpoint == "base" else m(kind, int(number))],
                                   folder=run.eval_dir(ref.checkpoint)),
     }
@@ -150,6 +151,18 @@ def test_fingerprints_and_folders_are_those_the_stages_had_before_the_registry(t
         now = STAGES[ref.name].open(cfg, run, ref.key)
         assert (now.fingerprint, now.dir, now.iteration) == (before.fingerprint, before.dir, before.iteration), ref.label
         assert (now.params, now.input_fingerprints) == (before.params, before.input_fingerprints), ref.label
+
+
+def test_new_pixel_bounds_evaluate_a_hub_students_base_checkpoint_again(tmp_path):
+    """The base checkpoint of a hub student consumes no stage that covers the pixel bounds, and evaluation samples
+    under them: its fingerprint must cover them itself, or base and sft-1 are compared at two image sizes."""
+    run = Run(tmp_path)
+    cfg = two_iterations(models={"student": {"name": "Qwen/Qwen2.5-VL-7B-Instruct"}})
+    bigger = two_iterations(models={"student": {"name": "Qwen/Qwen2.5-VL-7B-Instruct"}},
+                            data={**cfg.data.model_dump(), "image_max_pixels": 2 * cfg.data.image_max_pixels})
+    _finished(run, "student", None)
+    fingerprints = [STAGES["evaluate"].open(c, run, "base").fingerprint for c in (cfg, bigger)]
+    assert fingerprints[0] != fingerprints[1]
 
 
 def test_self_generation_in_iteration_1_is_refused_before_anything_is_read(tmp_path):

@@ -135,8 +135,11 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
               ("decontaminate", "sft"), ("grpo", "sets", "pass_rates.jsonl")),
     StageSpec("grpo", "ovlt.stages.train:grpo", "06_grpo.ipynb", ITERATION, ("grpo", "models.student", "seed", "device"),
               ("sft", "select_hard"), TRAINING_OUTPUTS),
+    # the pixel bounds: evaluation samples through study_backend, which resizes every image to them (a hub student's
+    # base checkpoint consumes no stage that covers them)
     StageSpec("evaluate", "ovlt.stages.evaluation:evaluate", "07_evaluate.ipynb", CHECKPOINT,
-              ("evaluation", "models.student"), _evaluate_consumes, _evaluate_writes),
+              ("evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels"), _evaluate_consumes,
+              _evaluate_writes),
 )}
 
 
