@@ -1,7 +1,9 @@
 """The local stand-in of the hub data sets (ovlt.rehearsal.local_hub), read by the real loaders through
 datasets.load_dataset exactly as a mirror of the hub would be (data.hub_root)."""
 
+import ast
 import re
+from collections import defaultdict
 from pathlib import Path
 
 import datasets
@@ -16,8 +18,9 @@ from ovlt.ground.config import load_config
 from ovlt.ground.layout import pool_size
 from ovlt.ground.schema import validate_problem
 from ovlt.rehearsal import local_hub
-from ovlt.scoring import benchmarks
+from ovlt.scoring import benchmarks, hallusionbench
 from ovlt.stages.data import DECONTAMINATION_MARGIN, benchmark_items, build_data
+from ovlt.stages.evaluation import record_images
 
 # our source or benchmark name -> (repository, config, split) in the stand-in's counts
 SOURCES = {
@@ -33,6 +36,14 @@ BENCHMARKS = {
     "mathverse_testmini": ("AI4Math/MathVerse", "testmini", "testmini"),
     "mathvision_test": ("MathLLMs/MathVision", "default", "test"),
     "mathvision_testmini": ("MathLLMs/MathVision", "default", "testmini"),
+}
+# the authors' further benchmarks, each spec of them
+FURTHER_BENCHMARKS = {
+    "mmmu_pro_standard4": ("MMMU/MMMU_Pro", "standard (4 options)", "test"),
+    "mmmu_pro_standard10": ("MMMU/MMMU_Pro", "standard (10 options)", "test"),
+    "mmmu_pro_vision": ("MMMU/MMMU_Pro", "vision", "test"),
+    **{f"emma_{subject.lower()}": ("luckychao/EMMA", subject, "test") for subject in local_hub.EMMA_SUBJECTS},
+    "hallusionbench": ("lmms-lab/HallusionBench", "default", "image"),
 }
 
 
@@ -180,3 +191,120 @@ def test_a_rehearsal_pool_over_the_six_sources_tops_up_geos(stand_in, tmp_path, 
     assert counts["shortfall_by_source"] == {"geos": counts["by_source"]["geos"]["asked"] - 5}
     assert "source 'geos' supplied 5 of the" in caplog.text
     assert len(benchmark_items(cfg, run, "mathvista_testmini")) == 24
+
+
+def _hub_rows(root: Path, name: str, split: str | None = None) -> datasets.Dataset:
+    """A benchmark's rows in the stand-in as datasets reads them, before ovlt's record builder."""
+    spec = benchmarks.get_benchmark(name)
+    return datasets.load_dataset(str(root / spec.hub_id), spec.hub_config, split=split or spec.hub_split)
+
+
+def _pixels(image) -> tuple:
+    return image.size, image.convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize("name", FURTHER_BENCHMARKS)
+def test_every_further_benchmark_loads_through_load_hub_and_prompts_in_every_style(stand_in, name):
+    root, counts = stand_in
+    repo, config, split = FURTHER_BENCHMARKS[name]
+    records = benchmarks.load_hub(name, hub_root=root)
+    assert len(records) == counts[repo][config][split]["rows"] >= 4  # the rehearsal evaluates 4 of one config each
+    assert len({r["id"] for r in records}) == len(records)
+    for r in records:
+        images = record_images(r)
+        assert images and all(image.convert("RGB").width >= 64 for image in images), r["id"]
+        assert r["answer_type"] != "multiple_choice" or r["answer"] in r["choices"]
+        assert all(benchmarks.build_prompt(name, r, style) for style in benchmarks.PROMPT_STYLES)
+
+
+def test_the_further_benchmarks_are_laid_out_as_on_the_hub(stand_in):
+    root, _ = stand_in
+    assert sorted(p.name for p in (root / "MMMU/MMMU_Pro/standard (10 options)").iterdir()) == [
+        "test-00000-of-00002.parquet", "test-00001-of-00002.parquet"]
+    assert len(list((root / "MMMU/MMMU_Pro/vision").glob("test-0000?-of-00004.parquet"))) == 4
+    assert sorted(p.name for p in (root / "luckychao/EMMA").iterdir()) == [
+        "Chemistry", "Coding", "Math", "Physics", "README.md"]
+    assert (root / "luckychao/EMMA/Coding/test-00000-of-00001.parquet").is_file()
+    assert sorted(p.name for p in (root / "lmms-lab/HallusionBench/data").iterdir()) == [
+        "image-00000-of-00001.parquet", "non_image-00000-of-00001.parquet"]
+    card = (root / "MMMU/MMMU_Pro/README.md").read_text()
+    assert "- config_name: standard (4 options)\n  data_files:\n  - split: test\n    path: standard (4 options)/test-*" in card
+
+
+def test_mmmu_pro_options_are_stored_as_the_text_of_a_python_list(stand_in):
+    root, _ = stand_in
+    golds = {}
+    for name, n_options in (("mmmu_pro_standard4", 4), ("mmmu_pro_standard10", 10), ("mmmu_pro_vision", 10)):
+        rows = _hub_rows(root, name)
+        assert rows.features["options"] == datasets.Value("string")
+        records = benchmarks.load_hub(name, hub_root=root)
+        for row, record in zip(rows, records, strict=True):
+            assert isinstance(row["options"], str) and ast.literal_eval(row["options"]) == record["choices"]
+            assert len(record["choices"]) == n_options
+        golds[name] = {r["id"]: r["answer"] for r in records}
+    # the three configs hold the same items, each with its gold answer among its options
+    assert golds["mmmu_pro_standard4"] == golds["mmmu_pro_standard10"] == golds["mmmu_pro_vision"]
+
+
+@pytest.mark.parametrize("name", ["mmmu_pro_standard4", "mmmu_pro_standard10"])
+def test_mmmu_pro_standard_items_carry_their_images_in_the_order_the_question_names_them(stand_in, name):
+    root, _ = stand_in
+    rows = _hub_rows(root, name)
+    named_in_reverse = 0
+    for row, record in zip(rows, benchmarks.load_hub(name, hub_root=root), strict=True):
+        named = [int(n) for n in re.findall(r"<image (\d+)>", row["question"])]
+        assert [_pixels(image) for image in record_images(record)] == [_pixels(row[f"image_{n}"]) for n in named]
+        assert all(row[f"image_{k}"] is None for k in range(max(named) + 1, 8))  # the unused image columns are empty
+        named_in_reverse += named == [2, 1]
+    assert named_in_reverse >= 2
+
+
+def test_emma_has_open_ended_and_multi_image_items_and_feeds_math_its_first_image_alone(stand_in):
+    root, _ = stand_in
+    for subject in local_hub.EMMA_SUBJECTS:
+        name = f"emma_{subject.lower()}"
+        rows = _hub_rows(root, name)
+        assert {row["type"] for row in rows} == {"Multiple Choice", "Open-ended"}, subject
+        assert all((row["options"] is None) == (row["type"] == "Open-ended") for row in rows)
+        most = 0
+        for row, record in zip(rows, benchmarks.load_hub(name, hub_root=root), strict=True):
+            carried = [row[f"image_{k}"] for k in range(1, 6) if row[f"image_{k}"] is not None]
+            shown = carried[:1] if subject == "Math" else carried  # EMMA's harness shows a Math item image_1 only
+            assert [_pixels(image) for image in record_images(record)] == [_pixels(image) for image in shown]
+            most = max(most, len(carried))
+        assert most >= 2, subject
+
+
+def test_hallusionbench_asks_yes_no_pairs_over_original_and_edited_figures(stand_in):
+    root, _ = stand_in
+    assert all(feature == datasets.Value("string") for column, feature in _hub_rows(root, "hallusionbench").features.items()
+               if column != "image")  # ids and codes are strings, as on the hub
+    records = benchmarks.load_hub("hallusionbench", hub_root=root)
+    assert {r["answer"] for r in records} == {hallusionbench.YES, hallusionbench.NO}
+    answers = defaultdict(dict)  # question pair -> visual_input -> answer
+    for r in records:
+        meta = r["meta"]
+        answers[meta["category"], meta["subcategory"], meta["set_id"], meta["question_id"]][meta["visual_input"]] = r["answer"]
+    assert all(set(by_figure) == {"1", "2"} for by_figure in answers.values())
+    assert sum(by_figure["1"] != by_figure["2"] for by_figure in answers.values()) >= len(answers) / 2  # edits flip
+    metrics = hallusionbench.aggregate([{**r["meta"], "correct": r["answer"] == hallusionbench.YES} for r in records])
+    assert metrics.pairs == len(answers) and metrics.hard_pairs == len(answers) and 0 < metrics.question_pair_accuracy < 1
+    without = _hub_rows(root, "hallusionbench", split="non_image")
+    assert len(without) >= 2 and set(without["image"]) == {None} and set(without["visual_input"]) == {"0"}
+    assert {(row["category"], row["subcategory"], row["set_id"], row["question_id"]) for row in without} <= set(answers)
+
+
+def test_hallusionbench_chart_answers_follow_from_the_drawn_bars(stand_in):
+    root, _ = stand_in
+    checked = 0
+    for r in benchmarks.load_hub("hallusionbench", hub_root=root):
+        heights = _bar_heights(r["image"])
+        if m := re.search(r"Is the (\w+) bar the tallest in the chart\?", r["question"]):
+            truth = max(heights, key=heights.get) == m.group(1)
+        elif m := re.search(r"is the (\w+) bar taller than the (\w+) bar\?", r["question"], re.IGNORECASE):
+            truth = heights[m.group(1)] > heights[m.group(2)]
+        else:
+            continue
+        assert r["answer"] == ("Yes" if truth else "No"), (r["id"], r["question"], heights)
+        checked += 1
+    assert checked >= 6

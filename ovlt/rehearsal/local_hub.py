@@ -12,13 +12,21 @@ questions' gold answers follow from the drawing (multiple choice, yes/no, intege
 4000x3000 VizWiz photos (JPEG): multi-megapixel images are what break image token budgets. Row counts are the
 real ones scaled to about 1/100 (FigureQA capped), so the small sources stay small: a 150-problem pool spread
 equally over the six training sources asks 25 of GEOS, which has 5.
+
+The authors' further benchmarks hold a handful of items per config, in their quirks: MMMU-Pro's options as the text
+of a Python list, items naming two images in reverse order, the vision config's screenshot of question and options;
+EMMA's open-ended items (options None) and items of two to five images; HallusionBench's yes/no questions asked of
+an original and an edited figure, and (split non_image) of none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import itertools
+import math
 import random
+import re
 from pathlib import Path
 
 import datasets
@@ -32,10 +40,15 @@ from ovlt.scoring.benchmarks import MATHVISTA_HINTS
 
 # Training sources: the real row counts (dataset cards) / 100, FigureQA's 100,000 capped so that the whole write
 # takes seconds. Benchmarks: a few dozen items each, multiple choice and free form (MathVerse: problems x 5 versions).
+# The authors' further benchmarks, which the rehearsal evaluates a few items of: a handful per config, enough for
+# every kind of item (several images, open-ended, an edited figure's question pairs) to occur. MMMU-Pro: items,
+# the same in its three configs; EMMA: items per subject; HallusionBench: question sets (4 rows with a figure each,
+# and a VS set's 2 without one).
 ROWS = {
     "figureqa": 150, "tabmwp": 227, "ai2d": 24, "geometry3k": {"train": 21, "validation": 3, "test": 6},
     "vizwiz": {"val": 43, "test": 80}, "geos": 5,
     "mathvista": 24, "mathverse_problems": 5, "mathvision": {"test": 30, "testmini": 20},
+    "mmmu_pro": 10, "emma": 8, "hallusionbench_sets": 3,
 }
 BIG_PHOTOS = 3  # VizWiz val rows at BIG_PHOTO_SIZE
 BIG_PHOTO_SIZE = (4000, 3000)
@@ -49,6 +62,7 @@ FOOD_CHAINS = (("grass", "rabbit", "fox"), ("algae", "shrimp", "fish", "heron"),
                ("clover", "snail", "frog", "snake"), ("seeds", "mouse", "owl"))
 ORGANISMS = sorted({name for chain in FOOD_CHAINS for name in chain})
 
+_STRING = datasets.Value("string")
 _IMAGES = datasets.List(datasets.Image())
 _TEXTS = datasets.List({"user": datasets.Value("string"), "assistant": datasets.Value("string"),
                         "source": datasets.Value("string")})
@@ -90,6 +104,22 @@ FEATURES = {
         "options": datasets.List(datasets.Value("string")), "image": datasets.Value("string"),
         "decoded_image": datasets.Image(), "answer": datasets.Value("string"), "solution": datasets.Value("string"),
         "level": datasets.Value("int64"), "subject": datasets.Value("string")}),
+    # MMMU-Pro keeps each item's options as the text of a Python list ("['a', 'b']"), not as a list
+    "mmmu_pro_standard": datasets.Features({
+        "id": _STRING, "question": _STRING, "options": _STRING, "explanation": _STRING,
+        **{f"image_{k}": datasets.Image() for k in range(1, 8)}, "img_type": _STRING, "answer": _STRING,
+        "topic_difficulty": _STRING, "subject": _STRING}),
+    "mmmu_pro_vision": datasets.Features({"id": _STRING, "image": datasets.Image(), "options": _STRING,
+                                          "answer": _STRING, "subject": _STRING}),
+    "emma": datasets.Features({
+        "pid": _STRING, "question": _STRING, "options": datasets.List(_STRING), "answer": _STRING,
+        **{f"image_{k}": datasets.Image() for k in range(1, 6)}, "solution": _STRING, "subject": _STRING,
+        "task": _STRING, "category": _STRING, "source": _STRING, "type": _STRING, "context": _STRING}),
+    # every id and code a string, as in the benchmark's own HallusionBench.json
+    "hallusionbench": datasets.Features({
+        **{name: _STRING for name in ("category", "subcategory", "visual_input", "set_id", "figure_id", "sample_note",
+                                      "question_id", "question", "gt_answer_details", "gt_answer", "filename")},
+        "image": datasets.Image()}),
 }
 
 
@@ -112,6 +142,12 @@ def _jpeg(image: Image.Image) -> dict:
 def _bars(rng: random.Random, n: int) -> tuple[Image.Image, dict[str, int]]:
     """A bar chart of n distinct values (1-9), each bar in the colour it is named after."""
     values = dict(zip(rng.sample(sorted(COLORS), n), rng.sample(range(1, 10), n), strict=True))
+    return _bar_chart(values), values
+
+
+def _bar_chart(values: dict[str, int]) -> Image.Image:
+    """The chart of `values` (colour name -> 1-9), bars left to right in the dict's order."""
+    n = len(values)
     image = Image.new("RGB", (40 + 26 * n, 130), "white")
     draw = ImageDraw.Draw(image)
     draw.line([(18, 10), (18, 112), (image.width - 6, 112)], fill="black")
@@ -119,7 +155,7 @@ def _bars(rng: random.Random, n: int) -> tuple[Image.Image, dict[str, int]]:
         x = 26 + 26 * i
         draw.rectangle([x, 112 - 11 * value, x + 18, 112], fill=COLORS[label])
         draw.text((x + 5, 115), str(value), fill="black")
-    return image, values
+    return image
 
 
 def _shapes(rng: random.Random) -> tuple[Image.Image, int]:
@@ -405,6 +441,310 @@ def _mathvision_row(rng: random.Random, i: int) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# the authors' further benchmarks: MMMU-Pro, EMMA, HallusionBench
+
+
+def _an(item: str) -> str:
+    return f"{'an' if item[0] in 'aeiou' else 'a'} {item}"
+
+
+MMMU_PRO_KINDS = ("bar_value", "two_counts", "angle", "price")
+MMMU_PRO_SUBJECTS = {"bar_value": "Marketing", "two_counts": "Math", "angle": "Math", "price": "Accounting"}
+MMMU_PRO_IMAGE_TYPES = {"bar_value": "Plots and Charts", "two_counts": "Diagrams", "angle": "Diagrams",
+                        "price": "Tables"}
+
+
+def _mmmu_pro_items(seed: int, n: int) -> list[dict]:
+    """n MMMU-Pro items: id, subject, question, images (image_1, image_2, ... in that order), answer, nine distractors,
+    img_type, topic_difficulty. The three configs share them, as on the hub: the same ids, the answer with three of
+    the distractors in "standard (4 options)", with all nine in "standard (10 options)" and in the vision screenshot.
+    The two-image items name their images in reverse ("<image 2> and <image 1>"), the order the prompt must keep."""
+    rng = random.Random(f"{seed}/mmmu_pro")
+    items, per_subject = [], {}
+    for i in range(n):
+        kind = MMMU_PRO_KINDS[i % len(MMMU_PRO_KINDS)]
+        if kind == "bar_value":
+            image, values = _bars(rng, rng.randint(3, 5))
+            label = rng.choice(list(values))
+            question = (f"<image 1> The chart shows how many pens of each colour a shop sold. How many "
+                        f"{label.lower()} pens did it sell?")
+            images, answer, pool = [image], str(values[label]), [str(v) for v in range(10)]
+        elif kind == "two_counts":
+            (first, a), (second, b) = _shapes(rng), _shapes(rng)
+            question = "How many circles are there in <image 2> and <image 1> together?"
+            images, answer, pool = [first, second], str(a + b), [str(v) for v in range(16)]
+        elif kind == "angle":
+            image, _, _, x = _triangle(rng)
+            question = "In <image 1>, what is the angle x at C, in degrees?"
+            images, answer, pool = [image], f"{x}°", [f"{x + 5 * k}°" for k in range(-5, 7)]
+        else:
+            image, prices = _table(rng)
+            a, b = rng.sample(list(prices), 2)
+            total = prices[a] + prices[b]
+            question = f"<image 1> How much do {_an(a)} and {_an(b)} cost together?"
+            images, answer, pool = [image], f"${total:.2f}", [f"${total + 0.25 * k:.2f}" for k in range(-3, 10)]
+        subject = MMMU_PRO_SUBJECTS[kind]
+        per_subject[subject] = per_subject.get(subject, 0) + 1
+        items.append({"id": f"test_{subject}_{per_subject[subject]}", "subject": subject, "question": question,
+                      "images": images, "answer": answer,
+                      "distractors": rng.sample([p for p in pool if p != answer], 9),
+                      "img_type": str([MMMU_PRO_IMAGE_TYPES[kind]] * len(images)),
+                      "topic_difficulty": rng.choice(["Easy", "Medium", "Hard"])})
+    return items
+
+
+def _mmmu_pro_options(seed: int, items: list[dict], n_options: int) -> list[tuple[list[str], str]]:
+    """Each item's n_options options (the answer and the first distractors, shuffled) and the answer's letter, the
+    same for one option count whichever config asks (the vision screenshot shows the ten of standard (10 options))."""
+    rng = random.Random(f"{seed}/mmmu_pro/{n_options} options")
+    chosen = []
+    for item in items:
+        options = [item["answer"], *item["distractors"][:n_options - 1]]
+        rng.shuffle(options)
+        chosen.append((options, "ABCDEFGHIJ"[options.index(item["answer"])]))
+    return chosen
+
+
+def _screenshot(question: str, images: list[Image.Image], options: list[str]) -> Image.Image:
+    """MMMU-Pro's vision setting: the question, its figures and its lettered options in one picture."""
+    text = re.sub(r"<image (\d+)>", r"(figure \1)", question)
+    lines = [f"{'ABCDEFGHIJ'[k]}. {option}" for k, option in enumerate(options)]
+    top = 22
+    width = max(12 + 6 * max(len(line) for line in [text, *lines]), 10 + sum(im.width + 10 for im in images))
+    height = top + 14 + max(im.height for im in images) + 10 + 14 * len(lines) + 6
+    canvas = Image.new("RGB", (width, height), (250, 250, 250))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, 6), text, fill="black")
+    x = 10
+    for k, image in enumerate(images, 1):
+        draw.text((x, top), f"figure {k}", fill="gray")
+        canvas.paste(image, (x, top + 14))
+        x += image.width + 10
+    y = top + 14 + max(im.height for im in images) + 10
+    for line in lines:
+        draw.text((10, y), line, fill="black")
+        y += 14
+    return canvas
+
+
+def _mmmu_pro_rows(seed: int, setting: str, n: int) -> list[dict]:
+    """One MMMU/MMMU_Pro config's test rows: setting "standard4", "standard10" or "vision"."""
+    items = _mmmu_pro_items(seed, n)
+    chosen = _mmmu_pro_options(seed, items, 4 if setting == "standard4" else 10)
+    rows = []
+    for item, (options, letter) in zip(items, chosen, strict=True):
+        if setting == "vision":
+            rows.append({"id": item["id"], "image": _png(_screenshot(item["question"], item["images"], options)),
+                         "options": str(options), "answer": letter, "subject": item["subject"]})
+            continue
+        images = {f"image_{k}": _png(item["images"][k - 1]) if k <= len(item["images"]) else None
+                  for k in range(1, 8)}
+        rows.append({"id": item["id"], "question": item["question"], "options": str(options), "explanation": "",
+                     **images, "img_type": item["img_type"], "answer": letter,
+                     "topic_difficulty": item["topic_difficulty"], "subject": item["subject"]})
+    return rows
+
+
+def _beam(rng: random.Random) -> tuple[Image.Image, int, int]:
+    """A beam on a central pivot, marks 1 m apart, a load hanging on each side: (image, left torque - right torque
+    in kg m, total mass in kg)."""
+    left, right = rng.randint(1, 6), rng.randint(1, 6)
+    left_at, right_at = rng.randint(1, 3), rng.randint(1, 3)
+    image = Image.new("RGB", (240, 130), "white")
+    draw = ImageDraw.Draw(image)
+    draw.line([(20, 40), (220, 40)], fill="black", width=3)
+    draw.polygon([(120, 42), (110, 62), (130, 62)], fill="gray")
+    for k in range(-3, 4):
+        draw.line([(120 + 30 * k, 36), (120 + 30 * k, 44)], fill="black")
+    for mass, x in ((left, 120 - 30 * left_at), (right, 120 + 30 * right_at)):
+        draw.line([(x, 40), (x, 80)], fill="black")
+        draw.rectangle([x - 14, 80, x + 14, 100], fill=(200, 200, 230), outline="black")
+        draw.text((x - 12, 104), f"{mass} kg", fill="black")
+    return image, left * left_at - right * right_at, left + right
+
+
+MOLECULES = {"methane": ("C", 4), "ammonia": ("N", 3), "water": ("O", 2), "hydrogen fluoride": ("F", 1),
+             "hydrogen sulfide": ("S", 2), "silane": ("Si", 4)}
+
+
+def _molecule(name: str) -> Image.Image:
+    """A molecule as a central atom and its hydrogens around it, each a labelled circle."""
+    center, hydrogens = MOLECULES[name]
+    image = Image.new("RGB", (140, 140), "white")
+    draw = ImageDraw.Draw(image)
+    for k in range(hydrogens):
+        x, y = 70 + 45 * math.cos(2 * math.pi * k / hydrogens), 70 + 45 * math.sin(2 * math.pi * k / hydrogens)
+        draw.line([(70, 70), (x, y)], fill="black", width=2)
+        draw.ellipse([x - 10, y - 10, x + 10, y + 10], fill="white", outline="black")
+        draw.text((x - 3, y - 6), "H", fill="black")
+    draw.ellipse([52, 52, 88, 88], fill=(230, 230, 230), outline="black")
+    draw.text((64, 64), center, fill="black")
+    return image
+
+
+EMMA_SUBJECTS = ("Math", "Physics", "Chemistry", "Coding")
+EMMA_PID_PREFIX = {"Math": "math", "Physics": "phy", "Chemistry": "chem", "Coding": "coding"}
+TIPS = ("the left end goes down", "the right end goes down", "it stays level")
+EITHER = ("the first", "the second", "they are equal")
+
+
+def _emma_item(rng: random.Random, subject: str, i: int) -> dict:
+    """One EMMA item of a subject: question, options (None: open-ended), answer (option text or value), images
+    (1-5), solution, task, category, context."""
+    if subject == "Math":
+        kind = ("count", "count_choice", "angle_choice", "bar_value")[i % 4]
+        item = _item(rng, kind)
+        # EMMA's harness feeds a Math item image_1 alone: this item's second figure is one it never sees
+        extra = [_shapes(rng)[0]] if kind == "bar_value" else []
+        return dict(question=item["question"], options=item["options"] or None, answer=item["answer"],
+                    images=[item["image"], *extra], solution=f"Read the figure: {item['answer']}.",
+                    task=item["subject"], category={"count": "Visual Counting", "count_choice": "Visual Counting",
+                                                    "angle_choice": "Plane Geometry", "bar_value": "Chart Reading"}[kind],
+                    context=None)
+    if subject == "Physics":
+        context = "The beam is massless and rests on a pivot at its centre; the marks on it are 1 m apart."
+        kind = ("tip", "total", "two_beams")[i % 3]
+        image, torque, total = _beam(rng)
+        if kind == "tip":
+            answer = TIPS[0] if torque > 0 else TIPS[1] if torque < 0 else TIPS[2]
+            return dict(question="The loads hang where the figure shows. What happens when the beam is released?",
+                        options=list(TIPS), answer=answer, images=[image], task="Statics", category="Mechanics",
+                        solution=f"The torques about the pivot differ by {torque} kg m: {answer}.", context=context)
+        if kind == "total":
+            return dict(question="What mass, in kg, hangs on the beam in all?", options=None, answer=str(total),
+                        images=[image], task="Statics", category="Mechanics", solution=f"Add the loads: {total}.",
+                        context=context)
+        other, _, other_total = _beam(rng)
+        answer = EITHER[0] if total > other_total else EITHER[1] if total < other_total else EITHER[2]
+        return dict(question="Which beam carries more mass in all: the first figure's or the second's?",
+                    options=list(EITHER), answer=answer, images=[image, other], task="Statics", category="Mechanics",
+                    solution=f"{total} kg against {other_total} kg: {answer}.", context=context)
+    if subject == "Chemistry":
+        kind = ("name", "hydrogens", "two_molecules")[i % 3]
+        name = rng.choice(sorted(MOLECULES))
+        hydrogens = MOLECULES[name][1]
+        if kind == "name":
+            options, _ = _options(rng, name, sorted(MOLECULES), 4)
+            return dict(question="Which molecule does the figure show?", options=options, answer=name,
+                        images=[_molecule(name)], task="Structure Recognition", category="Structure",
+                        solution=f"{MOLECULES[name][0]} with {hydrogens} hydrogen atoms is {name}.", context=None)
+        if kind == "hydrogens":
+            return dict(question="How many hydrogen atoms does the molecule in the figure have?", options=None,
+                        answer=str(hydrogens), images=[_molecule(name)], task="Structure Recognition",
+                        category="Structure", solution=f"Count the H atoms: {hydrogens}.", context=None)
+        other = rng.choice(sorted(MOLECULES))
+        theirs = MOLECULES[other][1]
+        answer = EITHER[0] if hydrogens > theirs else EITHER[1] if hydrogens < theirs else EITHER[2]
+        return dict(question="Which molecule has more hydrogen atoms: the first figure's or the second's?",
+                    options=list(EITHER), answer=answer, images=[_molecule(name), _molecule(other)],
+                    task="Structure Recognition", category="Structure",
+                    solution=f"{hydrogens} against {theirs}: {answer}.", context=None)
+    image, values = _bars(rng, 3 + i % 2)
+    code = (f"```python\nimport matplotlib.pyplot as plt\nplt.bar({list(values)}, {list(values.values())}, "
+            f"color={[label.lower() for label in values]})\nplt.show()\n```")
+    if i % 2:  # read a value off the chart the code drew
+        label = rng.choice(list(values))
+        return dict(question=f"The figure shows the chart this code draws:\n{code}\nWhat height does the code give "
+                             f"the {label} bar?", options=None, answer=str(values[label]), images=[image],
+                    task="Code to Chart", category="Data Visualization", solution=f"{values[label]}.", context=None)
+    # choose the chart the code draws among 4 or 5 (the others: its heights in another order)
+    candidates = 5 if i % 4 == 0 else 4
+    orders = [order for order in itertools.permutations(values.values()) if list(order) != list(values.values())]
+    charts = [image, *(_bar_chart(dict(zip(values, order, strict=True)))
+                       for order in rng.sample(orders, candidates - 1))]
+    position = rng.randrange(candidates)
+    charts.insert(position, charts.pop(0))
+    options = [f"Image {k}" for k in range(1, candidates + 1)]
+    return dict(question=f"Which image shows the chart this code draws?\n{code}", options=options,
+                answer=options[position], images=charts, task="Code to Chart", category="Data Visualization",
+                solution=f"The heights {list(values.values())} in order: {options[position]}.", context=None)
+
+
+def _emma_row(rng: random.Random, subject: str, i: int) -> dict:
+    item = _emma_item(rng, subject, i)
+    options = item["options"]
+    answer = "ABCDE"[options.index(item["answer"])] if options else item["answer"]
+    images = {f"image_{k}": _png(item["images"][k - 1]) if k <= len(item["images"]) else None for k in range(1, 6)}
+    return {"pid": f"{EMMA_PID_PREFIX[subject]}_{i + 1}", "question": item["question"], "options": options,
+            "answer": answer, **images, "solution": item["solution"], "subject": subject, "task": item["task"],
+            "category": item["category"], "source": "ovlt local hub",
+            "type": "Multiple Choice" if options else "Open-ended", "context": item["context"]}
+
+
+def _shape_grid(shapes: dict[int, tuple[str, str]]) -> Image.Image:
+    """Circles and squares on a 4x4 grid: cell -> (kind, colour name)."""
+    image = Image.new("RGB", (128, 128), "white")
+    draw = ImageDraw.Draw(image)
+    for cell, (kind, color) in shapes.items():
+        x, y = 6 + 30 * (cell % 4), 6 + 30 * (cell // 4)
+        (draw.ellipse if kind == "circle" else draw.rectangle)([x, y, x + 22, y + 22], fill=COLORS[color],
+                                                                outline="black")
+    return image
+
+
+def _count(shapes: dict[int, tuple[str, str]], kind: str) -> int:
+    return sum(k == kind for k, _ in shapes.values())
+
+
+# HallusionBench sets, in turn: (category, subcategory). VD ("visual dependent") sets ask two questions of an
+# original figure (figure_id "0", visual_input "1") and of an edited one ("1", "2") whose edit flips an answer; the VS
+# ("visual supplement") set asks its two, which state a prior, without a figure ("0", "0": the non_image split), then
+# of the original ("1", "1") and of an edited figure ("2", "2") that contradicts the prior.
+HALLUSION_SETS = (("VD", "chart"), ("VD", "figure"), ("VS", "chart"))
+
+
+def _hallusionbench_rows(seed: int, sets: int) -> list[dict]:
+    """Both splits' rows (those with an image are the `image` split's), each set's questions pair by pair."""
+    rng = random.Random(f"{seed}/hallusionbench")
+    rows = []
+    for set_id in range(sets):
+        category, subcategory = HALLUSION_SETS[set_id % len(HALLUSION_SETS)]
+        if subcategory == "figure":
+            circles, squares = rng.randint(2, 5), rng.randint(1, 4)
+            cells = rng.sample(range(16), circles + squares)
+            original = {cell: ("circle" if k < circles else "square", rng.choice(sorted(COLORS)))
+                        for k, cell in enumerate(cells)}
+            edited = {**original, cells[0]: ("square", original[cells[0]][1])}  # one circle drawn as a square
+            questions = [(f"Are there {circles} circles in the image?",
+                          lambda s, n=circles: _count(s, "circle") == n),
+                         ("Are there more circles than squares in the image?",
+                          lambda s: _count(s, "circle") > _count(s, "square"))]
+            figures, note, render = [("0", "1", original), ("1", "2", edited)], "circles and squares", _shape_grid
+        else:
+            values = dict(zip(rng.sample(sorted(COLORS), 4), rng.sample(range(1, 10), 4), strict=True))
+            ranked = sorted(values, key=values.get)
+            render = _bar_chart
+            if category == "VD":
+                top, low = ranked[-1], ranked[0]
+                edited = {**values, top: values[low], low: values[top]}  # the tallest and the shortest swapped
+                a, b = rng.sample(ranked, 2)
+                questions = [(f"Is the {top} bar the tallest in the chart?", lambda v, top=top: max(v, key=v.get) == top),
+                             (f"Is the {a} bar taller than the {b} bar?", lambda v, a=a, b=b: v[a] > v[b])]
+                figures, note = [("0", "1", values), ("1", "2", edited)], "bar chart"
+            else:
+                a, b = ranked[-1], ranked[rng.randrange(3)]
+                edited = {**values, a: values[b], b: values[a]}
+                questions = [(f"Last year's report put the {a} bar at {values[a]}. According to the chart, is the {a} "
+                              f"bar at {values[a]}?", lambda v, a=a, at=values[a]: v is None or v[a] == at),
+                             (f"Last year's report had the {a} bar taller than the {b} bar. According to the chart, "
+                              f"is the {a} bar taller than the {b} bar?", lambda v, a=a, b=b: v is None or v[a] > v[b])]
+                figures, note = [("0", "0", None), ("1", "1", values), ("2", "2", edited)], "bar chart with a prior"
+        pictures = {figure_id: _png(render(shown)) for figure_id, _, shown in figures if shown is not None}
+        for question_id, (question, truth) in enumerate(questions):
+            for figure_id, visual_input, shown in figures:
+                yes = truth(shown)
+                seen = "without a figure" if shown is None else f"in figure {figure_id}"
+                rows.append({"category": category, "subcategory": subcategory, "visual_input": visual_input,
+                             "set_id": str(set_id), "figure_id": figure_id, "sample_note": note,
+                             "question_id": str(question_id), "question": question,
+                             "gt_answer_details": f"{'Yes' if yes else 'No'}, {seen}.", "gt_answer": "1" if yes else "0",
+                             "filename": None if shown is None
+                             else f"./hallusion_bench/{category}/{subcategory}/{set_id}_{figure_id}.png",
+                             "image": pictures.get(figure_id)})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------
 # the repositories
 
 
@@ -433,6 +773,13 @@ def _rows(kind: str, seed: int, split: str, n: int) -> list[dict]:
     if kind == "mathvision":  # testmini is the first items of test, as MATH-V's testmini is a subset of test
         return _rows("mathvision", seed, "test", ROWS["mathvision"]["test"])[:n] if split == "testmini" else [
             _mathvision_row(rng, i) for i in range(n)]
+    if kind.startswith("mmmu_pro_"):  # the three configs hold the same items
+        return _mmmu_pro_rows(seed, kind.removeprefix("mmmu_pro_"), n)
+    if kind.startswith("emma_"):
+        subject = next(s for s in EMMA_SUBJECTS if s.lower() == kind.removeprefix("emma_"))
+        return [_emma_row(rng, subject, i) for i in range(n)]
+    if kind == "hallusionbench":  # one draw of n question sets, split by whether a question shows a figure
+        return [row for row in _hallusionbench_rows(seed, n) if (row["image"] is not None) == (split == "image")]
     raise ValueError(f"unknown stand-in kind {kind!r}")
 
 
@@ -453,10 +800,20 @@ REPOSITORIES = {
     "AI4Math/MathVerse": {"testmini": {"testmini": ("mathverse", ROWS["mathverse_problems"], "", 1, False)}},
     "MathLLMs/MathVision": {"default": {split: ("mathvision", n, "data", 1, True)
                                         for split, n in ROWS["mathvision"].items()}},
+    "MMMU/MMMU_Pro": {config: {"test": (f"mmmu_pro_{setting}", ROWS["mmmu_pro"], config, shards, False)}
+                      for config, setting, shards in (("standard (4 options)", "standard4", 2),
+                                                      ("standard (10 options)", "standard10", 2),
+                                                      ("vision", "vision", 4))},
+    "luckychao/EMMA": {subject: {"test": (f"emma_{subject.lower()}", ROWS["emma"], subject, 1, False)}
+                       for subject in EMMA_SUBJECTS},
+    "lmms-lab/HallusionBench": {"default": {split: ("hallusionbench", ROWS["hallusionbench_sets"], "data", 1, False)
+                                            for split in ("image", "non_image")}},
 }
 # the repositories whose README has no `configs:` block: their splits come from the file names
 NO_CONFIGS = {"lmms-lab/VizWiz-VQA"}
-FEATURE_KIND = {"figureqa": "cauldron", "tabmwp": "cauldron", "ai2d": "cauldron", "geos": "mathv360k"}
+FEATURE_KIND = {"figureqa": "cauldron", "tabmwp": "cauldron", "ai2d": "cauldron", "geos": "mathv360k",
+                "mmmu_pro_standard4": "mmmu_pro_standard", "mmmu_pro_standard10": "mmmu_pro_standard",
+                **{f"emma_{subject.lower()}": "emma" for subject in EMMA_SUBJECTS}}
 
 
 def _questions(kind: str, rows: list[dict]) -> int:
