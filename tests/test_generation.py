@@ -286,7 +286,7 @@ def test_vllm_options_for_the_paper_config_carry_the_pixel_bounds(repo):
     pixels = (cfg.data.image_min_pixels, cfg.data.image_max_pixels)
     student = vllm_arguments(cfg.models.student.name, True, **backend_options(cfg.models.student, pixels))
     assert student["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 262144}
-    assert student["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and student["limit_mm_per_prompt"] == {"image": 1}
+    assert student["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and student["limit_mm_per_prompt"] == {"image": 7}
     assert student["max_model_len"] == 8192 and student["trust_remote_code"] is False
     reasoner = vllm_arguments(cfg.models.reasoner.name, False, **backend_options(cfg.models.reasoner, pixels))
     assert "mm_processor_kwargs" not in reasoner and "limit_mm_per_prompt" not in reasoner  # text only

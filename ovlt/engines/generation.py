@@ -300,6 +300,11 @@ class TransformersBackend(Backend):
             torch.cuda.empty_cache()
 
 
+# The most images one prompt of the study carries: MMMU-Pro's standard items name up to seven (image_1..image_7);
+# vLLM refuses a prompt with more images than its engine's limit (one by default).
+MAX_IMAGES_PER_PROMPT = 7
+
+
 def vllm_arguments(
     model_path: str | Path,
     is_vision: bool,
@@ -316,9 +321,9 @@ def vllm_arguments(
 ) -> dict:
     """The keyword arguments of `vllm.LLM` for one engine (no vLLM needed to build them).
 
-    A vision model gets an image limit per prompt and the image budget as `mm_processor_kwargs`, in its
-    architecture's terms (`architectures.processor_call_budget`: Qwen's pixel bounds, SmolVLM's tile grid, ...):
-    `LLM` hands them to EngineArgs, and vLLM passes them to the HF processor, so vLLM resizes (and counts image tokens
+    A vision model gets an image limit per prompt (`MAX_IMAGES_PER_PROMPT`) and the image budget as
+    `mm_processor_kwargs`, in its architecture's terms (`architectures.processor_call_budget`: Qwen's pixel bounds,
+    SmolVLM's tile grid, ...): `LLM` hands them to EngineArgs, and vLLM passes them to the HF processor, so vLLM resizes (and counts image tokens
     for max_model_len) exactly as `TransformersBackend` and the trainers do.
     """
     bounds = {}
@@ -332,7 +337,7 @@ def vllm_arguments(
         image_processor = None if architecture(model_type).budget == "pixels" else \
             AutoImageProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
         bounds = processor_call_budget(model_type, image_processor, min_pixels, max_pixels)
-    vision = {"limit_mm_per_prompt": limit_mm_per_prompt or {"image": 1},
+    vision = {"limit_mm_per_prompt": limit_mm_per_prompt or {"image": MAX_IMAGES_PER_PROMPT},
               **({"mm_processor_kwargs": bounds} if bounds else {})} if is_vision else {}
     return {"model": str(model_path), "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization, "max_model_len": max_model_len, "dtype": dtype,
