@@ -108,9 +108,10 @@ def _stage_as_written_before_the_registry(cfg, run, ref) -> Stage:
                                        inputs=[m("data")]),
         "student": lambda: Stage(run, "student", params={"seed": cfg.seed, **cfg.section("models.student")},
                                  inputs=[m("decontaminate")] if student.name == "tiny" else []),
-        "caption": lambda: Stage(run, "caption", i, params=cfg.section("caption", "models.captioner", "seed"),
+        # since: the device they sample on (a correctness fix: existing runs caption and distill once more)
+        "caption": lambda: Stage(run, "caption", i, params=cfg.section("caption", "models.captioner", "seed", "device"),
                                  inputs=[m("decontaminate")]),
-        "distill": lambda: Stage(run, "distill", i, params=cfg.section("distill", "models.reasoner", "seed"),
+        "distill": lambda: Stage(run, "distill", i, params=cfg.section("distill", "models.reasoner", "seed", "device"),
                                  inputs=[m("caption", i)]),
         "self_generate": lambda: Stage(run, "self_generate", i,
                                        params=cfg.section("self_generate.sampling", "models.student", "seed"),
@@ -126,9 +127,9 @@ def _stage_as_written_before_the_registry(cfg, run, ref) -> Stage:
             "select_hard", f"schedule.{i - 1}", "models.student", "seed"), inputs=[m("decontaminate"), m("sft", i)]),
         "grpo": lambda: Stage(run, "grpo", i, params=cfg.section("grpo", "models.student", "seed", "device"),
                               inputs=[m("sft", i), m("select_hard", i)]),
-        # since: the pixel bounds it samples under (a correctness fix: existing runs evaluate once more)
+        # since: the pixel bounds and device it samples under (a correctness fix: existing runs evaluate once more)
         "evaluate": lambda: Stage(run, "evaluate", params={"checkpoint": ref.checkpoint, **cfg.section(
-            "evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels")},
+            "evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels", "device")},
                                   inputs=[m("student") if ref.checkpoint == "base" else m(kind, int(number))],
                                   folder=run.eval_dir(ref.checkpoint)),
     }

@@ -118,10 +118,12 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
               ("data",), ("train", "drops.jsonl")),
     StageSpec("student", "ovlt.stages.student:build_student", "00_data.ipynb", RUN, ("seed", "models.student"),
               _student_consumes, ("checkpoint",)),  # a checkpoint when the student is built here (tiny)
+    # device: the stages that sample choose their engines' devices by it (`study_backend`); the training stages
+    # cover it, and so every stage downstream of one
     StageSpec("caption", "ovlt.stages.teachers:caption", "01_caption.ipynb", ITERATION,
-              ("caption", "models.captioner", "seed"), ("decontaminate",), ("captions",)),
+              ("caption", "models.captioner", "seed", "device"), ("decontaminate",), ("captions",)),
     StageSpec("distill", "ovlt.stages.teachers:distill", "02_distill.ipynb", ITERATION,
-              ("distill", "models.reasoner", "seed"), ("caption",), ("chains",)),
+              ("distill", "models.reasoner", "seed", "device"), ("caption",), ("chains",)),
     StageSpec("self_generate", "ovlt.stages.teachers:self_generate", "02_distill.ipynb", ITERATION,
               ("self_generate.sampling", "models.student", "seed"), _self_generate_consumes, ("chains",)),
     StageSpec("select", "ovlt.stages.curation:select", "03_filter.ipynb", ITERATION, _select_config,
@@ -136,9 +138,10 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
     StageSpec("grpo", "ovlt.stages.train:grpo", "06_grpo.ipynb", ITERATION, ("grpo", "models.student", "seed", "device"),
               ("sft", "select_hard"), TRAINING_OUTPUTS),
     # the pixel bounds: evaluation samples through study_backend, which resizes every image to them (a hub student's
-    # base checkpoint consumes no stage that covers them)
+    # base checkpoint consumes no stage that covers them, nor the device)
     StageSpec("evaluate", "ovlt.stages.evaluation:evaluate", "07_evaluate.ipynb", CHECKPOINT,
-              ("evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels"), _evaluate_consumes,
+              ("evaluation", "models.student", "data.image_min_pixels", "data.image_max_pixels", "device"),
+              _evaluate_consumes,
               _evaluate_writes),
 )}
 
