@@ -41,7 +41,7 @@ QUESTION = "What colour is the picture?"
 IMAGE_SIZE = 56  # 4 image tokens: the tiny processor's smallest picture
 SOURCE = "proof/colour"
 
-# The test-sized student of tests/conftest.py, for a proof in about a minute.
+# The test-sized student of tests/helpers.py, for a proof in about a minute.
 TEST_MODEL = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
               "intermediate_size": 128, "vision_depth": 1, "vision_hidden_size": 32, "vision_intermediate_size": 64,
               "vision_num_heads": 2, "vocab_size": 1000, "mrope_section": [0, 4, 4]}

@@ -5,7 +5,7 @@ then accuracy per question kind against that kind's majority-answer baseline, an
     python benchmarks/learnability.py --set sft.max_steps=2000 --set models.reasoner.stepwise=true --run runs/l2
 
 Per question kind it prints: n, the majority baseline, accuracy, the share of chains whose stated facts are all
-true of the picture (`ovlt.stages.curation.stated_facts_right`), and accuracy among those chains. Facts right but the
+true of the picture (`ovlt.engines.scripted.stated_facts_right`), and accuracy among those chains. Facts right but the
 answer wrong means the student reads the image and fails the reasoning step; facts wrong means it cannot read it.
 Stages are the study's own functions; a rerun with the same settings reuses what is finished.
 """
@@ -29,10 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    from ovlt.engines import scripted
     from ovlt.ground.artifacts import Run, load_dataset_dir
     from ovlt.ground.config import load_config, overrides_from
     from ovlt.ground.procedural import kind_key, majority_baseline
-    from ovlt.stages import curation, evaluation
+    from ovlt.scoring.predictions import read_predictions
     from ovlt.stages.registry import run_stage
     from ovlt.study.order import stage_order
 
@@ -56,10 +57,10 @@ def main() -> None:
     baseline = majority_baseline(heldout, by_kind=True)
     problems = {row["id"]: row for row in heldout.select_columns(["id", "source", "scene", "answer_type"])}
     groups = defaultdict(lambda: {"n": 0, "correct": 0, "facts": 0, "facts_correct": 0})
-    for prediction in evaluation.read_predictions(run, "sft-1", "synthetic"):
+    for prediction in read_predictions(run, "sft-1", "synthetic"):
         problem = problems[prediction["id"]]
         for key in (kind_key(problem), "overall"):
-            facts = bool(curation.stated_facts_right(prediction["response"], problem["scene"]))
+            facts = bool(scripted.stated_facts_right(prediction["response"], problem["scene"]))
             group = groups[key]
             group["n"] += 1
             group["correct"] += prediction["correct"]

@@ -1,4 +1,4 @@
-"""Scoring speed: ovlt.scoring.answers.score on real and long responses, beside a baseline that sends every response
+"""Scoring speed: ovlt.scoring.matching.score on real and long responses, beside a baseline that sends every response
 through math-verify parse/verify. Goal: >= 2,000 responses/s per core and >= 20x the baseline, the same verdicts;
 a hostile file of 1,000 responses scored in under a minute under every protocol.
 
@@ -7,7 +7,7 @@ a hostile file of 1,000 responses scored in under a minute under every protocol.
 Sets: the 3,000 MathVista fixture responses (short), the 6,080 MATH-V chain-of-thought responses (GPT-4 and
 ChatGPT-3.5), 1,000 synthetic chains of about 2,000 tokens (seeded), and 1,000 hostile responses (power towers,
 20,000-character spans, deep nesting). The fixtures (docs/scoring.md) are read from $OVLT_FIXTURES, else from where
-tests/conftest.py looks for them; they are never copied into the project.
+tests/helpers.py looks for them; they are never copied into the project.
 
 Each line gives responses/s by the wall clock and per core: responses over the CPU seconds spent, this process's
 (`time.process_time`) plus the sympy worker's (read from /proc), so a busy shared machine does not distort it. Both
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ovlt.scoring import answers, benchmarks  # noqa: E402
+from ovlt.scoring import benchmarks, matching  # noqa: E402
 
 MATHVISTA_MODELS = ("gpt4_2shot_solution", "claude_2shot_solution", "llava_llama_2_13b")
 MATHVISION_MODELS = ("gpt4_cot_text_only", "chatgpt35_cot_caption")
@@ -141,11 +141,11 @@ def math_verify_baseline(response, answer, *_):
 
 def official(spec: str):
     protocol = benchmarks.get_benchmark(spec).protocol("official")
-    return lambda *item: answers.score(*item, protocol=protocol).correct
+    return lambda *item: matching.score(*item, protocol=protocol).correct
 
 
 def strict(*item):
-    return answers.score(*item, protocol="strict").correct
+    return matching.score(*item, protocol="strict").correct
 
 
 def main() -> None:
@@ -160,7 +160,7 @@ def main() -> None:
             "mathvision": (mathvision_items(root / "mathvision"), "mathvision_test"),
             "chains": (chain_items(), "mathvision_test"),
             "hostile": (hostile_items(), "mathvision_test")}
-    answers.SYMPY_WORKER.equal("1", "1")  # start the scorer's sympy worker outside the timing
+    matching.SYMPY_WORKER.equal("1", "1")  # start the scorer's sympy worker outside the timing
     math_verify_baseline("1", "1")  # import outside the timing
     print(f"{'set':<11} {'n':>5} {'chars':>6}  {'protocol':<11} {'wall/s':>8} {'per core/s':>10} {'x baseline':>10}")
     for name, (items, spec) in sets.items():
@@ -175,15 +175,15 @@ def main() -> None:
         print(f"{name:<11} {len(sample):>5} {chars:>6}  {'math-verify':<11} {base_wall:8.0f} {base_cpu:10.0f} {'1x':>10}")
     items = sets["hostile"][0]
     print(f"hostile: {len(items)} responses (power towers, 20,000-character spans, nesting), seconds for all:")
-    for protocol in answers.PROTOCOLS:
-        timeouts, refused = answers.SYMPY_WORKER.timeouts, answers.SYMPY_WORKER.refused
+    for protocol in matching.PROTOCOLS:
+        timeouts, refused = matching.SYMPY_WORKER.timeouts, matching.SYMPY_WORKER.refused
         start, worst = time.perf_counter(), 0.0
         for item in items:
             one = time.perf_counter()
-            answers.score(*item, protocol=protocol)
+            matching.score(*item, protocol=protocol)
             worst = max(worst, time.perf_counter() - one)
         print(f"  {protocol:<11} {time.perf_counter() - start:6.1f} s (worst response {worst:.2f} s), sympy refused "
-              f"{answers.SYMPY_WORKER.refused - refused}, timed out {answers.SYMPY_WORKER.timeouts - timeouts}")
+              f"{matching.SYMPY_WORKER.refused - refused}, timed out {matching.SYMPY_WORKER.timeouts - timeouts}")
     if args.profile:
         items, spec = sets[args.profile]
         for label, fn in (("official", official(spec)), ("strict", strict)):

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ovlt.scoring import answers, mathvision
-from ovlt.scoring.answers import extract, match, score
+from ovlt.scoring import chains, extraction, matching, mathvision, rewards
+from ovlt.scoring.extraction import extract
+from ovlt.scoring.matching import match, score
 
 YES_NO = ["Yes", "No"]
 
@@ -53,7 +54,7 @@ YES_NO = ["Yes", "No"]
     ("", YES_NO, "", "none"),
 ])
 def test_extraction_rules(response, choices, text, rule):
-    assert extract(response, choices) == answers.Extraction(text, rule)
+    assert extract(response, choices) == extraction.Extraction(text, rule)
 
 
 def test_option_words_needs_exactly_one_covered_option():
@@ -63,7 +64,7 @@ def test_option_words_needs_exactly_one_covered_option():
 
 def test_refusal_reads_only_the_end_of_the_response():
     early = "It is impossible to see the axis at first. " + "We measure again. " * 30 + "So x = 12"
-    assert extract(early) == answers.Extraction("12", "last_number")
+    assert extract(early) == extraction.Extraction("12", "last_number")
     assert extract("We cannot be sure of the scale, but the answer is 7.").rule == "answer_phrase"
 
 
@@ -71,8 +72,8 @@ RUN_ON = "Counting gives 3 cubes.\nThe answer is A (Yes).\n\nQuestion: How many 
 
 
 def test_run_on_response_is_cut_to_one_turn():
-    assert extract(RUN_ON, YES_NO) == answers.Extraction("A", "answer_phrase")  # the answer to the question asked
-    assert extract(RUN_ON, YES_NO, turns="last") == answers.Extraction("5", "count_phrase")
+    assert extract(RUN_ON, YES_NO) == extraction.Extraction("A", "answer_phrase")  # the answer to the question asked
+    assert extract(RUN_ON, YES_NO, turns="last") == extraction.Extraction("5", "count_phrase")
     assert extract("\nQuestion: is it?\nYes.", YES_NO).text == "Yes"  # nothing before the turn: keep it all
     # MathVista's official verdicts graded the last turn ("5" is nearest "No"); strict grades the first.
     assert score(RUN_ON, "Yes", "multiple_choice", YES_NO, protocol="official").correct is False
@@ -180,7 +181,7 @@ def test_mathvision_extraction_is_evaluate_py(response, model_answer):
     ("", "", False),
 ])
 def test_mathvision_is_equal_is_utils_py(first, second, equal):
-    assert mathvision.is_equal(first, second, answers.mathvision_value) is equal
+    assert mathvision.is_equal(first, second, matching.mathvision_value) is equal
 
 
 @pytest.mark.parametrize("text", ["60", "-3.5", "\\frac{3}{4}", "2\\sqrt{3}", "6\\pi", "3\\cdot2^{5}", "$\\frac{1}{3}$",
@@ -197,17 +198,17 @@ def test_mathvision_values_refuse_prose_and_defer_the_rest():
     assert mathvision.plain_value("theansweris") is None  # a symbol product: eval raises
     assert mathvision.plain_value("13\\%") is None and mathvision.plain_value("(6,2,1)") is None
     assert mathvision.plain_value("\\arcsin(\\frac{1}{2})") is mathvision.UNDECIDED
-    assert answers.mathvision_value("\\arcsin(\\frac{1}{2})") == pytest.approx(0.5236, abs=1e-4)  # the worker
+    assert matching.mathvision_value("\\arcsin(\\frac{1}{2})") == pytest.approx(0.5236, abs=1e-4)  # the worker
 
 
 def test_power_towers_are_refused_without_reaching_sympy():
-    before_timeouts, before_refused = answers.SYMPY_WORKER.timeouts, answers.SYMPY_WORKER.refused
+    before_timeouts, before_refused = matching.SYMPY_WORKER.timeouts, matching.SYMPY_WORKER.refused
     for protocol in ("strict", "mathvision", "authors"):
         for response in ("\\boxed{9^{9^{9^{9^{9}}}}}", "\\boxed{9**9**9**9}", "\\boxed{123456!}", "\\boxed{2^{100000}}"):
             assert score(response, "3^{3^{3}}", "latex", protocol=protocol).correct is False
-    assert answers.SYMPY_WORKER.timeouts == before_timeouts and answers.SYMPY_WORKER.refused > before_refused
-    assert not answers.beyond_sympy("x^2+y^2") and not answers.beyond_sympy("\\frac{3^{1008}-1}{3^{1009}}")
-    assert answers.SYMPY_WORKER.equal("1", "+".join(["1"] * 400)) is False  # too long to be an answer
+    assert matching.SYMPY_WORKER.timeouts == before_timeouts and matching.SYMPY_WORKER.refused > before_refused
+    assert not matching.beyond_sympy("x^2+y^2") and not matching.beyond_sympy("\\frac{3^{1008}-1}{3^{1009}}")
+    assert matching.SYMPY_WORKER.equal("1", "+".join(["1"] * 400)) is False  # too long to be an answer
 
 
 @given(st.text(alphabet="abN/ AYesNo", max_size=40), st.text(alphabet="abN/ AYesNo", max_size=40))
@@ -218,7 +219,7 @@ def test_edit_distance_is_levenshtein(a, b):
         for j, cb in enumerate(b, 1):
             row.append(min(table[j] + 1, row[j - 1] + 1, table[j - 1] + (ca != cb)))
         table = row
-    assert answers._edit_distance(a, b) == table[-1]
+    assert matching._edit_distance(a, b) == table[-1]
 
 
 @pytest.mark.parametrize("protocol, extraction, correct", [
@@ -230,15 +231,15 @@ def test_edit_distance_is_levenshtein(a, b):
     ("authors", "B", True),
 ])
 def test_given_extractions_are_normalised_not_extracted(protocol, extraction, correct):
-    verdict = answers.score_extraction(extraction, "No", "multiple_choice", YES_NO, protocol=protocol)
+    verdict = matching.score_extraction(extraction, "No", "multiple_choice", YES_NO, protocol=protocol)
     assert verdict.correct is correct and verdict.rule == "given"
 
 
 def test_given_numeric_extractions_follow_calculate_score():
-    assert answers.score_extraction(" 12 ", "12", "integer", protocol="official").correct  # int(float(" 12 "))
-    assert not answers.score_extraction("12 cm", "12", "integer", protocol="official").correct
-    assert answers.score_extraction("12 cm", "12", "integer", protocol="strict").correct
-    assert answers.score_extraction("1.25", "1.2", "float", precision=1, protocol="official").correct
+    assert matching.score_extraction(" 12 ", "12", "integer", protocol="official").correct  # int(float(" 12 "))
+    assert not matching.score_extraction("12 cm", "12", "integer", protocol="official").correct
+    assert matching.score_extraction("12 cm", "12", "integer", protocol="strict").correct
+    assert matching.score_extraction("1.25", "1.2", "float", precision=1, protocol="official").correct
 
 
 @pytest.mark.parametrize("response", ["N/A", "I cannot tell.", "Let me look at the image.", "Is the bar taller?", ""])
@@ -258,15 +259,15 @@ def test_unknown_protocol_and_answer_type_are_errors():
 # --- the sympy-backed checkers under a hard time limit -------------------------------------------------------------
 
 def test_math_verify_timeout_counts_wrong_and_does_not_hang(monkeypatch, caplog):
-    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(answers, "beyond_sympy", lambda text: False)  # the time limit itself, behind the quick reject
-    answers.SYMPY_WORKER.equal("1", "1")  # worker started outside the measured time
-    before = answers.SYMPY_WORKER.timeouts
+    monkeypatch.setattr(matching, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(matching, "beyond_sympy", lambda text: False)  # the time limit itself, behind the quick reject
+    matching.SYMPY_WORKER.equal("1", "1")  # worker started outside the measured time
+    before = matching.SYMPY_WORKER.timeouts
     start = time.perf_counter()
     verdict = score("\\boxed{9^{9^{9^{9^{9}}}}}", "3^{3^{3^{3}}}", "latex")
     assert verdict.correct is False
     assert time.perf_counter() - start < 5
-    assert answers.SYMPY_WORKER.timeouts == before + 1
+    assert matching.SYMPY_WORKER.timeouts == before + 1
     assert "timed out" in caplog.text
     assert score("\\boxed{\\sqrt{12}}", "2\\sqrt{3}", "latex").correct  # a fresh worker took over
 
@@ -282,40 +283,40 @@ def test_math_verify_works_outside_the_main_thread():
 # --- the think/answer format --------------------------------------------------------------------------------------
 
 def test_chain_parts_are_read_as_the_scorer_reads_them():
-    chain = answers.chain_text("Red is 6. So red.", "B")
-    assert chain == "<think>Red is 6. So red.</think>\n<answer>B</answer>" and answers.well_formed(chain)
-    assert answers.think_text(chain) == "Red is 6. So red." and answers.answer_text(chain) == "B"
-    assert answers.sentences(answers.think_text(chain)) == ["Red is 6.", "So red."]
+    chain = chains.chain_text("Red is 6. So red.", "B")
+    assert chain == "<think>Red is 6. So red.</think>\n<answer>B</answer>" and chains.well_formed(chain)
+    assert chains.think_text(chain) == "Red is 6. So red." and chains.answer_text(chain) == "B"
+    assert extraction.sentences(chains.think_text(chain)) == ["Red is 6.", "So red."]
     # the last complete answer tag, as `extract` reads it, also when the reasoning mentions a tag
     stray = "<think>I put it in <answer> tags</think>\n<answer> 7 </answer>"
-    assert answers.answer_text(stray) == "7" == extract(stray).text
-    assert answers.answer_text("<think>x</think>") is None and answers.think_text("so 3 <answer>3</answer>") == "so 3"
+    assert chains.answer_text(stray) == "7" == extract(stray).text
+    assert chains.answer_text("<think>x</think>") is None and chains.think_text("so 3 <answer>3</answer>") == "so 3"
 
 
 def test_split_reasoning_reads_r1_and_tagged_responses():
-    assert answers.split_reasoning("a\n</think>\n\n\\boxed{2}") == ("a\n", "\n\n\\boxed{2}")  # began inside <think>
-    assert answers.split_reasoning("<think>a</think>b</think>c") == ("a</think>b", "c")  # the last </think>
-    assert answers.split_reasoning("<think>a <answer>2</answer>") == ("a ", "<answer>2</answer>")
-    assert answers.split_reasoning("<think>a, so 2") == ("a, so 2", "<think>a, so 2")
+    assert chains.split_reasoning("a\n</think>\n\n\\boxed{2}") == ("a\n", "\n\n\\boxed{2}")  # began inside <think>
+    assert chains.split_reasoning("<think>a</think>b</think>c") == ("a</think>b", "c")  # the last </think>
+    assert chains.split_reasoning("<think>a <answer>2</answer>") == ("a ", "<answer>2</answer>")
+    assert chains.split_reasoning("<think>a, so 2") == ("a, so 2", "<think>a, so 2")
 
 
 # --- TRL reward functions -----------------------------------------------------------------------------------------
 
 def test_format_reward_and_well_formed():
     good = "<think>count the bars</think>\n<answer>B</answer>\n<|im_end|>"
-    assert answers.format_reward([good, [{"role": "assistant", "content": good}]]) == [1.0, 1.0]
-    assert not answers.well_formed("<think>a</think><answer>B</answer>B</answer>")  # text after </answer>
-    assert not answers.well_formed("<answer>B</answer>")
-    assert not answers.well_formed("<think>a</think><answer>B")
+    assert rewards.format_reward([good, [{"role": "assistant", "content": good}]]) == [1.0, 1.0]
+    assert not chains.well_formed("<think>a</think><answer>B</answer>B</answer>")  # text after </answer>
+    assert not chains.well_formed("<answer>B</answer>")
+    assert not chains.well_formed("<think>a</think><answer>B")
 
 
 def test_accuracy_reward_takes_strings_and_conversations():
     completions = ["<think>x</think><answer>B</answer>", [{"role": "assistant", "content": "<answer>7</answer>"}],
                    "<answer>8</answer>"]
-    rewards = answers.accuracy_reward(completions, answer=["No", "7", "7"],
-                                      answer_type=["multiple_choice", "integer", "integer"],
-                                      choices=[YES_NO, [], []], precision=[-1, -1, -1], prompts=None)
-    assert rewards == [1.0, 1.0, 0.0]
+    given = rewards.accuracy_reward(completions, answer=["No", "7", "7"],
+                                    answer_type=["multiple_choice", "integer", "integer"],
+                                    choices=[YES_NO, [], []], precision=[-1, -1, -1], prompts=None)
+    assert given == [1.0, 1.0, 0.0]
 
 
 @pytest.mark.parametrize("completion, answer, answer_type, choices, reward", [
@@ -335,17 +336,17 @@ def test_accuracy_reward_takes_strings_and_conversations():
     ("<think>x <answer>7</answer></think>", "7", "integer", [], 0.5),  # nothing after </think> at all
 ])
 def test_r1v_reward_is_the_authors_accuracy(completion, answer, answer_type, choices, reward):
-    assert answers.r1v_reward([completion, [{"role": "assistant", "content": completion}]], answer=[answer] * 2,
+    assert rewards.r1v_reward([completion, [{"role": "assistant", "content": completion}]], answer=[answer] * 2,
                               answer_type=[answer_type] * 2, choices=[choices] * 2, precision=[-1] * 2,
                               prompts=None) == [reward] * 2
 
 
 def test_r1v_reward_of_hostile_input_is_zero_in_bounded_time(monkeypatch):
-    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(answers, "beyond_sympy", lambda text: False)
-    answers.SYMPY_WORKER.grade_answer("1", "1")
+    monkeypatch.setattr(matching, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(matching, "beyond_sympy", lambda text: False)
+    matching.SYMPY_WORKER.grade_answer("1", "1")
     start = time.perf_counter()
-    assert answers.r1v_reward(["<think>x</think> so <answer>9**9**9**9</answer>"], answer=["\\frac{1}{3}"],
+    assert rewards.r1v_reward(["<think>x</think> so <answer>9**9**9**9</answer>"], answer=["\\frac{1}{3}"],
                               answer_type=["latex"], choices=[[]]) == [0.0]
     assert time.perf_counter() - start < 5
 
@@ -359,7 +360,7 @@ def test_r1v_reward_of_hostile_input_is_zero_in_bounded_time(monkeypatch):
     ("<answer>B</answer>", 0.0),
 ])
 def test_r1v_format_reward_is_the_authors_format_score(completion, reward):
-    assert answers.r1v_format_reward([completion], prompts=None) == [reward]
+    assert rewards.r1v_format_reward([completion], prompts=None) == [reward]
 
 
 # --- fuzz ---------------------------------------------------------------------------------------------------------
@@ -371,11 +372,11 @@ fuzz_text = st.lists(st.one_of(pieces, st.text(max_size=30)), max_size=40).map("
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(response=fuzz_text, answer_type=st.sampled_from(["multiple_choice", "integer", "float", "text", "list"]),
-       protocol=st.sampled_from(answers.PROTOCOLS))
+       protocol=st.sampled_from(matching.PROTOCOLS))
 def test_fuzz_never_raises_and_is_bounded(response, answer_type, protocol):
     choices = ["3", "\\frac{1}{2}", "Yes"] if answer_type == "multiple_choice" else ()
     start = time.perf_counter()
     verdict = score(response, "3", answer_type, choices, 1 if answer_type == "float" else -1, protocol)
     assert isinstance(verdict.correct, bool) and verdict.rule
     # `authors` asks mathruler twice (the boxed answer, then the whole response)
-    assert time.perf_counter() - start < 2 * answers.MATH_VERIFY_TIMEOUT_S + 2
+    assert time.perf_counter() - start < 2 * matching.MATH_VERIFY_TIMEOUT_S + 2

@@ -10,24 +10,15 @@ import json
 import time
 
 import pytest
-from mathruler.grader import extract_boxed_content, grade_answer
+from helpers import mathruler_verdict
+from mathruler.grader import extract_boxed_content
 
 from ovlt.score_cli import score_main
-from ovlt.scoring import answers
+from ovlt.scoring import matching
 
 YES_NO = ["Yes", "No"]
 THREE = ["3", "5", "7"]
 DUPLICATED = ["15", "100", "50", "50"]  # as MathVista testmini pid 740: the first equal option's letter is gold
-
-
-def mathruler_verdict(response: str, gold: str) -> bool:
-    """eval_qwen.py's test, written as their file does it, on mathruler's own functions (gold already a letter)."""
-    if not response:
-        return False
-    boxed = extract_boxed_content(response)
-    direct = response.lower().split("Answer:")[-1].strip()
-    return (gold.lower() == boxed.lower() or grade_answer(gold, boxed)
-            or gold.lower() == direct.lower() or grade_answer(gold, direct))
 
 
 # (response, gold as stored: option TEXT for multiple choice, answer_type, choices, the gold eval_qwen compares)
@@ -65,8 +56,8 @@ CASES = [
 
 @pytest.mark.parametrize("response, answer, answer_type, choices, gold", CASES)
 def test_verdicts_are_mathrulers(response, answer, answer_type, choices, gold):
-    assert answers.authors_gold(answer, answer_type, choices) == gold
-    verdict = answers.score(response, answer, answer_type, choices, protocol="authors")
+    assert matching.authors_gold(answer, answer_type, choices) == gold
+    verdict = matching.score(response, answer, answer_type, choices, protocol="authors")
     assert verdict.correct is mathruler_verdict(response, gold)
     if "\\boxed{" in response and verdict.rule != "response":
         assert verdict.extracted == extract_boxed_content(response)
@@ -74,30 +65,30 @@ def test_verdicts_are_mathrulers(response, answer, answer_type, choices, gold):
 
 def test_the_known_verdicts():
     """The cases above, by hand: what the authors' harness counts right."""
-    right = [answers.score(r, a, t, c, protocol="authors").correct for r, a, t, c, _ in CASES]
+    right = [matching.score(r, a, t, c, protocol="authors").correct for r, a, t, c, _ in CASES]
     assert [i for i, ok in enumerate(right) if ok] == [0, 2, 3, 4, 5, 7, 8, 9, 10, 12, 15, 16, 18, 19, 21, 22, 24, 25]
 
 
 def test_rules_name_where_the_verdict_came_from():
-    assert answers.score("so \\boxed{12}", "12", "integer", protocol="authors") == answers.Verdict("12", "boxed", True)
-    assert answers.score("12", "12", "integer", protocol="authors") == answers.Verdict("12", "response", True)
-    assert answers.score("it is 12", "12", "integer", protocol="authors") == answers.Verdict("", "none", False)
-    assert answers.match("b", "5", "multiple_choice", THREE, protocol="authors")
-    assert not answers.match("5", "5", "multiple_choice", THREE, protocol="authors")
+    assert matching.score("so \\boxed{12}", "12", "integer", protocol="authors") == matching.Verdict("12", "boxed", True)
+    assert matching.score("12", "12", "integer", protocol="authors") == matching.Verdict("12", "response", True)
+    assert matching.score("it is 12", "12", "integer", protocol="authors") == matching.Verdict("", "none", False)
+    assert matching.match("b", "5", "multiple_choice", THREE, protocol="authors")
+    assert not matching.match("5", "5", "multiple_choice", THREE, protocol="authors")
 
 
 def test_hostile_input_times_out_wrong(monkeypatch, caplog):
     """sympy would compute 9**9**9**9 for ever; mathruler's own guards ("^{") do not stop this spelling."""
-    monkeypatch.setattr(answers, "MATH_VERIFY_TIMEOUT_S", 1.0)
-    monkeypatch.setattr(answers, "beyond_sympy", lambda text: False)  # the time limit itself, behind the quick reject
-    answers.SYMPY_WORKER.grade_answer("1", "1")  # worker started outside the measured time
-    before = answers.SYMPY_WORKER.timeouts
+    monkeypatch.setattr(matching, "MATH_VERIFY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(matching, "beyond_sympy", lambda text: False)  # the time limit itself, behind the quick reject
+    matching.SYMPY_WORKER.grade_answer("1", "1")  # worker started outside the measured time
+    before = matching.SYMPY_WORKER.timeouts
     start = time.perf_counter()
-    verdict = answers.score("\\boxed{9**9**9**9}", "\\frac{1}{3}", "latex", protocol="authors")
-    assert verdict.correct is False and answers.SYMPY_WORKER.timeouts > before
+    verdict = matching.score("\\boxed{9**9**9**9}", "\\frac{1}{3}", "latex", protocol="authors")
+    assert verdict.correct is False and matching.SYMPY_WORKER.timeouts > before
     assert time.perf_counter() - start < 2 * 1.0 + 4  # two checks (box, whole response), each at most the limit
     assert "timed out" in caplog.text
-    assert answers.score("\\boxed{1/3}", "\\frac{1}{3}", "latex", protocol="authors").correct  # a fresh worker
+    assert matching.score("\\boxed{1/3}", "\\frac{1}{3}", "latex", protocol="authors").correct  # a fresh worker
 
 
 # --- `ovlt score --protocol authors` ------------------------------------------------------------------------------

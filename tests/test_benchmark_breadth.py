@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import fixtures_dir
+from helpers import fixtures_dir
 from PIL import Image
 
 from ovlt.scoring import benchmarks
-from ovlt.scoring.answers import REASONING_INSTRUCTION
+from ovlt.scoring.chains import REASONING_INSTRUCTION
 from ovlt.stages.evaluation import record_images
 
 FIXTURES = fixtures_dir()

@@ -18,11 +18,11 @@ import os
 from pathlib import Path
 
 import pytest
-from test_authors_protocol import mathruler_verdict
+from helpers import mathruler_verdict
 
 from ovlt import score_cli
 from ovlt.scoring import benchmarks
-from ovlt.scoring.answers import authors_gold, match, score
+from ovlt.scoring.matching import authors_gold, match, score
 
 FIXTURES = Path(os.environ.get("OVLT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 MATHVISTA = FIXTURES / "mathvista"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ovlt.scoring.answers import SYMPY_WORKER
 from ovlt.scoring.emma import EmmaVerdict, boxed_contents, extract_answer, is_equal, score_emma, sympy_value
+from ovlt.scoring.matching import SYMPY_WORKER
 
 RESULT_FILES = {subject: f"gemini-2.0-flash-thinking-exp-1219_{subject}_CoT.json" for subject in ("Math", "Physics")}
 AGREEMENT_FLOOR = 0.99

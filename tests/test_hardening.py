@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import fixtures_dir
+from helpers import fixtures_dir
 from PIL import Image
 
 from ovlt.ground.artifacts import ArtifactError, Run, Stage
 from ovlt.ground.config import ConfigError, load_config
 from ovlt.ground.schema import check_unique_ids, validate_problem
-from ovlt.scoring import answers, benchmarks
+from ovlt.scoring import benchmarks, matching, rewards
 from ovlt.stages.rows import open_image, usable_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,24 +170,24 @@ def test_non_utf8_responses_name_the_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("response", ["", "   ", "\x00\x00", None])
 def test_empty_model_output_is_wrong_not_a_crash(response):
-    verdict = answers.score(response, "3", "integer")
+    verdict = matching.score(response, "3", "integer")
     assert verdict.correct is False
-    assert answers.accuracy_reward([response or ""], answer=["3"], answer_type=["integer"], choices=[[]],
+    assert rewards.accuracy_reward([response or ""], answer=["3"], answer_type=["integer"], choices=[[]],
                                    precision=[-1]) == [0.0]
 
 
 def test_pathological_latex_is_bounded():
     nested = "\\frac{" * 400 + "1" + "}{2}" * 400
     start = time.perf_counter()
-    verdict = answers.score(f"<answer>{nested}</answer>", "\\frac{1}{2}", "latex")
-    assert time.perf_counter() - start < answers.MATH_VERIFY_TIMEOUT_S + 5
+    verdict = matching.score(f"<answer>{nested}</answer>", "\\frac{1}{2}", "latex")
+    assert time.perf_counter() - start < matching.MATH_VERIFY_TIMEOUT_S + 5
     assert verdict.correct in (True, False)
 
 
 def test_extremely_long_response_is_bounded():
     response = ("blah 7 " * 2_000_000) + "<answer>42</answer>"
     start = time.perf_counter()
-    verdict = answers.score(response, "42", "integer")
+    verdict = matching.score(response, "42", "integer")
     assert verdict.correct and time.perf_counter() - start < 2
 
 
@@ -268,8 +268,8 @@ def test_model_output_is_never_executed(monkeypatch):
     monkeypatch.setattr(builtins, "exec", forbidden)
     for response in ["<answer>__import__('os').system('echo pwned')</answer>", "\\boxed{1+1}", "[1, 2, 3]"]:
         for answer_type, gold in (("integer", "2"), ("list", "[1, 2, 3]"), ("latex", "2")):
-            answers.score(response, gold, answer_type, protocol="mathvision")
-            answers.score(response, gold, answer_type, protocol="official")
+            matching.score(response, gold, answer_type, protocol="mathvision")
+            matching.score(response, gold, answer_type, protocol="official")
 
 
 # --- issue 23: a careless or hostile user (docs/bad-input.md lists every kind with its outcome) ----------------

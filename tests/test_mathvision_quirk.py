@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import fixtures_dir
+from helpers import fixtures_dir
 
-from ovlt.scoring import answers, benchmarks, mathvision
-from ovlt.scoring.answers import match, score
+from ovlt.scoring import benchmarks, matching, mathvision
+from ovlt.scoring.matching import match, score
 
 EXTRA = Path(__file__).resolve().parent / "fixtures" / "mathvision_extra"
 FIXTURES = fixtures_dir()
@@ -38,7 +38,7 @@ def test_run_together_answer_is_right_officially_and_wrong_strictly():
 
 def test_official_resolves_to_the_quirky_protocol_and_strict_is_registered():
     assert benchmarks.get_benchmark("mathvision_test").protocol("official") == "mathvision"
-    assert answers.resolve_protocol("mathvision_strict") == "mathvision_strict"
+    assert matching.resolve_protocol("mathvision_strict") == "mathvision_strict"
 
 
 @pytest.mark.parametrize("text, prefix, value", [
@@ -55,7 +55,7 @@ def test_official_resolves_to_the_quirky_protocol_and_strict_is_registered():
 ])
 def test_leading_expression_is_where_latex2sympy2_stops(text, prefix, value):
     assert mathvision.leading_expression(text) == prefix
-    got = answers.mathvision_leading_value(text)
+    got = matching.mathvision_leading_value(text)
     assert (got is None) if value is None else round(got, 2) == value
 
 
@@ -67,7 +67,7 @@ def test_leading_expression_is_where_latex2sympy2_stops(text, prefix, value):
 ])
 def test_no_early_stop_leaves_the_whole_string(text):
     assert mathvision.leading_expression(text) is None
-    assert answers.mathvision_leading_value(text) == answers.mathvision_value(text)
+    assert matching.mathvision_leading_value(text) == matching.mathvision_value(text)
 
 
 def test_gold_text_is_read_the_same_way():

@@ -12,7 +12,7 @@ import random
 import time
 
 import pytest
-from conftest import fixtures_dir
+from helpers import fixtures_dir
 
 from ovlt.scoring.mmmu_pro import (
     MmmuProVerdict,

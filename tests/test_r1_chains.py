@@ -1,5 +1,5 @@
 """R1's chains as R1 writes them: DeepSeek-R1-Distill's responses read into the student's think/answer format
-(`ovlt.scoring.answers.reasoner_chain`), its real chat template in both revisions, and only well-formed chains in an
+(`ovlt.scoring.reasoners.reasoner_chain`), its real chat template in both revisions, and only well-formed chains in an
 SFT set, in every iteration.
 
 The corpus is written in the shapes R1-Distill's responses take: the reply starts inside the reasoning when the
@@ -12,14 +12,16 @@ languages.
 from pathlib import Path
 
 import pytest
-from test_teachers import make_run, tiny_config
+from helpers import teachers_config as tiny_config
+from helpers import teachers_run as make_run
 
 from ovlt.engines import models
 from ovlt.engines.generation import Backend, Completion, render_prompt
 from ovlt.ground.artifacts import load_dataset_dir
 from ovlt.ground.config import R1_DISTILL_PROMPT
 from ovlt.ground.schema import format_question
-from ovlt.scoring.answers import REASONER_DROPS, REASONER_REPAIRS, reasoner_chain, well_formed
+from ovlt.scoring.chains import well_formed
+from ovlt.scoring.reasoners import REASONER_DROPS, REASONER_REPAIRS, reasoner_chain
 from ovlt.stages import curation, teachers
 
 REASONING = ("Okay, so I need to find which bar is the tallest. From the description, the red bar is 3 and the blue "

@@ -5,7 +5,8 @@ They read the problem's `scene` (the procedural generator's ground truth). The c
 and the question. It writes DENSE chains, the form the tiny student learns best from
 (docs/findings.md, "Learning on CPU"): first the values it relies on, then a short computation, then a concluding
 sentence, then the answer, with optional restatements (verbosity) and self-reflections ("Wait, let me check ...",
-reflection_rate) that the filter cuts.
+reflection_rate) that the filter cuts. `stated_facts_right` reads the facts a chain states back against the
+scene, in the sentences the reasoner writes them in (`ScriptedReasoner._facts`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Callable
 from typing import get_args
 
 from ovlt.ground.config import AnswerWith
 from ovlt.ground.procedural import COLORS, SHAPES, solve
-from ovlt.ground.schema import option_letter
-from ovlt.scoring.answers import chain_text
+from ovlt.ground.schema import OPTION_LETTER, option_letter
+from ovlt.scoring.chains import chain_text, think_text
 
 SIZE_WORDS = {1: "small", 2: "medium", 3: "big"}
 
@@ -375,3 +377,36 @@ class ScriptedReasoner:
     def chains(self, problem: dict, caption: str, n: int) -> list[str]:
         return [self.chain(problem, caption, i) for i in range(n)]
 
+
+# -- reading a chain's facts back: the sentences `ScriptedReasoner._facts` writes -----------------------
+
+
+def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
+    """Whether every fact a chain states in the scripted form ("red is 6", "pens 4", "The width is 5 ...",
+    "a small red circle") is true of the scene; None for scenes without such facts. Measures how many
+    kept chains are right by luck: a correct answer reached from wrong values."""
+    if not scene:
+        return None
+    scene = json.loads(scene) if isinstance(scene, str) else scene
+    think = think_text(chain)
+    family = scene["family"]
+    if family == "chart":
+        truth = {b["label"]: b["value"] for b in scene["bars"]}
+        stated = re.findall(rf"\b({'|'.join(COLORS)})(?: \({OPTION_LETTER}\))? is (\d+)\b", think)
+        return bool(stated) and all(truth.get(label) == int(value) for label, value in stated)
+    if family == "table":
+        truth = {r["item"]: r["value"] for r in scene["rows"]}
+        stated = re.findall(r"(?:^|, |\. )([a-z]\w*) (\d+)(?=[,.])", think)
+        return bool(stated) and all(truth.get(item) == int(value) for item, value in stated)
+    if family == "counting":
+        listed = re.search(r"I see (.*?)\.(?:\s|$)", think)
+        stated = re.findall(r"\ba (?:small|medium|big) (\w+) (circle|square|triangle)\b", listed.group(1)) \
+            if listed else []
+        return Counter(stated) == Counter((o["color"], o["shape"]) for o in scene["objects"])
+    patterns = {"triangle": (r"angles are (\d+) and (\d+)", [scene.get("angles", [0] * 3)[i]
+                                                              for i in scene.get("shown", [])]),
+                "rectangle": (r"width is (\d+) and the height is (\d+)", [scene.get("width"), scene.get("height")]),
+                "right_triangle": (r"legs are (\d+) and (\d+)", scene.get("legs"))}
+    pattern, truth = patterns[scene["shape"]]
+    stated = re.findall(pattern, think)
+    return bool(stated) and all([int(v) for v in pair] == list(truth) for pair in stated)

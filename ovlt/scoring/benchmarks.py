@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ovlt.ground.schema import OPTION_LETTER, OPTION_LETTERS, format_question, option_letters
-from ovlt.scoring import answers, emma, hallusionbench, mmmu_pro
+from ovlt.scoring import chains, emma, hallusionbench, matching, mmmu_pro
 
 log = logging.getLogger(__name__)
 
@@ -320,30 +320,30 @@ class BenchmarkSpec:
         """Map "official" to this benchmark's published rules, "strict" to its strict rules; other names go through
         unchanged."""
         protocol = {"official": self.official_protocol, "strict": self.strict_protocol}.get(protocol, protocol)
-        return protocol if protocol in OWN_PROTOCOLS else answers.resolve_protocol(protocol)
+        return protocol if protocol in OWN_PROTOCOLS else matching.resolve_protocol(protocol)
 
 
 def _mmmu_pro_verdict(protocol: str):
-    def verdict(record: dict, response: str) -> answers.Verdict:
+    def verdict(record: dict, response: str) -> matching.Verdict:
         found = mmmu_pro.score_mmmu_pro(response, record["meta"]["answer_letter"], record["choices"], protocol,
                                         seed_key=record["id"])
-        return answers.Verdict(found.extracted, "guess" if found.fell_back else "mmmu_pro", found.correct)
+        return matching.Verdict(found.extracted, "guess" if found.fell_back else "mmmu_pro", found.correct)
 
     return verdict
 
 
-def _emma_verdict(record: dict, response: str) -> answers.Verdict:
+def _emma_verdict(record: dict, response: str) -> matching.Verdict:
     found = emma.score_emma(response, {"answer": record["meta"]["gold"], "gt_content": record["answer"]})
-    return answers.Verdict(found.extracted or "", "emma", found.correct)
+    return matching.Verdict(found.extracted or "", "emma", found.correct)
 
 
-def _hallusionbench_verdict(record: dict, response: str) -> answers.Verdict:
+def _hallusionbench_verdict(record: dict, response: str) -> matching.Verdict:
     found = hallusionbench.yes_no_verdict(response, "1" if record["answer"] == hallusionbench.YES else "0")
-    return answers.Verdict(found.extracted, "yes_no", found.correct)
+    return matching.Verdict(found.extracted, "yes_no", found.correct)
 
 
 # Rules a benchmark owns (its official parser, ported), each a verdict on one record's response
-OWN_PROTOCOLS: dict[str, Callable[[dict, str], answers.Verdict]] = {
+OWN_PROTOCOLS: dict[str, Callable[[dict, str], matching.Verdict]] = {
     "mmmu_pro": _mmmu_pro_verdict("official"), "mmmu_pro_strict": _mmmu_pro_verdict("strict"),
     "emma": _emma_verdict, "hallusionbench": _hallusionbench_verdict,
 }
@@ -475,11 +475,11 @@ def build_prompt(spec: BenchmarkSpec | str, record: dict, style: str = "plain") 
         from ovlt.scoring.prompts import student_text
 
         if spec.name == "mathverse_testmini":  # options already live in the question text (or in the image)
-            return f"{record['question'] or record['prompt']}\n{answers.REASONING_INSTRUCTION}"
+            return f"{record['question'] or record['prompt']}\n{chains.REASONING_INSTRUCTION}"
         if spec.name == "mathvista_testmini":  # `query` states the unit and the answer's form the question omits
-            return f"{record['prompt']}\n{answers.REASONING_INSTRUCTION}"
+            return f"{record['prompt']}\n{chains.REASONING_INSTRUCTION}"
         if spec.name == "mmmu_pro_vision":  # the question and its options are in the image
-            return f"{MMMU_PRO_INSTRUCTIONS['vision'].split('.')[0]}.\n{answers.REASONING_INSTRUCTION}"
+            return f"{MMMU_PRO_INSTRUCTIONS['vision'].split('.')[0]}.\n{chains.REASONING_INSTRUCTION}"
         if record["meta"].get("context"):  # EMMA's context goes before its question, as in EMMA's own prompt
             return student_text({**record, "question": f"{record['meta']['context']}\n{record['question']}"})
         return student_text(record)
@@ -504,7 +504,7 @@ def tally(rows: list[dict], records: dict[str, dict], key: str) -> dict:
 
 
 # What a scored line carries: a model's raw response (extracted, then matched), or an answer already extracted by
-# someone's extractor (matched by the protocol's normaliser alone: `answers.score_extraction`).
+# someone's extractor (matched by the protocol's normaliser alone: `matching.score_extraction`).
 FIELDS = ("response", "extraction")
 
 
@@ -516,7 +516,7 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
     Returns rows {"id", "extracted", "rule", "correct"} in record order, and a summary with accuracy, the
     breakdowns named by the spec, the protocol actually used and the extraction rules that fired.
     """
-    from tqdm import tqdm
+    from ovlt.ground.progress import tqdm
 
     if field not in FIELDS:
         raise ValueError(f"unknown field {field!r}; known: {', '.join(FIELDS)}")
@@ -525,7 +525,7 @@ def score_responses(spec_name: str, records: list[dict], responses: dict[str, st
     own = OWN_PROTOCOLS.get(used)
     if own is not None and field != "response":
         raise ValueError(f"{spec.name}'s {used} rules read raw responses: score them with field='response'")
-    scorer = answers.score if field == "response" else answers.score_extraction
+    scorer = matching.score if field == "response" else matching.score_extraction
     by_id = {r["id"]: r for r in records}
     unknown = [i for i in responses if i not in by_id]
     if unknown:

@@ -28,8 +28,8 @@ floating-point error; we leave it out.)
 
 Differences from the script:
   - latex2sympy is latex2sympy2_extended (the maintained fork the project depends on) instead of latex2sympy2; it
-    runs in the scorer's sympy worker under its time limit (`answers.SYMPY_WORKER`), so an expression sympy cannot
-    finish is "not equal" instead of a hung run, as is text longer than `answers.MAX_SYMPY_CHARS` (the script would
+    runs in the scorer's sympy worker under its time limit (`matching.SYMPY_WORKER`), so an expression sympy cannot
+    finish is "not equal" instead of a hung run, as is text longer than `matching.MAX_SYMPY_CHARS` (the script would
     parse a whole response that rules 1-4 did not cut down; prose has no numeric value either way).
   - a side that is a plain decimal literal ("12", "-0.5") is valued by float() without the worker (latex2sympy reads
     such a literal as that number), a lone letter other than e has no value without asking (latex2sympy reads it as
@@ -43,7 +43,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ovlt.scoring.answers import SYMPY_WORKER
+from ovlt.scoring.matching import SYMPY_WORKER
 
 # fast_extract_answer's direct multiple-choice letters.
 _DIRECT_LETTERS = "ABCDEFGH"

@@ -6,7 +6,7 @@ the gold `gt_answer` "1" is the word "Yes", "0" is "No". A response is right whe
 gold word ignoring case, or by mathruler's `grade_answer(gold, candidate)` (their argument order): the content of
 the response's last \\boxed{} (mathruler's extract_boxed_content), then the whole response lower-cased and stripped
 (their `reasoning.lower().split("Answer:")[-1]` can never split a lower-cased text, so it is the whole response). An
-empty response is wrong. This is the `authors` protocol of `ovlt.scoring.answers`, which runs mathruler in the
+empty response is wrong. This is the `authors` protocol of `ovlt.scoring.matching`, which runs mathruler in the
 scorer's worker under its time limit; `yes_no_verdict` calls it with the gold word. (Their eval_openvlthinker.py reads
 the <answer>...</answer> content instead of the box; the study scores the eval_qwen.py way.)
 
@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ovlt.scoring.answers import score
+from ovlt.scoring.matching import score
 
 YES, NO = "Yes", "No"
 GROUPING_FIELDS = ("category", "subcategory", "set_id", "figure_id", "question_id", "visual_input")

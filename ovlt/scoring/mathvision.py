@@ -9,7 +9,7 @@ namespace holding `math`'s names. We never eval model output. `plain_value` comp
 limit), which accepts what `eval` would: an expression whose names are all in `math` (`e`, `pi`, `sqrt`, `log`, ...)
 and whose value is a real number. docs/scoring.md lists where the two differ on the fixtures.
 
-Two protocols use this module (`ovlt.scoring.answers`):
+Two protocols use this module (`ovlt.scoring.matching`):
   mathvision         (MATH-V's `official`) also reproduces where MATH-V's latex2sympy2 (1.9.1) stops reading early:
                      its grammar's start rule has no end-of-input token, so it values the expression before the first
                      token outside every bracket that can continue nothing (a bracket closing nothing, a "." that is
@@ -47,7 +47,7 @@ _LETTERS = "ABCDE"
 
 
 def extract(response: str) -> str:
-    """MATH-V's `model_answer` of a raw response (`answers.score` passes its last MAX_SCAN_CHARS characters)."""
+    """MATH-V's `model_answer` of a raw response (`matching.score` passes its last MAX_SCAN_CHARS characters)."""
     answer = response.strip()
     for c in _LETTERS:
         if answer.endswith((f" {c}.", f" ({c}).")) or answer.startswith((f"{c}\n", f"({c})\n", f"({c}) {c}\n")):

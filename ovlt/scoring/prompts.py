@@ -7,7 +7,7 @@ its chat here.
 from __future__ import annotations
 
 from ovlt.ground.schema import format_question
-from ovlt.scoring.answers import REASONING_INSTRUCTION
+from ovlt.scoring.chains import REASONING_INSTRUCTION
 
 
 def student_text(problem: dict, instruction: str = REASONING_INSTRUCTION) -> str:
