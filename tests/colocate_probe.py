@@ -23,10 +23,11 @@ import sys
 import torch
 from PIL import Image, ImageDraw
 
+from ovlt.engines.architectures import ImageBudget
 from ovlt.engines.generation import render_prompt
 from ovlt.engines.models import load_processor
 from ovlt.ground.config import load_config
-from ovlt.scoring import answers
+from ovlt.scoring import rewards
 from ovlt.scoring.prompts import student_chat
 from ovlt.stages.training.colocate import colocated_vllm, student_engine
 
@@ -101,7 +102,7 @@ def length_reward(completions, **kwargs) -> list[float]:
 def sft_checkpoint(student: str, folder: str, min_pixels: int, max_pixels: int) -> str:
     """The student as the SFT stage leaves a checkpoint: its processor saved with the study's pixel bounds."""
     shutil.copytree(student, folder)
-    load_processor(student, min_pixels=min_pixels, max_pixels=max_pixels).save_pretrained(folder)
+    load_processor(student, budget=ImageBudget(min_pixels, max_pixels)).save_pretrained(folder)
     return folder
 
 
@@ -116,7 +117,7 @@ def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
 
     start = sft_checkpoint(student, os.path.join(os.path.dirname(out), "sft"), int(min_pixels), int(max_pixels))
     # As the grpo stage loads it: the study's bounds (TRL's engine gets none: it reads the checkpoint's).
-    processor = load_processor(start, min_pixels=int(min_pixels), max_pixels=int(max_pixels))
+    processor = load_processor(start, budget=ImageBudget(int(min_pixels), int(max_pixels)))
     chats = [student_chat(q + " Think first, then answer.") for q in QUESTIONS]
     dataset = Dataset.from_dict({
         "prompt": chats + chats[:1], "image": IMAGES + [PHOTO], "answer": ["200", "4", "red", "110", "200"],
@@ -129,7 +130,7 @@ def main(student: str, out: str, min_pixels: str, max_pixels: str) -> None:
         use_vllm=True, vllm_mode="colocate", vllm_max_model_length=STUDENT.max_model_len,
         model_init_kwargs={"dtype": "float32"})
     with student_engine(STUDENT):  # as the grpo stage builds the trainer
-        trainer = GRPOTrainer(model=start, reward_funcs=[answers.accuracy_reward, answers.format_reward, length_reward],
+        trainer = GRPOTrainer(model=start, reward_funcs=[rewards.accuracy_reward, rewards.format_reward, length_reward],
                               args=args, train_dataset=dataset, processing_class=processor)
     colocated_vllm(trainer)  # as the grpo stage does
     engine = trainer.vllm_generation

@@ -123,7 +123,7 @@ def views_and_pixels(model_type: str, processor) -> tuple[int, int]:
 def test_the_image_budget_is_honoured_in_each_processors_terms(model_type):
     before = views_and_pixels(model_type, PROCESSORS[model_type]())
     processor = PROCESSORS[model_type]()
-    recorded = architectures.apply_image_budget(model_type, processor, 3136, BUDGET)
+    recorded = architectures.ImageBudget(3136, BUDGET).apply(model_type, processor)
     views, pixels = views_and_pixels(model_type, processor)
     print(f"{model_type}: 12 MP photo -> {before[0]} view(s), {before[1]:,} px unbounded; {views} view(s), "
           f"{pixels:,} px under a {BUDGET:,}-px budget; recorded {recorded}")
@@ -138,6 +138,6 @@ def test_the_image_budget_is_honoured_in_each_processors_terms(model_type):
 
 def test_a_tile_budget_below_one_view_keeps_one_view():
     processor = PROCESSORS["internvl"]()
-    assert architectures.apply_image_budget("internvl", processor, None, 1000) == {
+    assert architectures.ImageBudget(None, 1000).apply("internvl", processor) == {
         "kind": "tiles", "tile": 448, "max_patches": 1, "floor": True}
     assert views_and_pixels("internvl", processor) == (1, 448 * 448)

@@ -128,7 +128,7 @@ def test_released_config_says_what_the_released_scripts_ran():
     assert [(p.name, p.set, p.num_train_epochs, p.freeze_vision) for p in g.phases] == [
         ("medium", "medium", 5, True), ("hard", "hard", 15, False)]
     assert (g.reward_funcs, g.reward_weights) == (["r1v_reward", "r1v_format_reward"], [1.0, 0.0])
-    assert cfg.data.pixel_bounds == (262144, 262144) and cfg.models.student.max_model_len == 6144 + 2048
+    assert (cfg.data.image_min_pixels, cfg.data.image_max_pixels) == (262144, 262144) and cfg.models.student.max_model_len == 6144 + 2048
     s = cfg.self_generate.sampling
     assert (s.temperature, s.top_k, s.max_new_tokens, cfg.select.rule) == (0.01, 1, 2048, "second_longest_correct")
     # Everything else is the paper config's.

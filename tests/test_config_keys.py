@@ -299,7 +299,7 @@ def test_the_reader_check_finds_an_unread_key():
     assert unread_keys(UnreadStudy, library_sources()) == [
         "caption.sampling.never_read_anywhere", "sft.unread_ovlt_knob", "also_never_read"]
     # A dynamic read counts only while its reading text is there.
-    assert "models.captioner.tiny.hidden_size" in unread_keys(StudyConfig, [REPO / "ovlt" / "stages" / "train.py"])
+    assert "models.captioner.tiny.hidden_size" in unread_keys(StudyConfig, [REPO / "ovlt" / "stages" / "training" / "launch.py"])
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from PIL import Image, ImageDraw
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from ovlt.engines import models
+from ovlt.engines.architectures import ImageBudget
 from ovlt.engines.generation import (
     Completion,
     DataParallelBackend,
@@ -270,7 +271,7 @@ PHOTO = Image.new("RGB", (4000, 3000), (90, 140, 200))  # a 12 MP phone photo, a
 def test_backend_bounds_an_oversized_image(tiny):
     max_pixels = 128 * 28 * 28
     spec = ModelSpec(name=str(tiny), backend="transformers", batch_size=2)
-    runner = backend_for(spec, pixels=(3136, max_pixels))
+    runner = backend_for(spec, budget=ImageBudget(3136, max_pixels))
     text_only = runner.prompt_length(render_prompt(runner.processor, image_chat("Which bar?")), [])
     tokens = runner.prompt_length(render_prompt(runner.processor, image_chat("Which bar?")), [PHOTO]) - text_only
     # The tiny checkpoint's own bound is 64 tokens: the config's bound is the one that applies.
@@ -283,12 +284,12 @@ def test_backend_bounds_an_oversized_image(tiny):
 
 def test_vllm_options_for_the_paper_config_carry_the_pixel_bounds(repo):
     cfg = load_config(repo / "configs" / "openvlthinker-7b.yaml")
-    pixels = (cfg.data.image_min_pixels, cfg.data.image_max_pixels)
-    student = vllm_arguments(cfg.models.student.name, True, **backend_options(cfg.models.student, pixels))
+    budget = ImageBudget.of(cfg.data)
+    student = vllm_arguments(cfg.models.student.name, True, **backend_options(cfg.models.student, budget))
     assert student["mm_processor_kwargs"] == {"min_pixels": 3136, "max_pixels": 262144}
     assert student["model"] == "Qwen/Qwen2.5-VL-7B-Instruct" and student["limit_mm_per_prompt"] == {"image": 7}
     assert student["max_model_len"] == 8192 and student["trust_remote_code"] is False
-    reasoner = vllm_arguments(cfg.models.reasoner.name, False, **backend_options(cfg.models.reasoner, pixels))
+    reasoner = vllm_arguments(cfg.models.reasoner.name, False, **backend_options(cfg.models.reasoner, budget))
     assert "mm_processor_kwargs" not in reasoner and "limit_mm_per_prompt" not in reasoner  # text only
     assert reasoner["tensor_parallel_size"] == 2
     assert "mm_processor_kwargs" not in vllm_arguments("some/vl-model", True)  # no bounds asked: the checkpoint's
@@ -301,7 +302,7 @@ def test_two_engines_give_one_engines_greedy_results_in_order(tiny, loaded):
     params = SamplingParams(n=2, max_new_tokens=6)
     one = backend(loaded, batch_size=2).generate(PROMPTS, IMAGES, params)
     spec = ModelSpec(name=str(tiny), backend="transformers", batch_size=2, data_parallel_size=2)
-    runner = backend_for(spec, pixels=(models.TINY_MIN_PIXELS, models.TINY_MAX_PIXELS))
+    runner = backend_for(spec, budget=ImageBudget(models.TINY_MIN_PIXELS, models.TINY_MAX_PIXELS))
     try:
         assert isinstance(runner, DataParallelBackend) and runner.engines == 2
         assert all(p.is_alive() for p in runner.processes) and len({p.pid for p in runner.processes}) == 2

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from pathlib import Path
 
-import psutil
 import pytest
-from test_training import log_rows, make_run, tiny_config
+from helpers import log_rows, make_run, tiny_config
 
 from ovlt.engines.models import load
 from ovlt.ground.config import Launch
-from ovlt.stages.train import grpo, sft
+from ovlt.rehearsal.chaos import kill_launch_after_checkpoint
+from ovlt.stages.training.grpo import grpo
 from ovlt.stages.training.launch import JOB_FILE, LaunchError, accelerate_command, stream
+from ovlt.stages.training.sft import sft
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -80,30 +79,10 @@ def test_a_launch_killed_mid_stage_resumes_from_its_last_checkpoint(tmp_path, tm
     cfg = tiny_config(sft={"launch": {"num_processes": 2, "cpu": True}, "max_steps": 6, "save_steps": 2})
     run = make_run(tmp_path / "run", base)
     stage_dir = run.stage_dir("sft", 1)
-    state = stage_dir / "shards" / "trainer" / "checkpoint-2" / "trainer_state.json"
-    killed = []
-
-    def kill_when_saved():
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                json.loads(state.read_text())  # whole: transformers writes this file last
-                break
-            except (FileNotFoundError, json.JSONDecodeError):
-                time.sleep(0.01)
-        # The launcher and its workers, and nothing else: the test process's other children (the scorer's
-        # math-verify worker) must live on; a pool worker killed holding its queue's lock hangs the interpreter's exit.
-        for launcher in psutil.Process().children():
-            if "accelerate.commands.launch" in " ".join(launcher.cmdline()):
-                for process in [launcher, *launcher.children(recursive=True)]:
-                    process.kill()
-                    killed.append(process.pid)
-
-    killer = threading.Thread(target=kill_when_saved, daemon=True)
-    killer.start()
-    with pytest.raises(LaunchError, match="status -9"):
-        sft(cfg, run, 1)
-    killer.join()
+    # The launcher and its workers, and nothing else (the scorer's math-verify worker lives on).
+    with kill_launch_after_checkpoint(stage_dir, 2, wait_s=300, poll_s=0.01) as killed:
+        with pytest.raises(LaunchError, match="status -9"):
+            sft(cfg, run, 1)
     assert len(killed) >= 3  # accelerate's launcher and both workers
     assert not (stage_dir / "manifest.json").exists()
 

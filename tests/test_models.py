@@ -8,6 +8,7 @@ from PIL import Image
 from transformers import Qwen2VLImageProcessorPil
 
 from ovlt.engines import models
+from ovlt.engines.architectures import ImageBudget
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +190,7 @@ def test_pixel_bounds_limit_image_tokens_and_survive_save_and_reload(tiny, tmp_p
     # A phone photo: 12 MP. Under max_pixels = 128 tokens x 784 pixels it is at most 128 visual tokens; the tiny
     # checkpoint's own bound (64 tokens) must not be what limits it, so the bound read here is the one asked for.
     max_pixels = 128 * 28 * 28
-    processor = models.load_processor(tiny, min_pixels=3136, max_pixels=max_pixels)
+    processor = models.load_processor(tiny, budget=ImageBudget(3136, max_pixels))
     assert Qwen2VLImageProcessorPil.size == class_default_size  # set on the instance, not the class
     rendered = processor.apply_chat_template(image_chat("Which bar?"), add_generation_prompt=True, tokenize=False)
     photo = Image.new("RGB", (4000, 3000), (90, 140, 200))
@@ -208,11 +209,11 @@ def test_pixel_bounds_limit_image_tokens_and_survive_save_and_reload(tiny, tmp_p
     reloaded = models.load_processor(tmp_path)
     assert reloaded.image_processor.size["longest_edge"] == max_pixels
     assert image_tokens(reloaded) == bounded
-    _, via_load = models.load(tiny, min_pixels=3136, max_pixels=max_pixels)
+    _, via_load = models.load(tiny, budget=ImageBudget(3136, max_pixels))
     assert image_tokens(via_load) == bounded
-    assert image_tokens(models.load_processing_class(tiny, min_pixels=3136, max_pixels=max_pixels)) == bounded
+    assert image_tokens(models.load_processing_class(tiny, budget=ImageBudget(3136, max_pixels))) == bounded
     with pytest.raises(ValueError, match="min_pixels <= max_pixels"):
-        models.load_processor(tiny, min_pixels=10_000, max_pixels=5_000)
+        models.load_processor(tiny, budget=ImageBudget(10_000, 5_000))
 
 
 def test_tiny_reasoner_is_a_cached_text_only_causal_lm(tmp_path):
@@ -228,4 +229,4 @@ def test_tiny_reasoner_is_a_cached_text_only_causal_lm(tmp_path):
                                              tokenize=False)
     assert rendered == f"{models.REASONER_BOS}{models.REASONER_USER}Q{models.REASONER_ASSISTANT}<think>\n"
     # A text-only model sees no images: the bounds every study model gets do not apply to it.
-    assert not hasattr(models.load_processing_class(first, min_pixels=3136, max_pixels=262144), "image_processor")
+    assert not hasattr(models.load_processing_class(first, budget=ImageBudget(3136, 262144)), "image_processor")

@@ -9,12 +9,18 @@ import time
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import (
+    REPO,
+    Crash,
+    add_checkpoint,
+    crash_after_step,
+    make_run,
+    teachers_config,
+    teachers_run,
+    tiny_config,
+    weights,
+)
 from PIL import Image
-from test_teachers import add_checkpoint
-from test_teachers import make_run as teachers_run
-from test_teachers import tiny_config as teachers_config
-from test_training import Crash, crash_after_step, make_run, tiny_config, weights
 
 from ovlt.engines import architectures
 from ovlt.engines.generation import SamplingParams, TransformersBackend
@@ -22,12 +28,13 @@ from ovlt.engines.models import load
 from ovlt.engines.tiny_students import BUILDERS, build_tiny_student
 from ovlt.ground.artifacts import save_dataset
 from ovlt.ground.procedural import generate
-from ovlt.scoring.answers import chain_text, well_formed
+from ovlt.scoring.chains import chain_text, well_formed
 from ovlt.scoring.prompts import assistant_turn, student_chat
 from ovlt.stages import curation, teachers
 from ovlt.stages.evaluation import evaluate
-from ovlt.stages.train import grpo, sft
 from ovlt.stages.training.colocate import ImageExpansions, unexpanded
+from ovlt.stages.training.grpo import grpo
+from ovlt.stages.training.sft import sft
 
 pytestmark = pytest.mark.slow
 

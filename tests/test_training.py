@@ -5,110 +5,37 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import datasets
 import pytest
 import torch
-from PIL import Image
-from safetensors.torch import load_file
+from helpers import Crash, crash_after_step, log_rows, make_run, tiny_config, weights
 from trl import SFTTrainer
 
+from ovlt.engines.architectures import ImageBudget
 from ovlt.engines.models import build_tiny, load, load_processor
-from ovlt.ground.artifacts import Run, Stage, save_dataset
+from ovlt.ground.artifacts import save_dataset
 from ovlt.ground.config import load_config
-from ovlt.scoring.prompts import assistant_turn, student_chat
-from ovlt.stages.train import grpo, sft
-from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardError, ZeroRewardGuard
-from ovlt.stages.training.common import resume_point
+from ovlt.stages.training.callbacks import ZeroRewardError, ZeroRewardGuard
+from ovlt.stages.training.common import job_dir, phase_dir, resume_point
 from ovlt.stages.training.grpo import (
     REWARDS,
+    grpo,
     grpo_args,
     guarded_reward,
-    phase_dir,
     reward_functions,
     reward_weights,
+    train_grpo,
 )
-from ovlt.stages.training.sft import sft_args
+from ovlt.stages.training.sft import sft, sft_args
 
 REPO = Path(__file__).resolve().parents[1]
-COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
-QUESTION = "Which color is the image?\n(A) red\n(B) blue"
-
-
-# --- helpers shared with test_launch.py ----------------------------------------------------------------
-
-
-def color_sets(n: int = 16) -> tuple[datasets.Dataset, datasets.Dataset]:
-    """An SFT set and a GRPO set in the stages' formats: plain-colour images, a one-line template chain."""
-    sft_rows, grpo_rows = [], []
-    for i in range(n):
-        name = list(COLORS)[i % 2]
-        image = Image.new("RGB", (56 + 28 * (i % 3), 56), COLORS[name])
-        chain = f"<think>The image is {name}.</think><answer>{name}</answer>"
-        sft_rows.append({"id": f"s{i}", "source": "test/color", "prompt": student_chat(QUESTION),
-                         "completion": assistant_turn(chain), "images": [image]})
-        grpo_rows.append({"id": f"g{i}", "source": "test/color", "prompt": student_chat(QUESTION), "image": image,
-                          "answer": name, "answer_type": "multiple_choice", "choices": list(COLORS), "precision": -1})
-    return datasets.Dataset.from_list(sft_rows), datasets.Dataset.from_list(grpo_rows)
-
-
-def make_run(root: Path, base: Path) -> Run:
-    """A run folder with the base student and finished `filter` and `select_hard` stages of iteration 1."""
-    run = Run(root)
-    run.stage_dir("student").mkdir(parents=True)
-    (run.stage_dir("student") / "checkpoint").symlink_to(base)
-    sft_set, grpo_set = color_sets()
-    for stage, name, data in (("filter", "sft", sft_set), ("select_hard", "grpo", grpo_set)):
-        st = Stage(run, stage, 1)
-        st.begin()
-        save_dataset(data, st.dir / name)
-        st.finish(counts={"rows": len(data)})
-    return run
-
-
-def tiny_config(sft=None, grpo=None, data=None, select_hard=None, **sections):
-    """configs/tiny.yaml with small, fast training sections (and any other `sections` replaced)."""
-    sft_section = {"max_steps": 3, "per_device_train_batch_size": 4, "logging_steps": 1, "heldout_examples": 0,
-                   **(sft or {})}
-    grpo_section = {"max_steps": 2, "per_device_train_batch_size": 8, "num_generations": 4,
-                    "max_completion_length": 16, "logging_steps": 1, **(grpo or {})}
-    return load_config(REPO / "configs/tiny.yaml",
-                       overrides={"sft": sft_section, "grpo": grpo_section, "data": data or {},
-                                  "select_hard": select_hard or {}, **sections})
-
-
-class Crash(RuntimeError):
-    """The chaos tests' crash: training dies in the middle of a stage."""
-
-
-@contextmanager
-def crash_after_step(monkeypatch, step: int):
-    """Training dies at the end of optimizer step `step`, before that step is logged or saved."""
-    on_step_end = JsonlLogger.on_step_end
-
-    def crashing(self, args, state, control, **kwargs):
-        on_step_end(self, args, state, control, **kwargs)
-        if state.global_step == step:
-            raise Crash(f"killed after step {step}")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(JsonlLogger, "on_step_end", crashing)
-        yield
 
 
 def saved_pixel_bounds(checkpoint: Path) -> dict:
     return json.loads((checkpoint / "preprocessor_config.json").read_text())["size"]
-
-
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(folder) / "model.safetensors"))
-
-
-def log_rows(stage_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="session")
@@ -200,11 +127,11 @@ def test_every_reward_name_of_the_config_is_a_reward_function_of_the_scorer():
     import typing
 
     from ovlt.ground.config import RewardName
-    from ovlt.scoring import answers
+    from ovlt.scoring import rewards
 
     assert set(REWARDS) == set(typing.get_args(RewardName))
     for name in REWARDS:  # TRL logs a reward under its function's name: rewards/<name>/mean
-        assert getattr(answers, name).__name__ == name
+        assert getattr(rewards, name).__name__ == name
 
 
 @pytest.mark.parametrize(("grpo_section", "weights", "guarded"), [
@@ -297,7 +224,7 @@ def test_sft_measures_loss_on_held_out_chains_before_and_after(tiny_base, tmp_pa
     # The untrained model's loss on the chains the stage holds out (its split: seeded, 4 of the 16).
     chains = datasets.load_from_disk(str(run.stage_dir("filter", 1) / "sft"))
     heldout = chains.train_test_split(test_size=4, seed=cfg.seed)["test"]
-    processor = load_processor(tiny_base, min_pixels=3136, max_pixels=4704)
+    processor = load_processor(tiny_base, budget=ImageBudget(3136, 4704))
     untrained = SFTTrainer(model=str(tiny_base), args=sft_args(cfg, tmp_path / "untrained"), train_dataset=heldout,
                            eval_dataset=heldout, processing_class=processor).evaluate()["eval_loss"]
 
@@ -517,16 +444,16 @@ def test_grpo_in_phases_continues_from_each_phase_and_records_each(trained):
         select_hard={"sets": [{"name": "medium", "bands": [[0.5, 0.9]]}, {"name": "hard", "bands": [[0.1, 0.4]]}]},
     )
     stage_dir = run.stage_dir("grpo", 1)
-    real_train_grpo = __import__("ovlt.stages.training.grpo", fromlist=["train_grpo"]).train_grpo
+    real_train_grpo = train_grpo
     phase_weights = {}
 
-    def keeping_each_phase(cfg, run, iteration, folder, phase=None):
-        result = real_train_grpo(cfg, run, iteration, folder, phase)
-        phase_weights[phase] = weights(folder / "checkpoint")
+    def keeping_each_phase(cfg, run, iteration, stage_dir, phase=None):
+        result = real_train_grpo(cfg, run, iteration, stage_dir, phase)
+        phase_weights[phase] = weights(job_dir(cfg, stage_dir, phase) / "checkpoint")
         return result
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("ovlt.stages.training.worker.train_grpo", keeping_each_phase)
+        patch.setattr("ovlt.stages.training.grpo.train_grpo", keeping_each_phase)
         manifest = grpo(cfg, run, 1)
     train = manifest["train"]
     assert [(p["phase"], p["set"], p["examples"], p["steps"], p["vision_frozen"]) for p in train["phases"]] == [

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, needs_vllm
+from helpers import REPO, needs_vllm
 from PIL import Image
 
 from ovlt.engines import models
+from ovlt.engines.architectures import ImageBudget
 from ovlt.engines.generation import (
     SamplingParams,
     TransformersBackend,
@@ -29,14 +30,14 @@ from ovlt.ground.config import load_config
 from ovlt.ground.hub import load_source
 from ovlt.rehearsal.build import REASONER_FOLDERS, STUDENTS_OF_TODAY
 from ovlt.scoring import benchmarks as bench
-from ovlt.scoring.answers import reasoner_chain
 from ovlt.scoring.prompts import student_chat
+from ovlt.scoring.reasoners import reasoner_chain
 from ovlt.stages.teachers import _generated_rows, distill_prompt
 
 pytestmark = [pytest.mark.slow, needs_vllm]
 
 REHEARSAL = load_config(REPO / "configs" / "rehearsal.yaml")
-PIXELS = REHEARSAL.data.pixel_bounds  # (image_min_pixels, image_max_pixels): the paper's
+PIXELS = ImageBudget.of(REHEARSAL.data)  # the paper's
 STUDENT_SPEC = REHEARSAL.models.student  # backend vllm, the CPU engine options, max_model_len
 ENGINE = {"max_model_len": STUDENT_SPEC.max_model_len, **STUDENT_SPEC.engine_options}  # vllm.LLM's arguments
 
@@ -63,7 +64,7 @@ def engine(student):
     """A vLLM engine on the student, as the study opens it (the config's bounds and engine options). One per test:
     engines in one process (engine_env keeps them there) share vLLM's process groups, so they are never open side
     by side, as in the study."""
-    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), pixels=PIXELS, device="cpu")
+    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), budget=PIXELS, device="cpu")
     yield runner
     runner.close()
 
@@ -71,7 +72,7 @@ def engine(student):
 def test_greedy_responses_equal_the_transformers_backends(student, engine, items):
     chats, images = items
     params = SamplingParams(max_new_tokens=64)
-    expected = TransformersBackend(student, batch_size=8, min_pixels=PIXELS[0], max_pixels=PIXELS[1],
+    expected = TransformersBackend(student, batch_size=8, budget=PIXELS,
                                    show_progress=False).generate(chats, images, params)
     got = engine.generate(chats, images, params)
     same = sum(a[0].text == b[0].text for a, b in zip(expected, got, strict=True))
@@ -97,13 +98,13 @@ PHOTO = Image.new("RGB", (4000, 3000), (90, 120, 60))
 
 def test_image_tokens_equal_the_trainers_under_the_pixel_bounds(engine, student, items):
     chats, images = items
-    trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
+    trainer = models.load_processor(student, budget=PIXELS)
     cases = [(chat, image[0]) for chat, image in zip(chats, images, strict=True)] + [(chats[0], PHOTO)]
     counts = [(image_tokens_in_trainer(trainer, c, i), image_tokens_in_vllm(engine.llm, engine.processor, c, i))
               for c, i in cases]
     print("image tokens (trainer, vLLM):", counts)
     assert all(t == v for t, v in counts)
-    assert max(t for t, _ in counts) <= PIXELS[1] // 28**2  # the bound held: a 12 MP photo is ~15k tokens unbounded
+    assert max(t for t, _ in counts) <= PIXELS.max_pixels // 28**2  # the bound held: a 12 MP photo is ~15k tokens unbounded
     assert counts[-1][0] > 100  # and the photo was not shrunk below it either
 
 
@@ -113,9 +114,9 @@ def test_todays_students_sample_on_vllm_as_on_transformers(model_type, stand_ins
     included) under the study's bounds, and greedy answers equal to the transformers backend's."""
     student = stand_ins / "models" / STUDENTS_OF_TODAY[model_type]
     chats, images = items
-    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), pixels=PIXELS, device="cpu")
+    runner = backend_for(STUDENT_SPEC.model_copy(update={"name": str(student)}), budget=PIXELS, device="cpu")
     try:
-        trainer = models.load_processor(student, min_pixels=PIXELS[0], max_pixels=PIXELS[1])
+        trainer = models.load_processor(student, budget=PIXELS)
         cases = [(chat, image[0]) for chat, image in zip(chats[:6], images[:6], strict=True)] + [(chats[0], PHOTO)]
         counts = [(image_tokens_in_trainer(trainer, c, i), image_tokens_in_vllm(runner.llm, runner.processor, c, i))
                   for c, i in cases]
@@ -125,7 +126,7 @@ def test_todays_students_sample_on_vllm_as_on_transformers(model_type, stand_ins
         got = runner.generate(chats, images, greedy)
     finally:
         runner.close()
-    expected = TransformersBackend(student, batch_size=8, min_pixels=PIXELS[0], max_pixels=PIXELS[1],
+    expected = TransformersBackend(student, batch_size=8, budget=PIXELS,
                                    show_progress=False).generate(chats, images, greedy)
     same = sum(g[0].text == e[0].text for g, e in zip(got, expected, strict=True))
     print(f"{model_type}: greedy equal on {same} of {len(chats)}")
@@ -200,7 +201,7 @@ def test_the_text_reasoner_gets_string_content_and_one_bos(revision, stand_ins):
 def test_two_data_parallel_engines_give_one_engines_results(student, engine, items):
     chats, images = items
     spec = STUDENT_SPEC.model_copy(update={"name": str(student), "data_parallel_size": 2})
-    runner = backend_for(spec, pixels=PIXELS, device="cpu")
+    runner = backend_for(spec, budget=PIXELS, device="cpu")
     try:
         assert runner.engines == 2
         greedy = SamplingParams(max_new_tokens=32)
@@ -230,7 +231,7 @@ def test_grpo_colocated_engine_samples_the_trained_prompt_and_policy(folder, sta
     student = stand_ins / "models" / folder
     out = tmp_path / "probe.json"
     done = subprocess.run([sys.executable, str(REPO / "tests" / "colocate_probe.py"), str(student), str(out),
-                           *map(str, PIXELS)],
+                           str(PIXELS.min_pixels), str(PIXELS.max_pixels)],
                           capture_output=True, text=True, timeout=900, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     probe = json.loads(out.read_text())

@@ -5,7 +5,7 @@ Stage code names no architecture: it asks the registry (`architecture(config_or_
 - `language`: the language model's module path, under which LoRA adapts (`lora_targets`): SigLIP-style vision towers
   name their attention projections `q_proj`/`k_proj`/`v_proj` too, and a frozen tower must not grow adapters;
 - `budget`: how its processor spends image tokens, and so how the study's pixel budget (`data.image_min_pixels`,
-  `image_max_pixels`) is honoured in the processor's own terms (`apply_image_budget`):
+  `image_max_pixels`, one `ImageBudget`) is honoured in the processor's own terms (`ImageBudget.apply`):
   - "pixels": dynamic resolution (Qwen2.5-VL, Qwen3-VL): every image is resized to between the two bounds;
   - "tiles": the image is cut into fixed-size tiles (InternVL: up to `max_patches` tiles of 448 px plus a thumbnail;
     SmolVLM: a grid of `max_image_size` tiles plus the whole image; LLaVA-OneVision: a grid from
@@ -126,47 +126,69 @@ def set_pixel_bounds(image_processor, min_pixels: int | None = None, max_pixels:
     return image_processor
 
 
-def apply_image_budget(model_type: str, image_processor, min_pixels: int | None, max_pixels: int | None) -> dict:
-    """Put the pixel budget on `image_processor` in its own terms; returns what was set (for the manifests).
+@dataclass(frozen=True)
+class ImageBudget:
+    """The pixels every image may take: between `min_pixels` and `max_pixels` (None keeps the checkpoint's own bound;
+    both None, `CHECKPOINT_BUDGET`, keeps the checkpoint's setting). One value travels from the study config (`of`) to
+    wherever images are processed, and puts itself on a processor (`apply`) or into vLLM's processor call
+    (`processor_kwargs`) in the architecture's own terms."""
 
-    "pixels": both bounds (`set_pixel_bounds`). "tiles": the most tiles of the processor's own
-    tile size whose pixels, the whole-image view included, fit in `max_pixels` (at least one view); `min_pixels`
-    does not apply. "fixed": nothing to set; a budget below the one fixed view is logged, not met.
-    """
-    kind = architecture(model_type).budget
-    if kind == "pixels":
-        set_pixel_bounds(image_processor, min_pixels, max_pixels)
-        return {"kind": kind, "min_pixels": image_processor.size["shortest_edge"],
-                "max_pixels": image_processor.size["longest_edge"]}
-    if kind == "fixed":
-        side = image_processor.size["height"]
-        if max_pixels is not None and max_pixels < side * side:
-            log.warning("%s takes every image at %dx%d px: the budget of %d pixels cannot be met", model_type, side,
-                        side, max_pixels)
-        return {"kind": kind, "side": side}
-    if max_pixels is None:
-        return {"kind": kind, "budget": "the checkpoint's"}
-    recorded = {"kind": kind, **_TILE_BUDGETS[model_type](image_processor, max_pixels)}
-    if recorded["floor"]:
-        log.warning("%s: its fewest views (%s) hold more than the budget of %d pixels: they are kept", model_type,
-                    recorded, max_pixels)
-    return recorded
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    @classmethod
+    def of(cls, data) -> ImageBudget:
+        """The study's budget: its config's `data.image_min_pixels` and `image_max_pixels`."""
+        return cls(data.image_min_pixels, data.image_max_pixels)
+
+    def apply(self, model_type: str, image_processor) -> dict:
+        """Put the budget on `image_processor` in its own terms; returns what was set (for the manifests).
+
+        "pixels": both bounds (`set_pixel_bounds`). "tiles": the most tiles of the processor's own tile size whose
+        pixels, the whole-image view included, fit in `max_pixels` (at least one view); `min_pixels` does not apply.
+        "fixed": nothing to set; a budget below the one fixed view is logged, not met.
+        """
+        kind = architecture(model_type).budget
+        if kind == "pixels":
+            set_pixel_bounds(image_processor, self.min_pixels, self.max_pixels)
+            return {"kind": kind, "min_pixels": image_processor.size["shortest_edge"],
+                    "max_pixels": image_processor.size["longest_edge"]}
+        if kind == "fixed":
+            side = image_processor.size["height"]
+            if self.max_pixels is not None and self.max_pixels < side * side:
+                log.warning("%s takes every image at %dx%d px: the budget of %d pixels cannot be met", model_type,
+                            side, side, self.max_pixels)
+            return {"kind": kind, "side": side}
+        if self.max_pixels is None:
+            return {"kind": kind, "budget": "the checkpoint's"}
+        recorded = {"kind": kind, **_TILE_BUDGETS[model_type](image_processor, self.max_pixels)}
+        if recorded["floor"]:
+            log.warning("%s: its fewest views (%s) hold more than the budget of %d pixels: they are kept", model_type,
+                        recorded, self.max_pixels)
+        return recorded
+
+    def processor_kwargs(self, model_type: str, image_processor) -> dict:
+        """The budget as keyword arguments of the processor's call, which vLLM takes as `mm_processor_kwargs` (vLLM
+        builds its own processor from the checkpoint's files, so a budget set on ours does not reach it). "pixels":
+        the two bounds. InternVL: `max_patches`; SmolVLM: `size` and `do_image_splitting`. LLaVA-OneVision's grid and
+        Gemma 3's fixed view are not call arguments: vLLM uses the checkpoint's (a checkpoint ovlt trained carries the
+        budget). `image_processor` is needed for tiles only."""
+        kind = architecture(model_type).budget
+        if kind == "pixels":
+            return {k: v for k, v in (("min_pixels", self.min_pixels), ("max_pixels", self.max_pixels)) if v is not None}
+        if kind == "fixed" or self.max_pixels is None or model_type == "llava_onevision":
+            return {}
+        recorded = self.apply(model_type, image_processor)
+        if model_type == "internvl":
+            return {"max_patches": recorded["max_patches"]}
+        return {"size": {"longest_edge": recorded["longest_edge"]}, "do_image_splitting": recorded["splitting"]}
+
+    @property
+    def given(self) -> bool:
+        return self.min_pixels is not None or self.max_pixels is not None
 
 
-def processor_call_budget(model_type: str, image_processor, min_pixels: int | None, max_pixels: int | None) -> dict:
-    """The budget as keyword arguments of the processor's call, which vLLM takes as `mm_processor_kwargs` (vLLM builds
-    its own processor from the checkpoint's files, so a budget set on ours does not reach it). "pixels": the two
-    bounds. InternVL: `max_patches`; SmolVLM: `size` and `do_image_splitting`. LLaVA-OneVision's grid and Gemma 3's
-    fixed view are not call arguments: vLLM uses the checkpoint's (a checkpoint ovlt trained carries the budget)."""
-    kind = architecture(model_type).budget
-    if kind == "pixels":
-        return {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-    if kind == "fixed" or max_pixels is None or model_type == "llava_onevision":
-        return {}
-    recorded = apply_image_budget(model_type, image_processor, min_pixels, max_pixels)
-    if model_type == "internvl":
-        return {"max_patches": recorded["max_patches"]}
-    return {"size": {"longest_edge": recorded["longest_edge"]}, "do_image_splitting": recorded["splitting"]}
+CHECKPOINT_BUDGET = ImageBudget()  # the checkpoint's own setting, as saved
 
 
 def _internvl_tiles(image_processor, max_pixels: int) -> dict:

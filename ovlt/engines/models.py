@@ -50,11 +50,11 @@ from transformers.modeling_utils import AttentionInterface
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 from transformers.utils import is_torchvision_available
 
-from ovlt.engines.architectures import apply_image_budget, architecture, vision_parameters
+from ovlt.engines.architectures import CHECKPOINT_BUDGET, ImageBudget, architecture, vision_parameters
 from ovlt.ground.artifacts import fingerprint
 from ovlt.ground.config import TinyDims
 from ovlt.ground.schema import option_letters
-from ovlt.scoring.answers import chain_text
+from ovlt.scoring.chains import chain_text
 
 log = logging.getLogger(__name__)
 
@@ -482,15 +482,14 @@ def _has_processor(folder: Path) -> bool:
 def load_processor(
     name_or_path: str | Path,
     trust_remote_code: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    budget: ImageBudget = CHECKPOINT_BUDGET,
 ) -> ProcessorMixin:
     """The processor of a local folder or hub id of any student architecture ovlt knows
     (`ovlt.engines.architectures`): for Qwen2.5-VL the stock class where torchvision is importable,
     `OvltQwenVLProcessor` otherwise. Its tokenizer pads on the left (see `load`).
 
-    `min_pixels`/`max_pixels`, the study's image budget, are put on its image processor in the architecture's own
-    terms (`apply_image_budget`); None keeps the saved setting.
+    `budget`, the study's image budget, puts itself on its image processor in the architecture's own terms
+    (`ImageBudget.apply`); the default keeps the saved setting.
     """
     folder = Path(name_or_path)
     if folder.is_dir():
@@ -512,7 +511,7 @@ def load_processor(
     if not isinstance(processor, ProcessorMixin) or getattr(processor, "image_processor", None) is None:
         raise TypeError(f"{name_or_path}: expected the processor of a {model_type} model, got "
                         f"{type(processor).__name__}")
-    apply_image_budget(model_type, processor.image_processor, min_pixels, max_pixels)
+    budget.apply(model_type, processor.image_processor)
     left_pad(processor)
     return processor
 
@@ -531,16 +530,14 @@ def default_device() -> str:
 def load_processing_class(
     name_or_path: str | Path,
     trust_remote_code: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    budget: ImageBudget = CHECKPOINT_BUDGET,
 ):
     """What turns chats into model inputs: the processor of a vision-language model (`load_processor`, with the
-    image pixel bounds), or the tokenizer of a text-only one (e.g. a text reasoner), which then plays the
-    processor's part and sees no images, so the bounds do not apply. Pads left."""
+    image budget), or the tokenizer of a text-only one (e.g. a text reasoner), which then plays the processor's part
+    and sees no images, so the budget does not apply. Pads left."""
     config = AutoConfig.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code)
     if getattr(config, "vision_config", None) is not None:
-        return load_processor(name_or_path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
-                              max_pixels=max_pixels)
+        return load_processor(name_or_path, trust_remote_code=trust_remote_code, budget=budget)
     return left_pad(AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=trust_remote_code))
 
 
@@ -580,19 +577,17 @@ def load(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    budget: ImageBudget = CHECKPOINT_BUDGET,
 ) -> tuple[PreTrainedModel, ProcessorMixin]:
     """The one loader: `(model, processor)` for a local checkpoint or a hub id, in eval mode.
 
     A text-only model comes with its tokenizer in the processor's place (`load_processing_class`).
-    `min_pixels`/`max_pixels` are the image budget its processor applies (`apply_image_budget`).
+    `budget` is the image budget its processor applies (`ImageBudget.apply`).
     Default dtype: bf16 on CUDA, fp32 on CPU. On CPU, attention is `sdpa_grouped_attention`.
     """
     device = torch.device(device or default_device())
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    processor = load_processing_class(name_or_path, trust_remote_code=trust_remote_code, min_pixels=min_pixels,
-                                      max_pixels=max_pixels)
+    processor = load_processing_class(name_or_path, trust_remote_code=trust_remote_code, budget=budget)
     model_class = (
         AutoModelForImageTextToText if isinstance(processor, ProcessorMixin) else AutoModelForCausalLM
     )

@@ -196,10 +196,6 @@ class Data(Section):
     # None: the Hugging Face hub.
     hub_root: str | None = None
 
-    @property
-    def pixel_bounds(self) -> tuple[int, int]:
-        return self.image_min_pixels, self.image_max_pixels
-
     @model_validator(mode="after")
     def _pixel_bounds_ordered(self) -> Data:
         if self.image_min_pixels > self.image_max_pixels:
@@ -472,7 +468,7 @@ class SelectHard(Section):
         return self
 
 
-# The reward functions a GRPO run may name (ovlt.stages.training.grpo.REWARDS holds them, from ovlt.scoring.answers):
+# The reward functions a GRPO run may name (ovlt.scoring.rewards.REWARDS holds them, beside the functions):
 # ours, strict answer match and think/answer form; the authors' (their r1v.py), accuracy with a 0.5 penalty for no
 # text between </think> and <answer>, and their format score, which they logged and did not reward.
 RewardName = Literal["accuracy_reward", "format_reward", "r1v_reward", "r1v_format_reward"]

@@ -81,9 +81,22 @@ def load_training_set(path: Path, columns: tuple[str, ...]):
     return dataset
 
 
-def trainer_dir(stage_dir: Path) -> Path:
+def trainer_dir(folder: Path) -> Path:
     """The trainer's output_dir, where its periodic checkpoints go (see the module docstring)."""
-    return Path(stage_dir) / SHARDS / "trainer"
+    return Path(folder) / SHARDS / "trainer"
+
+
+def phase_dir(stage_dir: Path, name: str) -> Path:
+    """Where one phase of a phased GRPO stage trains (its checkpoint, log, tb, trainer folder): under the stage's
+    shards, so that a stage that died resumes after its last finished phase, and `Stage.finish` removes them once
+    the last phase's checkpoint is the stage's own."""
+    return Path(stage_dir) / SHARDS / "phases" / name
+
+
+def job_dir(cfg: StudyConfig, stage_dir: Path, phase: int | None) -> Path:
+    """Where a training job writes its checkpoint, log, tb, trainer folder and result: the stage's folder, or the
+    folder of its `phase` (an index of `grpo.phases`)."""
+    return Path(stage_dir) if phase is None else phase_dir(stage_dir, cfg.grpo.phases[phase].name)
 
 
 def resume_point(output_dir: Path) -> tuple[str | None, int | None]:

@@ -1,9 +1,9 @@
 """Running a training job: in this process, or on many processes through `accelerate launch`.
 
-A stage function describes its work as a small job (stage, iteration, run folder, resolved config) and hands
-it to `run_job`. With one process the job runs here, so a notebook can step through it; with more, the job is
-written to `<stage dir>/job.json` and `accelerate launch ... -m ovlt.stages.training.worker job.json` runs it, with
-DeepSpeed ZeRO-3 or FSDP from the config's accelerate file. Both paths call the same `worker.run`.
+A stage function hands its body (`train_sft`, `train_grpo`) and the job's terms (iteration, run folder, config) to
+`run_job`. With one process the body runs here, so a notebook can step through it; with more, the job is written to
+`<stage dir>/job.json` and `accelerate launch ... -m ovlt.stages.training.worker job.json` runs the same body in every
+process, with DeepSpeed ZeRO-3 or FSDP from the config's accelerate file.
 
 On CPU, `accelerate launch --cpu` starts a single process (accelerate 1.15's simple launcher; several need
 MPI). Several CPU processes come from the torchrun launcher (`--multi_gpu`, accelerate's name for it) together
@@ -23,12 +23,12 @@ import socket
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 from ovlt.ground.artifacts import Run, atomic_write_json
 from ovlt.ground.config import Launch, StudyConfig
-from ovlt.stages.training import worker
-from ovlt.stages.training.common import RESULT_FILE
+from ovlt.stages.training.common import RESULT_FILE, job_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +98,21 @@ def stream(cmd: list[str], log_path: Path) -> None:
         )
 
 
-def run_job(cfg: StudyConfig, run: Run, stage: str, iteration: int, stage_dir: Path, launch: Launch,
-            bf16: bool = False, phase: int | None = None) -> dict:
-    """Train one stage (or one `phase` of a phased GRPO stage) in `stage_dir`, in-process or through `accelerate
-    launch`; returns the worker's summary."""
+def run_job(cfg: StudyConfig, run: Run, stage: str, body: Callable[..., dict], iteration: int, stage_dir: Path,
+            launch: Launch, bf16: bool = False, phase: int | None = None) -> dict:
+    """Train one stage (or one `phase` of a phased GRPO stage, in its `job_dir`) with its training body
+    (`body(cfg, run, iteration, stage_dir[, phase])`, the one `ovlt.stages.training.worker` runs for `stage` in a
+    launched process), in this process or through `accelerate launch`; returns the summary it wrote."""
+    folder = job_dir(cfg, stage_dir, phase)
     job = {"stage": stage, "iteration": iteration, "run": str(run.root), "stage_dir": str(stage_dir),
            "config": cfg.model_dump(mode="json"), **({} if phase is None else {"phase": phase})}
     if is_launched(launch):
-        job_path = stage_dir / JOB_FILE
+        job_path = folder / JOB_FILE
         atomic_write_json(job_path, job)
-        stream(accelerate_command(launch, job_path, "bf16" if bf16 else "no"), stage_dir / LAUNCH_LOG)
+        stream(accelerate_command(launch, job_path, "bf16" if bf16 else "no"), folder / LAUNCH_LOG)
     else:
-        worker.run(job)
-    result_path = stage_dir / RESULT_FILE
+        body(cfg, run, iteration, Path(stage_dir), **({} if phase is None else {"phase": phase}))
+    result_path = folder / RESULT_FILE
     if not result_path.exists():
         raise LaunchError(f"training finished without writing {result_path}")
     return json.loads(result_path.read_text())

@@ -1,6 +1,7 @@
-"""The training body every process runs: `python -m ovlt.stages.training.worker JOB.json` (under `accelerate launch`)
-or `run(job)` in-process. It rebuilds the config from the job, trains, saves the checkpoint and, on the main
-process, writes `train_result.json` (steps, wall time per step, peak memory) for the stage's manifest."""
+"""What every process of an `accelerate launch` runs: `python -m ovlt.stages.training.worker JOB.json`. It rebuilds
+the config from the job and runs the stage's training body (`sft.train_sft`, `grpo.train_grpo`), which trains, saves
+the checkpoint and, on the main process, writes `train_result.json` (steps, wall time per step, peak memory) for the
+stage's manifest. With one process, `launch.run_job` calls the body in its own process instead."""
 
 from __future__ import annotations
 
@@ -13,8 +14,7 @@ import torch
 
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import StudyConfig
-from ovlt.stages.training.grpo import train_grpo
-from ovlt.stages.training.sft import train_sft
+from ovlt.stages.training import grpo, sft
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def run(job: dict) -> dict:
     """Run one job (`stage` is `sft` or `grpo`, `phase` optionally the index of a GRPO phase); returns the summary
     written to `train_result.json`."""
-    trainers = {"sft": train_sft, "grpo": train_grpo}
+    trainers = {"sft": sft.train_sft, "grpo": grpo.train_grpo}
     missing = sorted({"stage", "iteration", "run", "stage_dir", "config"} - set(job))
     if missing or job["stage"] not in trainers:
         raise ValueError(f"bad training job: missing keys {missing}, stage {job.get('stage')!r} (expected sft or grpo)")
