@@ -272,3 +272,16 @@ def test_the_registry_and_the_study_order_load_no_model_library():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stage_outputs_are_read_through_their_declarations(tmp_path):
+    from ovlt.stages.registry import chains_stage, output
+
+    run = Run(tmp_path)
+    assert output(run, "filter", "sft", 2) == run.stage_dir("filter", 2) / "sft"
+    assert output(run, "select_hard", "sets/hard", 1) == run.stage_dir("select_hard", 1) / "sets" / "hard"
+    assert output(run, "data", "heldout") == run.stage_dir("data") / "heldout"
+    with pytest.raises(KeyError, match="stage filter declares no output 'selected'"):
+        output(run, "filter", "selected", 1)
+    assert [chains_stage(i) for i in (1, 2, 3)] == ["distill", "self_generate", "self_generate"]
+    assert STAGES["select"].upstream(two_iterations(), 2) == [("self_generate", 2)]

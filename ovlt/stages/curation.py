@@ -1,6 +1,6 @@
 """Curation: verify and select chains, filter reflections, the data funnel, and difficulty selection for GRPO.
 
-- `select` scores every chain with the one scorer (`ovlt.scoring.answers.score`) and keeps one chain per problem by
+- `select` scores every chain with the one scorer (`ovlt.scoring.matching.score`) and keeps one chain per problem by
   `cfg.select.rule` (the paper's: the shortest correct one, by words). It records pass@1 and pass@k per
   source. A kept chain is well formed in every iteration; self-generated chains (iteration 2 on) must also be
   consistent with their own answer (a weak model guesses right often), and no source may exceed its cap on the
@@ -28,24 +28,17 @@ from collections import Counter, defaultdict
 import datasets
 
 from ovlt.engines.generation import sampling_from, study_backend
+from ovlt.engines.scripted import stated_facts_right
 from ovlt.ground.artifacts import Run, Stage, atomic_write_text, load_dataset_dir, save_dataset
 from ovlt.ground.config import StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
-from ovlt.ground.procedural import COLORS
 from ovlt.ground.schema import OPTION_LETTER, option_letters
-from ovlt.scoring.answers import (
-    answer_text,
-    chain_text,
-    extract,
-    match,
-    score,
-    sentences,
-    think_text,
-    well_formed,
-)
+from ovlt.scoring.chains import answer_text, chain_text, think_text, well_formed
+from ovlt.scoring.extraction import extract, sentences
+from ovlt.scoring.matching import match, score
 from ovlt.scoring.prompts import assistant_turn, student_chat, student_text
 from ovlt.scoring.statistics import pass_at_k
-from ovlt.stages.registry import Outcome, stage
+from ovlt.stages.registry import Outcome, chains_stage, output, stage
 from ovlt.stages.rows import (
     Tally,
     open_image,
@@ -80,7 +73,7 @@ def _as_option(span: str, choices: list[str], letter_first: bool) -> str:
 
 def concluded_answer(chain: str, choices=()) -> str:
     """What the last sentence of the reasoning concludes: the value after its last " is " ("The tallest bar
-    is red." -> "red", "..., so the answer is No." -> "No"), else what `ovlt.scoring.answers.extract` finds in it."""
+    is red." -> "red", "..., so the answer is No." -> "No"), else what `ovlt.scoring.extraction.extract` finds in it."""
     said = sentences(think_text(chain))
     if not said:
         return ""
@@ -106,37 +99,6 @@ def is_consistent(chain: str, problem: dict) -> bool:
         return given.lower() == concluded.lower()
     precision = problem.get("precision", -1)
     return match(concluded, given, problem["answer_type"], (), -1 if precision is None else precision)
-
-
-def stated_facts_right(chain: str, scene: dict | str) -> bool | None:
-    """Whether every fact a chain states in the scripted form ("red is 6", "pens 4", "The width is 5 ...",
-    "a small red circle") is true of the scene; None for scenes without such facts. Measures how many
-    kept chains are right by luck: a correct answer reached from wrong values."""
-    if not scene:
-        return None
-    scene = json.loads(scene) if isinstance(scene, str) else scene
-    think = think_text(chain)
-    family = scene["family"]
-    if family == "chart":
-        truth = {b["label"]: b["value"] for b in scene["bars"]}
-        stated = re.findall(rf"\b({'|'.join(COLORS)})(?: \({OPTION_LETTER}\))? is (\d+)\b", think)
-        return bool(stated) and all(truth.get(label) == int(value) for label, value in stated)
-    if family == "table":
-        truth = {r["item"]: r["value"] for r in scene["rows"]}
-        stated = re.findall(r"(?:^|, |\. )([a-z]\w*) (\d+)(?=[,.])", think)
-        return bool(stated) and all(truth.get(item) == int(value) for item, value in stated)
-    if family == "counting":
-        listed = re.search(r"I see (.*?)\.(?:\s|$)", think)
-        stated = re.findall(r"\ba (?:small|medium|big) (\w+) (circle|square|triangle)\b", listed.group(1)) \
-            if listed else []
-        return Counter(stated) == Counter((o["color"], o["shape"]) for o in scene["objects"])
-    patterns = {"triangle": (r"angles are (\d+) and (\d+)", [scene.get("angles", [0] * 3)[i]
-                                                              for i in scene.get("shown", [])]),
-                "rectangle": (r"width is (\d+) and the height is (\d+)", [scene.get("width"), scene.get("height")]),
-                "right_triangle": (r"legs are (\d+) and (\d+)", scene.get("legs"))}
-    pattern, truth = patterns[scene["shape"]]
-    stated = re.findall(pattern, think)
-    return bool(stated) and all([int(v) for v in pair] == list(truth) for pair in stated)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -262,10 +224,9 @@ def sft_target_met(cfg: StudyConfig, iteration: int, problems: dict[str, dict]):
 @stage("select")
 def select(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """Score all chains; keep one per problem by cfg.select.rule. Writes `<stage dir>/selected`."""
-    upstream = "distill" if iteration == 1 else "self_generate"
-    chains = load_dataset_dir(run.stage_dir(upstream, iteration) / "chains")
+    chains = load_dataset_dir(output(run, chains_stage(iteration), "chains", iteration))
     problems = {r["id"]: r for r in iteration_problems(cfg, run, iteration, "sft").remove_columns("image")}
-    k = cfg.distill.sampling.n if iteration == 1 else cfg.self_generate.sampling.n
+    k = getattr(cfg, chains_stage(iteration)).sampling.n  # samples per problem of the stage that wrote the chains
     rows, n_correct = [], defaultdict(list)
     stats = defaultdict(Counter)
     for item in chains:
@@ -287,7 +248,7 @@ def select(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     passes["all"] = pass_at_k([c for v in n_correct.values() for c in v], k)
     for source, p in passes.items():
         log.info("%s pass@1 %.3f, pass@%d %.3f over %d problems (%s)", source, p["pass@1"], k, p["pass@k"],
-                 p["problems"], upstream)
+                 p["problems"], chains_stage(iteration))
     return Outcome(tally.as_dict(**extra), {"pass_at_k": passes, "rule": cfg.select.rule, "verified": iteration > 1})
 
 
@@ -411,7 +372,7 @@ def filter_reflections(cfg: StudyConfig, run: Run, st: Stage, iteration: int) ->
     """
     rule, markers = cfg.filter.rule, cfg.filter.markers
     target = cfg.schedule[iteration - 1].sft_examples
-    selected = load_dataset_dir(run.stage_dir("select", iteration) / "selected")
+    selected = load_dataset_dir(output(run, "select", "selected", iteration))
     chains = {r["id"]: r for r in selected}
     problems = iteration_problems(cfg, run, iteration, "sft")
     tokenizer = _student_tokenizer(cfg, run)
@@ -466,8 +427,7 @@ def sft_shortfall(cfg: StudyConfig, run: Run, iteration: int, kept: int) -> dict
     """The iteration's SFT target against what was kept, and why any shortfall: the problems ran out, or
     chains were lost after drawing stopped (the balance cap or an unreadable image). Logged as a WARNING."""
     plan = cfg.schedule[iteration - 1]
-    upstream = "distill" if iteration == 1 else "self_generate"
-    not_drawn = run.manifest(upstream, iteration)["counts"]["dropped"].get("not_drawn", 0)
+    not_drawn = run.manifest(chains_stage(iteration), iteration)["counts"]["dropped"].get("not_drawn", 0)
     short = max(0, plan.sft_examples - kept)
     out = {"examples": plan.sft_examples, "kept": kept, "shortfall": short, "problems": plan.sft_problems,
            "not_drawn": not_drawn}

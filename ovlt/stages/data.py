@@ -20,7 +20,7 @@ from ovlt.ground.hub import load_source
 from ovlt.ground.layout import pool_size
 from ovlt.ground.procedural import generate
 from ovlt.ground.schema import check_unique_ids
-from ovlt.stages.registry import Outcome, stage
+from ovlt.stages.registry import Outcome, output, stage
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def build_data(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
 def benchmark_items(cfg: StudyConfig, run: Run, name: str) -> datasets.Dataset:
     """A benchmark's items as problems (image + question) for decontamination."""
     if name == "synthetic":
-        return load_dataset_dir(run.stage_dir("data") / "heldout")
+        return load_dataset_dir(output(run, "data", "heldout"))
     from ovlt.ground.config import BenchmarkRef
     from ovlt.stages.evaluation import benchmark_problems
 
@@ -128,7 +128,7 @@ def decontaminate_pool(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
     from ovlt.ground.decontaminate import decontaminate
 
     d = cfg.decontaminate
-    pool = load_dataset_dir(run.stage_dir("data") / "train")
+    pool = load_dataset_dir(output(run, "data", "train"))
     drops = []
     if d.enabled and d.benchmarks:
         benchmarks = {name: benchmark_items(cfg, run, name) for name in d.benchmarks}

@@ -74,6 +74,16 @@ class StageSpec:
             raise TypeError(f"stage {self.name} runs per {self.scope}: its key must be {wanted.__name__}, got {key!r}")
 
 
+def output(run: Run, name: str, what: str, key: Key = None) -> Path:
+    """Where stage `name` (its instance `key`) writes `what`, one of the outputs its entry declares (`writes`), or a
+    path under one (`sets/<name>`); an undeclared name is refused, so a reader and its writer cannot drift apart."""
+    spec = STAGES[name]
+    declared = spec.writes if not callable(spec.writes) else ()
+    if what.split("/")[0] not in declared:
+        raise KeyError(f"stage {name} declares no output {what!r} (it writes {list(declared)})")
+    return spec.folder(run, key) / what
+
+
 def checkpoint_stage(checkpoint: str) -> tuple[str, Key]:
     """The stage that writes a named checkpoint, with its key: `base` the student, `sft-<i>`/`grpo-<i>` the training."""
     kind, iteration = parse_checkpoint(checkpoint)
@@ -90,8 +100,14 @@ def _self_generate_consumes(cfg: StudyConfig, iteration: int) -> list[tuple[str,
     return [("decontaminate", None), ("grpo", iteration - 1)]
 
 
+def chains_stage(iteration: int) -> str:
+    """The stage whose chains make an iteration's SFT set: the teachers' (distill) in iteration 1, the previous
+    iteration's GRPO model's own (self_generate) from then on, as in the paper."""
+    return "distill" if iteration == 1 else "self_generate"
+
+
 def _select_consumes(cfg: StudyConfig, iteration: int) -> list[tuple[str, Key]]:
-    return [("distill" if iteration == 1 else "self_generate", iteration)]
+    return [(chains_stage(iteration), iteration)]
 
 
 def _select_config(cfg: StudyConfig, iteration: int) -> Sections:
@@ -130,12 +146,12 @@ STAGES: dict[str, StageSpec] = {spec.name: spec for spec in (
               _select_consumes, ("selected",)),
     StageSpec("filter", "ovlt.stages.curation:filter_reflections", "03_filter.ipynb", ITERATION,
               ("filter", "models.student.name"), ("select", "student"), ("sft", "cut.jsonl")),
-    StageSpec("sft", "ovlt.stages.train:sft", "04_sft.ipynb", ITERATION, ("sft", "models.student", "seed", "device"),
+    StageSpec("sft", "ovlt.stages.training.sft:sft", "04_sft.ipynb", ITERATION, ("sft", "models.student", "seed", "device"),
               ("filter",), TRAINING_OUTPUTS),
     StageSpec("select_hard", "ovlt.stages.curation:select_hard", "05_select.ipynb", ITERATION,
               lambda cfg, iteration: ("select_hard", f"schedule.{iteration - 1}", "models.student", "seed"),
               ("decontaminate", "sft"), ("grpo", "sets", "pass_rates.jsonl")),
-    StageSpec("grpo", "ovlt.stages.train:grpo", "06_grpo.ipynb", ITERATION, ("grpo", "models.student", "seed", "device"),
+    StageSpec("grpo", "ovlt.stages.training.grpo:grpo", "06_grpo.ipynb", ITERATION, ("grpo", "models.student", "seed", "device"),
               ("sft", "select_hard"), TRAINING_OUTPUTS),
     # the pixel bounds: evaluation samples through study_backend, which resizes every image to them (a hub student's
     # base checkpoint consumes no stage that covers them, nor the device)

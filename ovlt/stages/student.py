@@ -11,7 +11,7 @@ from ovlt.engines.scripted import ScriptedCaptioner, ScriptedReasoner
 from ovlt.ground.artifacts import Run, Stage, load_dataset_dir
 from ovlt.ground.config import StudyConfig
 from ovlt.scoring.prompts import student_text
-from ovlt.stages.registry import Outcome, stage
+from ovlt.stages.registry import Outcome, output, stage
 
 
 def corpus_for_tokenizer(problems: datasets.Dataset, n: int, seed: int = 0) -> list[str]:
@@ -38,7 +38,7 @@ def build_student(cfg: StudyConfig, run: Run, st: Stage) -> Outcome:
     spec = cfg.models.student
     if spec.name != "tiny":
         return Outcome({}, {"model": spec.name})
-    pool = load_dataset_dir(run.stage_dir("decontaminate") / "train")
+    pool = load_dataset_dir(output(run, "decontaminate", "train"))
     built = build_tiny(st.dir / "build", seed=cfg.seed, corpus=corpus_for_tokenizer(pool, 1000, seed=cfg.seed),
                        **spec.tiny.model_dump())
     built.rename(st.dir / "checkpoint")

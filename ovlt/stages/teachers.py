@@ -10,7 +10,7 @@ Each stage reads and writes `datasets` folders through the run artifacts, writes
 `{"in", "out", "dropped": {reason: n}, "by_source": {source: {...same...}}}` with in = out + sum(dropped).
 An unreadable image, an empty response or a problem without a gold answer is counted, logged with its id and
 skipped. Distill and self-generate also count, in total and per source, the chains kept, the finished responses
-dropped and repaired by cause (`dropped_responses`, `repaired_responses`: `ovlt.scoring.answers.reasoner_chain` names
+dropped and repaired by cause (`dropped_responses`, `repaired_responses`: `ovlt.scoring.reasoners.reasoner_chain` names
 the causes) and those cut at max_new_tokens (`truncated`): an unfinished chain is dropped unread, since an answer
 taken from it would come from the middle of its reasoning.
 
@@ -37,10 +37,10 @@ from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
 from ovlt.ground.config import ModelSpec, StudyConfig
 from ovlt.ground.layout import checkpoint_path, iteration_problems
 from ovlt.ground.schema import format_question
-from ovlt.scoring.answers import ReasonerChain, reasoner_chain
 from ovlt.scoring.prompts import student_chat, student_text
+from ovlt.scoring.reasoners import ReasonerChain, reasoner_chain
 from ovlt.stages.curation import sft_target_met
-from ovlt.stages.registry import Outcome, stage
+from ovlt.stages.registry import Outcome, output, stage
 from ovlt.stages.rows import Tally, problem_rows, rows_to_dataset, run_sharded, shard_size, usable_rows
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def _chains_outcome(st: Stage, done: list[dict], extra: dict) -> Outcome:
 def distill(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Outcome:
     """k chains per captioned problem from the text-only reasoner; writes `<stage dir>/chains`."""
     spec, sampling = cfg.models.reasoner, cfg.distill.sampling
-    captions = {r["id"]: r["caption"] for r in load_dataset_dir(run.stage_dir("caption", iteration) / "captions")}
+    captions = {r["id"]: r["caption"] for r in load_dataset_dir(output(run, "caption", "captions", iteration))}
     problems = iteration_problems(cfg, run, iteration, "sft").remove_columns("image")
     rows = [{**row, "caption": captions[row["id"]]} for row in problems if row["id"] in captions]
     with _backend(cfg, spec) as backend:
