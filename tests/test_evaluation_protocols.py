@@ -5,77 +5,17 @@ of every number. The model is a stand-in backend that answers from a table, so t
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 
 import pytest
-from conftest import write_test_config
+from helpers import MATHVISTA, evaluated_run, mathvista_record, write_test_config
 
-from ovlt.engines.generation import Completion
 from ovlt.ground.artifacts import Run, atomic_write_json
 from ovlt.ground.config import ConfigError, load_config
 
-# A run-on answer: the strict protocol reads the first turn ("A (Yes)"), MathVista's official rules the last line.
-RUN_ON = "Counting gives 3 cubes.\nThe answer is A (Yes).\n\nQuestion: How many toys are there?\nThere are 5 toys."
-MATHVISTA = [  # (record, the stand-in model's response)
-    ({"id": "1", "question": "Is the bar taller?", "choices": ["Yes", "No"], "answer": "Yes"}, RUN_ON),
-    ({"id": "2", "question": "Is the cube red?", "choices": ["Yes", "No"], "answer": "No"},
-     "<think>It is blue.</think><answer>No</answer>"),
-    ({"id": "3", "question": "Is the sky green?", "choices": ["Yes", "No"], "answer": "No"},
-     "<think>Green.</think><answer>Yes</answer>"),
-]
-
-
-def mathvista_record(item: dict) -> dict:
-    return {**item, "answer_type": "multiple_choice", "precision": -1, "prompt": item["question"], "image": None,
-            "meta": {"question_type": "multi_choice", "answer_type": "text"}}
-
-
-class TableBackend:
-    """Answers each prompt with the response listed for the question it contains: greedily that response (or the
-    first of a list), sampled the list's responses in turn. `prompts` holds the greedy prompts, `sampled` the others."""
-
-    engines = 1
-
-    def __init__(self, responses: dict[str, str | list[str]]):
-        self.responses, self.prompts, self.sampled = responses, [], []
-
-    def generate(self, chats, images, params):
-        texts = [chat[0]["content"][-1]["text"] for chat in chats]
-        (self.prompts if params.temperature == 0 else self.sampled).extend(texts)
-        out = []
-        for text in texts:
-            listed = next(r for q, r in self.responses.items() if q in text)
-            listed = [listed] if isinstance(listed, str) else listed
-            out.append([Completion(listed[j % len(listed)], 5, False) for j in range(params.n)])
-        return out
-
-
-def evaluated_run(tmp_path, monkeypatch, entries: list[dict], items: dict[str, list[tuple[dict, str]]],
-                  checkpoint: str = "base", **evaluation):
-    """Evaluate `checkpoint` of a test config whose evaluation lists `entries`, on the records and responses `items`
-    gives per benchmark; returns (cfg, run, backend)."""
-    from ovlt.stages import evaluation as ev
-
-    cfg = load_config(write_test_config(tmp_path, evaluation={"benchmarks": entries, **evaluation}))
-    run = Run(tmp_path / "run")
-    for stage, key in (("student", None), ("sft", 1)):
-        atomic_write_json(run.stage_dir(stage, key) / "manifest.json", {"stage": stage, "fingerprint": "stand-in",
-                                                                         "wall_seconds": 0.0})
-    records = {name: [record for record, _ in pairs] for name, pairs in items.items()}
-    backend = TableBackend({r["question"]: response for pairs in items.values() for r, response in pairs})
-
-    @contextmanager
-    def open_backend(*args):
-        yield backend
-
-    monkeypatch.setattr(ev, "benchmark_records", lambda ref, run, hub_root=None: records[ref.name])
-    monkeypatch.setattr(ev, "study_backend", open_backend)
-    ev.evaluate(cfg, run, checkpoint)
-    return cfg, run, backend
-
 
 def test_one_generation_scored_by_two_protocols(tmp_path, monkeypatch):
-    from ovlt.stages.evaluation import read_predictions, read_responses, write_summary
+    from ovlt.scoring.predictions import read_predictions, read_responses
+    from ovlt.stages.evaluation import write_summary
 
     items = {"mathvista_testmini": [(mathvista_record(r), response) for r, response in MATHVISTA]}
     cfg, run, backend = evaluated_run(tmp_path, monkeypatch, [{"name": "mathvista_testmini",
@@ -110,7 +50,8 @@ def test_one_generation_scored_by_two_protocols(tmp_path, monkeypatch):
 def test_sampled_accuracy_and_pass_at_k_beside_greedy(tmp_path, monkeypatch):
     """`evaluation.sampled`: n samples per item, scored by each protocol; accuracy under sampling is the mean share of
     right samples, pass@k the share of items right in any; summary.json compares stages on all three measures."""
-    from ovlt.stages.evaluation import read_responses, write_summary
+    from ovlt.scoring.predictions import read_responses
+    from ovlt.stages.evaluation import write_summary
 
     right, wrong = "<think>x</think><answer>No</answer>", "<think>x</think><answer>Yes</answer>"
     records = [mathvista_record(r) for r, _ in MATHVISTA[1:]]  # both answers "No"
@@ -149,7 +90,8 @@ def test_sampled_accuracy_and_pass_at_k_beside_greedy(tmp_path, monkeypatch):
 
 
 def test_a_benchmark_listed_twice_needs_labels_and_keeps_two_generations(tmp_path, monkeypatch):
-    from ovlt.stages.evaluation import read_responses, write_summary
+    from ovlt.scoring.predictions import read_responses
+    from ovlt.stages.evaluation import write_summary
 
     items = {"mathvista_testmini": [(mathvista_record(r), response) for r, response in MATHVISTA]}
     entries = [{"name": "mathvista_testmini", "protocol": "official"},
@@ -252,7 +194,8 @@ def test_reference_rows_carry_the_protocol_and_the_seed_note():
 
 
 def test_authors_entry_asks_with_its_own_prompt_and_grades_the_boxed_answer(tmp_path, monkeypatch):
-    from ovlt.stages.evaluation import read_predictions, write_summary
+    from ovlt.scoring.predictions import read_predictions
+    from ovlt.stages.evaluation import write_summary
 
     items = {"mathvista_testmini": [
         (mathvista_record(MATHVISTA[0][0]), "<think>It is taller.</think> The answer is \\boxed{A}."),

@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from test_evaluation_protocols import evaluated_run
+from helpers import evaluated_run
 
 from ovlt.ground.config import Judge
 from ovlt.stages.judge import JUDGE_PROMPT, ChatJudge, JudgeError, parse_judgement
@@ -139,7 +139,8 @@ def judge_settings(server: Endpoint) -> dict:
 
 
 def test_judge_rechecks_wrong_free_form_answers(tmp_path, monkeypatch):
-    from ovlt.stages.evaluation import read_predictions, write_summary
+    from ovlt.scoring.predictions import read_predictions
+    from ovlt.stages.evaluation import write_summary
 
     with Endpoint(says_twelve) as server:
         cfg, run, _ = evaluated_run(tmp_path, monkeypatch, JUDGED, {"mathverse_testmini": MATHVERSE},
@@ -166,7 +167,7 @@ def test_judge_rechecks_wrong_free_form_answers(tmp_path, monkeypatch):
 
 
 def test_a_failing_judge_keeps_the_rules_verdicts_and_resumes(tmp_path, monkeypatch):
-    from ovlt.stages.evaluation import read_predictions
+    from ovlt.scoring.predictions import read_predictions
 
     with Endpoint(says_twelve) as server:
         server.status = 500

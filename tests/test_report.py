@@ -299,3 +299,106 @@ def test_grpo_effect_names_the_measures_and_counts_the_flips(soup, summary, stud
     lost = sum(before[i] and not after[i] for i in before)
     assert (f"of {len(before)} items, the greedy verdict flipped on {gained + lost} ({gained} wrong to right, "
             f"{lost} right to wrong)") in text
+
+
+# --- the GRPO reward curves and the GRPO effect, on small hand-made runs -------------------------------------
+
+
+def grpo_logged_run(folder: Path, config: Path | None) -> Path:
+    """A run folder with one finished GRPO stage whose log carries TRL's keys for the released recipe's rewards."""
+    stage = folder / "iter1" / "grpo"
+    stage.mkdir(parents=True)
+    (stage / "manifest.json").write_text("{}")
+    rows = [{"step": step, "reward": 0.1 * step, "rewards/r1v_reward/mean": 0.1 * step,
+             "rewards/r1v_format_reward/mean": 0.5, "kl": 0.01 * step, "completions/mean_length": 40 + step}
+            for step in range(1, 4)]
+    (stage / "log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if config is not None:
+        shutil.copy(config, folder / "config.yaml")
+    return folder
+
+
+def not_logged(figure) -> list[str]:
+    return [axes.get_title() for axes in figure.axes if any(t.get_text() == "not logged" for t in axes.texts)]
+
+
+def test_grpo_reward_curves_follow_the_configs_reward_funcs(tmp_path):
+    """The released recipe rewards r1v_reward: its curve is drawn, not an accuracy_reward panel saying "not logged"."""
+    from helpers import write_test_config
+
+    from ovlt.ground.artifacts import Run
+    from ovlt.stages import report
+
+    config = write_test_config(tmp_path, grpo={"reward_funcs": ["r1v_reward", "r1v_format_reward"],
+                                               "format_reward_weight": 0.0})
+    run = Run(grpo_logged_run(tmp_path / "run", config))
+    assert report.grpo_curves(run) == (("reward", "reward (total)"), ("rewards/r1v_reward/mean", "r1v reward"),
+                                       ("rewards/r1v_format_reward/mean", "r1v format reward"),
+                                       ("kl", "KL to the reference"),
+                                       ("completions/mean_length", "completion length (tokens)"))
+    figure = report.training_curves(run, "grpo")
+    assert [axes.get_title() for axes in figure.axes] == [title for _, title in report.grpo_curves(run)]
+    assert not_logged(figure) == []
+
+    # the paper's recipe names accuracy_reward: against this log its panel says so, the others still draw
+    (tmp_path / "paper").mkdir()
+    config = write_test_config(tmp_path / "paper", grpo={"reward_funcs": ["accuracy_reward", "format_reward"]})
+    run = Run(grpo_logged_run(tmp_path / "paper-run", config))
+    assert not_logged(report.training_curves(run, "grpo")) == ["accuracy reward", "format reward"]
+
+    # a run without a config: every reward its log carries
+    run = Run(grpo_logged_run(tmp_path / "bare-run", None))
+    figure = report.training_curves(run, "grpo")
+    assert [axes.get_title() for axes in figure.axes][1:3] == ["r1v reward", "r1v format reward"]
+    assert not_logged(figure) == []
+
+
+RIGHT, WRONG = "<think>x</think><answer>No</answer>", "<think>x</think><answer>Yes</answer>"
+
+
+def grpo_evaluated_run(tmp_path, monkeypatch):
+    """SFT-1 and GRPO-1 evaluated on three items (gold "No"), four samples each, by a stand-in backend: GRPO-1 turns
+    C's greedy answer right (its samples stay at one right) and raises A's right samples from 2 to 4."""
+    from helpers import MATHVISTA, evaluated_run, mathvista_record
+
+    from ovlt.ground.artifacts import atomic_write_json
+
+    a, b = (mathvista_record(r) for r, _ in MATHVISTA[1:])
+    c = mathvista_record({**MATHVISTA[1][0], "id": "4", "question": "Is the ball square?"})
+    entries, sampled = [{"name": "mathvista_testmini", "protocol": "strict"}], {"sampled": {"n": 4}}
+    sft = {"mathvista_testmini": [(a, [RIGHT, RIGHT, WRONG, WRONG]), (b, [WRONG] * 4), (c, [WRONG, RIGHT, WRONG, WRONG])]}
+    grpo = {"mathvista_testmini": [(a, [RIGHT] * 4), (b, [WRONG] * 4), (c, [RIGHT, WRONG, WRONG, WRONG])]}
+    cfg, run, _ = evaluated_run(tmp_path, monkeypatch, entries, sft, checkpoint="sft-1", **sampled)
+    atomic_write_json(run.stage_dir("grpo", 1) / "manifest.json", {"stage": "grpo", "fingerprint": "stand-in",
+                                                                  "wall_seconds": 0.0})
+    evaluated_run(tmp_path, monkeypatch, entries, grpo, checkpoint="grpo-1", **sampled)
+    return cfg, run
+
+
+def test_grpo_effect_numbers_are_stored_by_write_summary_and_put_in_words(tmp_path, monkeypatch):
+    from ovlt.stages import report
+    from ovlt.stages.evaluation import write_summary
+
+    cfg, run = grpo_evaluated_run(tmp_path, monkeypatch)
+    summary = write_summary(cfg, run, config_path=tmp_path / "test-study.yaml")
+    assert summary["grpo_effects"] == [{
+        "from": "sft-1", "to": "grpo-1", "benchmark": "mathvista_testmini", "entry": "mathvista_testmini",
+        "prompt": "paper", "protocol": "strict", "items": 3, "sft_right": 1, "sft_wrong": 2, "wrong_to_right": 1,
+        "right_to_wrong": 0, "share_change_on_right": 0.5, "share_change_on_wrong": 0.0, "k": 4}]
+    assert json.loads(run.summary_path.read_text())["grpo_effects"] == summary["grpo_effects"]
+    [greedy] = [c for c in summary["comparisons"] if c["measure"] == "greedy"]
+    assert not greedy["significant"]  # one flip in three items: the interval includes 0
+
+    text = " ".join(report.grpo_effect(run).data.split())
+    assert ("Why greedy accuracy did not rise: of 3 items, the greedy verdict flipped on 1 (1 wrong to right, 0 right "
+            "to wrong). The share of right samples changed by +50.0 points on the 1 items SFT-1 answered right "
+            "greedily and by +0.0 points on the 2 it answered wrong: GRPO concentrated the samples on the answer "
+            "greedy decoding already gave, right or wrong, rather than changing that answer.") in text
+    assert "ovlt-note" not in text
+
+    # a summary.json written before it stored the counts: the paragraph without the why, and a note saying so
+    old = {k: v for k, v in summary.items() if k != "grpo_effects"}
+    run.summary_path.write_text(json.dumps(old))
+    text = " ".join(report.grpo_effect(run).data.split())
+    assert "GRPO-1 against SFT-1" in text and "Why greedy accuracy did not rise:" not in text
+    assert 'class="ovlt-note"' in text and "no counts of the greedy flips (grpo_effects" in text

@@ -14,7 +14,7 @@ import datasets
 import nbformat
 import pytest
 import yaml
-from conftest import REPO, reproduce_command, write_test_config
+from helpers import REPO, reproduce_command, write_test_config
 
 from ovlt.ground.config import load_config
 from ovlt.ground.layout import checkpoint_names
@@ -58,7 +58,8 @@ def test_summary_has_every_stage_with_intervals_and_baselines(study_run):
 @pytest.mark.slow
 def test_sampled_accuracy_asks_and_scores_as_the_evaluation_does(study_run):
     from ovlt.ground.artifacts import Run
-    from ovlt.stages.evaluation import read_predictions, sampled_accuracy
+    from ovlt.scoring.predictions import read_predictions
+    from ovlt.stages.evaluation import sampled_accuracy
 
     cfg, run = load_config(study_run / "config.yaml"), Run(study_run)
     greedy = {p["id"]: p["correct"] for p in read_predictions(run, "sft-1", "synthetic")}

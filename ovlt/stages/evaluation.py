@@ -2,7 +2,7 @@
 
 `evaluate(cfg, run, checkpoint)` generates, per configured benchmark entry, one greedy response per item under the
 entry's prompt style, with the student's generation backend, and scores that one generation by each of the entry's
-protocols (the one scorer in `ovlt.scoring.answers`), and, unless `evaluation.sampled.n` is 0, `n` samples per item at
+protocols (the one scorer in `ovlt.scoring.matching`), and, unless `evaluation.sampled.n` is 0, `n` samples per item at
 `evaluation.sampled.temperature`, scored likewise: accuracy under sampling (the mean share of an item's samples that
 are right, what GRPO's accuracy reward estimates) and pass@k (k = n: an item counts when any sample is right), the
 two measures GRPO moves where greedy accuracy may not. Where the entry sets `judge`, a language-model judge
@@ -32,9 +32,10 @@ from ovlt.ground.config import BenchmarkRef, StudyConfig
 from ovlt.ground.layout import checkpoint_names, checkpoint_path
 from ovlt.scoring import benchmarks as bench
 from ovlt.scoring import statistics
+from ovlt.scoring.predictions import grpo_effect, read_predictions, read_responses
 from ovlt.scoring.prompts import student_chat
 from ovlt.stages.judge import ChatJudge
-from ovlt.stages.registry import Outcome, checkpoint_stage, stage
+from ovlt.stages.registry import Outcome, checkpoint_stage, output, stage
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def benchmark_records(ref: BenchmarkRef, run: Run, hub_root: str | None = None) 
     """A configured benchmark's records: the run's held-out set, the official local files, or the hub (read from
     `hub_root`, the config's data.hub_root, when set)."""
     if ref.name == "synthetic":
-        records = bench.load_local("synthetic", run.stage_dir("data") / "heldout")
+        records = bench.load_local("synthetic", output(run, "data", "heldout"))
     elif ref.annotations:
         records = bench.load_local(ref.name, ref.annotations, ref.images)
     else:
@@ -269,28 +270,6 @@ def evaluate(cfg: StudyConfig, run: Run, st: Stage, checkpoint: str) -> Outcome:
 # --- the study's summary -------------------------------------------------------------------------------
 
 
-def read_responses(run: Run, checkpoint: str, entry: str) -> list[dict]:
-    """The rows `evaluate` wrote for a checkpoint on a benchmark entry: id, response, num_tokens and `verdicts`, a
-    {protocol: {extracted, rule, correct}} in the entry's order of protocols; when sampled, `sampled_right`, a
-    {protocol: how many of the item's samples are right}."""
-    return [row for _, row in bench.read_jsonl(run.predictions_path(checkpoint, entry))]
-
-
-def read_predictions(run: Run, checkpoint: str, entry: str, protocol: str | None = None) -> list[dict]:
-    """The responses of a checkpoint on a benchmark entry, each with one protocol's verdict (id, response,
-    num_tokens, protocol, extracted, rule, correct); `protocol` None: the entry's headline (first) protocol."""
-    rows = []
-    for row in read_responses(run, checkpoint, entry):
-        verdicts = row["verdicts"]
-        chosen = protocol or next(iter(verdicts))
-        if chosen not in verdicts:
-            raise KeyError(f"{run.predictions_path(checkpoint, entry)} has no verdicts under protocol {chosen!r}; "
-                           f"it has {', '.join(verdicts)}")
-        rows.append({"id": row["id"], "response": row["response"], "num_tokens": row["num_tokens"],
-                     "protocol": chosen, **verdicts[chosen]})
-    return rows
-
-
 def majority_baseline(ref: BenchmarkRef, run: Run, hub_root: str | None = None) -> float:
     """Accuracy of always giving the most common answer (option position for multiple choice) per group.
 
@@ -300,7 +279,7 @@ def majority_baseline(ref: BenchmarkRef, run: Run, hub_root: str | None = None) 
     if ref.name == "synthetic":
         from ovlt.ground.procedural import majority_baseline as synthetic_baseline
 
-        return synthetic_baseline(load_dataset_dir(run.stage_dir("data") / "heldout"))["overall"]
+        return synthetic_baseline(load_dataset_dir(output(run, "data", "heldout")))["overall"]
     groups = defaultdict(Counter)
     for r in benchmark_records(ref, run, hub_root):
         answer = r["answer"]
@@ -329,10 +308,12 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
 
     Every accuracy is one result of one entry under one protocol, and names both: the benchmark, the entry, the
     prompt style and the protocol (with the scorer that ran it); comparisons are made within one entry and protocol,
-    on each measure (MEASURES) both checkpoints have.
+    on each measure (MEASURES) both checkpoints have. `grpo_effects` holds, per GRPO-i against SFT-i, entry and
+    protocol where both sampled, the item counts behind those comparisons (`ovlt.scoring.predictions.grpo_effect`).
     """
     names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / MANIFEST).exists()]
     stages, verdicts, judges = [], {}, {}  # verdicts: (checkpoint, entry, protocol, measure) -> per-item values
+    sampled_n = {}  # (checkpoint, entry, protocol) -> samples per item
     for name in names:
         entry = {"name": name, "wall_seconds": _checkpoint_manifest(run, name)["wall_seconds"], "results": []}
         for ref in cfg.evaluation.benchmarks:
@@ -347,7 +328,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
                 verdicts[name, ref.key, result["protocol"], "greedy"] = [
                     p["correct"] for p in read_predictions(run, name, ref.key, result["protocol"])]
                 if "sampled" in result:
-                    n = result["sampled"]["n"]
+                    n = sampled_n[name, ref.key, result["protocol"]] = result["sampled"]["n"]
                     right = [row["sampled_right"][result["protocol"]] for row in read_responses(run, name, ref.key)]
                     verdicts[name, ref.key, result["protocol"], "sampled"] = [h / n for h in right]
                     verdicts[name, ref.key, result["protocol"], "pass@k"] = [h > 0 for h in right]
@@ -369,6 +350,19 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
                                     "mcnemar_p": (statistics.mcnemar(before, after)["p_value"]
                                                   if measure != "sampled" else None),
                                     "significant": not (low <= 0 <= high)})
+    # Each GRPO-i against SFT-i where both sampled: the greedy flips and the moves of the share of right samples
+    # behind the comparisons, which the report puts in words.
+    effects = []
+    for a, b in _comparison_pairs(names):
+        if not (a.startswith("sft-") and b == "grpo-" + a.removeprefix("sft-")):
+            continue
+        for result in stages[names.index(b)]["results"]:
+            entry, protocol = result["entry"], result["protocol"]
+            if (a, entry, protocol) in sampled_n and (b, entry, protocol) in sampled_n:
+                effects.append({"from": a, "to": b, "benchmark": result["benchmark"], "entry": entry,
+                                "prompt": result["prompt"], "protocol": protocol,
+                                **grpo_effect(read_responses(run, a, entry), read_responses(run, b, entry), protocol,
+                                              sampled_n[a, entry, protocol])})
     stage_walls = {}
     for path in sorted(run.root.glob("**/manifest.json")):
         manifest = json.loads(path.read_text())
@@ -382,6 +376,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
         "stages": stages,
         "baselines": {ref.key: majority_baseline(ref, run, cfg.data.hub_root) for ref in cfg.evaluation.benchmarks},
         "comparisons": comparisons,
+        "grpo_effects": effects,
         # The judge behind every `<protocol>+judge` result, per entry: its endpoint, model and prompt.
         "judges": judges,
         "stage_wall_seconds": stage_walls,
