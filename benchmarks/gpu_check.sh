@@ -51,7 +51,7 @@ tmp=$(mktemp -d)
 $PY - "$tmp" <<'PY'
 import pathlib, sys
 sys.path.insert(0, "tests")
-from conftest import write_test_config
+from helpers import write_test_config
 print("config:", write_test_config(pathlib.Path(sys.argv[1]), device="auto", sft={"max_steps": 50}, grpo={"max_steps": 10}))
 PY
 # ~20 s of kernel start and imports per notebook on an H100 machine: 234 s in all (benchmarks/RESULTS.md)

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from ovlt.ground.artifacts import Run  # noqa: E402
 from ovlt.ground.config import load_config  # noqa: E402
-from ovlt.stages.train import grpo  # noqa: E402
+from ovlt.rehearsal.chaos import kill_launch_after_checkpoint  # noqa: E402
+from ovlt.stages.training.grpo import grpo  # noqa: E402
 from ovlt.stages.training.launch import LaunchError  # noqa: E402
 
 
@@ -60,31 +58,12 @@ def kill_and_resume_grpo(config: Path, run: Run) -> dict:
     cfg = load_config(config, {"grpo": {"save_steps": 1, "max_steps": 4}})
     stage_dir = run.stage_dir("grpo", 1)
     shutil.rmtree(stage_dir)
-    state = stage_dir / "shards" / "trainer" / "checkpoint-2" / "trainer_state.json"
-    killed = []
-
-    def kill_when_saved():
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                json.loads(state.read_text())  # whole: transformers writes it last
-                break
-            except (FileNotFoundError, json.JSONDecodeError):
-                time.sleep(0.05)
-        for launcher in psutil.Process().children():  # the launch only: not the scorer's math-verify worker
-            if "accelerate.commands.launch" in " ".join(launcher.cmdline()):
-                for process in [launcher, *launcher.children(recursive=True)]:
-                    process.kill()
-                    killed.append(process.pid)
-
-    killer = threading.Thread(target=kill_when_saved, daemon=True)
-    killer.start()
-    try:
-        grpo(cfg, run, 1)
-        raise SystemExit("the GRPO launch was not killed: no checkpoint of step 2 appeared")
-    except LaunchError:
-        pass
-    killer.join()
+    with kill_launch_after_checkpoint(stage_dir, 2, wait_s=600, poll_s=0.05) as killed:
+        try:
+            grpo(cfg, run, 1)
+            raise SystemExit("the GRPO launch was not killed: no checkpoint of step 2 appeared")
+        except LaunchError:
+            pass
     manifest = grpo(cfg, run, 1)
     resumed = manifest["train"]["resumed_from_step"]
     print(f"GRPO killed after the checkpoint of step 2 ({len(killed)} processes), resumed from step {resumed}; "

@@ -6,12 +6,15 @@ import random
 import tempfile
 
 import pytest
-from test_teachers import add_checkpoint, make_run, tiny_checkpoint, tiny_config  # noqa: F401 (fixture)
+from helpers import add_checkpoint
+from helpers import teachers_config as tiny_config
+from helpers import teachers_run as make_run
 
+from ovlt.engines import scripted
 from ovlt.ground.artifacts import load_dataset_dir
 from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS
 from ovlt.ground.procedural import generate
-from ovlt.scoring.answers import well_formed
+from ovlt.scoring.chains import well_formed
 from ovlt.stages import curation, teachers
 
 MARKERS = DEFAULT_REFLECTION_MARKERS
@@ -96,16 +99,16 @@ def test_consistency_compares_the_last_sentence_with_the_answer(think, answer, c
 
 def test_stated_facts_right_detects_wrong_values_behind_a_right_answer():
     scene = {"family": "chart", "bars": [{"label": "red", "value": 6}, {"label": "blue", "value": 8}], "query": {}}
-    assert curation.stated_facts_right(chain("red is 6, blue is 8. The tallest bar is blue.", "B"), scene) is True
-    assert curation.stated_facts_right(chain("red is 5, blue is 8. The tallest bar is blue.", "B"), scene) is False
+    assert scripted.stated_facts_right(chain("red is 6, blue is 8. The tallest bar is blue.", "B"), scene) is True
+    assert scripted.stated_facts_right(chain("red is 5, blue is 8. The tallest bar is blue.", "B"), scene) is False
     # a bar the picture does not have is a wrong fact; "the red bar is 6" restates, it is not a stated value
-    assert curation.stated_facts_right(chain("green is 6, blue is 8. The tallest bar is blue.", "B"), scene) is False
-    assert curation.stated_facts_right(chain("red (A) is 6, top red (A) 6. The value of the red bar is 6.", "6"),
+    assert scripted.stated_facts_right(chain("green is 6, blue is 8. The tallest bar is blue.", "B"), scene) is False
+    assert scripted.stated_facts_right(chain("red (A) is 6, top red (A) 6. The value of the red bar is 6.", "6"),
                                        scene) is True
-    assert curation.stated_facts_right(chain("x", "B"), "") is None
+    assert scripted.stated_facts_right(chain("x", "B"), "") is None
     stepwise = "red (A) is 6, top red (A) 6. blue (B) is {}, top blue (B) {}. The tallest bar is blue (B)."
-    assert curation.stated_facts_right(chain(stepwise.format(8, 8), "B"), scene) is True
-    assert curation.stated_facts_right(chain(stepwise.format(7, 7), "B"), scene) is False
+    assert scripted.stated_facts_right(chain(stepwise.format(8, 8), "B"), scene) is True
+    assert scripted.stated_facts_right(chain(stepwise.format(7, 7), "B"), scene) is False
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -207,7 +210,7 @@ def test_pass_rate_above_chance_discounts_guessing_among_options():
 
 
 @pytest.fixture(scope="module")
-def teacher_run(tmp_path_factory, tiny_checkpoint):  # noqa: F811
+def teacher_run(tmp_path_factory, tiny_checkpoint):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
@@ -294,7 +297,7 @@ def test_sft_trainer_accepts_the_set(teacher_run):
     assert result.global_step == 2 and result.training_loss > 0
 
 
-def test_select_hard_writes_a_grpo_set_and_a_histogram(tmp_path, tiny_checkpoint):  # noqa: F811
+def test_select_hard_writes_a_grpo_set_and_a_histogram(tmp_path, tiny_checkpoint):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
@@ -311,7 +314,7 @@ def test_select_hard_writes_a_grpo_set_and_a_histogram(tmp_path, tiny_checkpoint
     assert grpo[0]["prompt"][0]["content"][1]["text"].endswith("</answer> tags.")
 
 
-def test_select_hard_writes_named_sets_beside_the_default_one(tmp_path, tiny_checkpoint):  # noqa: F811
+def test_select_hard_writes_named_sets_beside_the_default_one(tmp_path, tiny_checkpoint):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
@@ -331,7 +334,7 @@ def test_select_hard_writes_named_sets_beside_the_default_one(tmp_path, tiny_che
     assert "sets" in manifest["outputs"]
 
 
-def _target_run(tmp_path, tiny_checkpoint, sft_examples):  # noqa: F811
+def _target_run(tmp_path, tiny_checkpoint, sft_examples):
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
@@ -346,7 +349,7 @@ def _target_run(tmp_path, tiny_checkpoint, sft_examples):  # noqa: F811
     return cfg, run, distilled, curation.filter_reflections(cfg, run, 1)
 
 
-def test_drawing_stops_once_the_sft_target_is_met_and_the_set_holds_exactly_the_target(tmp_path, tiny_checkpoint):  # noqa: F811
+def test_drawing_stops_once_the_sft_target_is_met_and_the_set_holds_exactly_the_target(tmp_path, tiny_checkpoint):
     cfg, run, distilled, manifest = _target_run(tmp_path, tiny_checkpoint, 20)
     not_drawn = distilled["counts"]["dropped"]["not_drawn"]
     assert not_drawn >= 16  # a shard is 16 problems here: the reasoner stopped at least one shard early
@@ -357,7 +360,7 @@ def test_drawing_stops_once_the_sft_target_is_met_and_the_set_holds_exactly_the_
     assert with_chains["step"] == "with_chains" and with_chains["dropped"]["not_drawn"] == not_drawn
 
 
-def test_a_target_the_problems_cannot_meet_is_named_as_a_shortfall(tmp_path, tiny_checkpoint, caplog):  # noqa: F811
+def test_a_target_the_problems_cannot_meet_is_named_as_a_shortfall(tmp_path, tiny_checkpoint, caplog):
     cfg, run, distilled, manifest = _target_run(tmp_path, tiny_checkpoint, 80)
     target = manifest["target"]
     assert distilled["counts"]["dropped"].get("not_drawn", 0) == 0  # every problem was drawn

@@ -8,7 +8,7 @@ from collections import Counter
 import datasets
 import numpy as np
 import pytest
-from conftest import write_test_config
+from helpers import write_test_config
 from PIL import Image
 from scipy import ndimage
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-# What a user's clone ships and runs. tests/ is left out: tests/conftest.py looks for the scorer's conformance
+# What a user's clone ships and runs. tests/ is left out: tests/helpers.py looks for the scorer's conformance
 # fixtures beside the project (they are third-party benchmark responses, never copied into the repository).
 PRODUCT_DIRS = ("ovlt", "docs", "configs", "notebooks", "benchmarks")
 PRODUCT_FILES = ("README.md", "Makefile", "pyproject.toml", "environment.yml")
 OUTSIDE = re.compile(r"shared/|STACK\.md|DESIGN\.md|[\"']shared[\"']")
 # benchmarks/scoring.py measures the scorer's speed on those same fixtures and looks for them where
-# tests/conftest.py does ($OVLT_FIXTURES, else the CI layout beside the project): a developer's measurement, not
+# tests/helpers.py does ($OVLT_FIXTURES, else the CI layout beside the project): a developer's measurement, not
 # something the study reads. This one line is the exception, and the only one.
 ALLOWED_OUTSIDE = {("benchmarks/scoring.py", 'Path(os.environ.get("OVLT_FIXTURES", REPO.parent / "shared" / "fixtures"))')}
 
@@ -284,14 +284,14 @@ def test_broken_section_pointers_are_found():
 
 
 def test_unresolved_names_are_found():
-    text = ("`ovlt.scoring.answers.score`, `ovlt.ground.artifacts.Stage.finish`, `ovlt.study`, python -m ovlt.rehearsal. "
+    text = ("`ovlt.scoring.matching.score`, `ovlt.ground.artifacts.Stage.finish`, `ovlt.study`, python -m ovlt.rehearsal. "
             "`ovlt.study.open_study` (a package's attribute), `ovlt.ground.config.StudyConfig.needs_hub`. "
-            "Gone: `ovlt.answers`, `ovlt.scoring.answers.no_such_function`, `ovlt.ground.artifacts.Stage.nothing`, "
+            "Gone: `ovlt.answers`, `ovlt.scoring.matching.no_such_function`, `ovlt.ground.artifacts.Stage.nothing`, "
             "`ovlt.study.pipeline.reproduce`.")
     problems = unresolved_names("x.md", text)
     assert [p.split(": ")[1] for p in problems] == [
         "ovlt.answers does not resolve", "ovlt.ground.artifacts.Stage.nothing does not resolve",
-        "ovlt.scoring.answers.no_such_function does not resolve", "ovlt.study.pipeline.reproduce does not resolve"]
+        "ovlt.scoring.matching.no_such_function does not resolve", "ovlt.study.pipeline.reproduce does not resolve"]
 
 
 def test_headings_and_slugs():

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
+from helpers import REPO
 
 # The test-sized student and fewer held-out items and samples than the benchmark. At lr 1e-3 the accuracy reward
 # jumps from ~0.5 to ~1 after about 55 steps (docs/findings.md, "The GRPO proof"); the config's 3e-5 does not move.

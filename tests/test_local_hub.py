@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import pytest
 import yaml
-from conftest import write_test_config
+from helpers import write_test_config
 
 from ovlt.ground import hub
 from ovlt.ground.artifacts import Run

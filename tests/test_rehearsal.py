@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import needs_vllm
+from helpers import needs_vllm
 
 from ovlt.ground.config import load_config
 from ovlt.ground.layout import checkpoint_names
@@ -138,7 +138,8 @@ def test_distillation_through_each_revision_of_r1s_template_keeps_well_formed_ch
     recipe's under its first (the reply opens it): both keep chains, and every chain in the SFT set is well formed."""
     from ovlt.engines.models import R1_DISTILL_REVISIONS, load_processing_class
     from ovlt.ground.artifacts import load_dataset_dir
-    from ovlt.scoring.answers import REASONER_DROPS, well_formed
+    from ovlt.scoring.chains import well_formed
+    from ovlt.scoring.reasoners import REASONER_DROPS
 
     done = request.getfixturevalue(study)
     reasoner = Path(done["config"].models.reasoner.name)

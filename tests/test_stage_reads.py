@@ -15,9 +15,9 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 import pytest
+from helpers import write_test_config
 from pydantic import BaseModel
 
-from conftest import write_test_config
 from ovlt.ground.artifacts import Run
 from ovlt.ground.config import OPERATIONAL, STUDY_SHAPE, Section, StudyConfig, load_config
 from ovlt.stages.registry import STAGES, StageSpec, run_stage

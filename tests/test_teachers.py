@@ -3,56 +3,25 @@ resume from shards, and bad rows."""
 
 import json
 import re
-import shutil
 
 import datasets
 import pytest
+from helpers import add_checkpoint
+from helpers import teachers_config as tiny_config
+from helpers import teachers_run as make_run
 
 from ovlt.engines import scripted
 from ovlt.engines.generation import Backend
-from ovlt.ground.artifacts import Run, Stage, load_dataset_dir, save_dataset
-from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS, load_config
+from ovlt.ground.artifacts import Stage, load_dataset_dir
+from ovlt.ground.config import DEFAULT_REFLECTION_MARKERS
 from ovlt.ground.procedural import generate
 from ovlt.ground.schema import option_letter
-from ovlt.scoring.answers import score, well_formed
+from ovlt.scoring.chains import well_formed
+from ovlt.scoring.matching import score
 from ovlt.stages import student, teachers
-from ovlt.stages.curation import is_consistent, stated_facts_right
+from ovlt.stages.curation import is_consistent
 
 PROBLEM_COLUMNS = ["id", "question", "choices", "answer", "answer_type", "precision", "source", "scene"]
-
-
-def tiny_config(repo, n_sft=24, n_sft2=8, candidates=4, **overrides):
-    base = {"schedule": [{"sft_problems": n_sft, "grpo_candidates": candidates, "grpo_problems": 2},
-                         {"sft_problems": n_sft2, "grpo_candidates": candidates, "grpo_problems": 2}],
-            "models": {"captioner": {"batch_size": 2}, "reasoner": {"batch_size": 2}, "student": {"batch_size": 4}}}
-    return load_config(repo / "configs" / "tiny.yaml", overrides={**base, **overrides})
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    from ovlt.engines.models import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("tiny"))
-
-
-def make_run(root, cfg, tiny_checkpoint, pool=None):
-    """A run folder with the decontaminated pool and the student checkpoint, as the data stages leave them."""
-    run = Run(root)
-    st = Stage(run, "decontaminate")
-    st.begin()
-    plan = cfg.schedule
-    pool = pool if pool is not None else generate(sum(p.sft_problems + p.grpo_candidates for p in plan), 0, "train")
-    save_dataset(pool, st.dir / "train")
-    st.finish(counts={"out": len(pool)})
-    add_checkpoint(run, "student", None, tiny_checkpoint)
-    return run
-
-
-def add_checkpoint(run, name, iteration, folder):
-    st = Stage(run, name, iteration)
-    st.begin()
-    shutil.copytree(folder, st.dir / "checkpoint")
-    st.finish(counts={})
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +86,7 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
         chain = stepwise.chain(row, captioner.describe(row), 0)
         letter = chain.split("<answer>")[1].split("</answer>")[0]
         assert f"bar is {row['answer']} ({letter})." in chain  # the conclusion names the bar and its letter
-        assert is_consistent(chain, row) and stated_facts_right(chain, row["scene"])
+        assert is_consistent(chain, row) and scripted.stated_facts_right(chain, row["scene"])
         better = max if scene["query"]["kind"] == "tallest" else min
         for i, bar in enumerate(scene["bars"]):  # after every value, the best of the values so far
             best = better(scene["bars"][: i + 1], key=lambda b: b["value"])
@@ -150,7 +119,7 @@ def test_stepwise_chains_keep_a_running_best_and_stay_consistent(problems):
     assert chain.endswith(f"The largest object is the {largest['answer']} ({letter}).</think>\n<answer>{letter}</answer>")
     for row in kinds.values():
         assert is_consistent(stepwise.chain(row, captioner.describe(row), 0), row)
-        assert stated_facts_right(stepwise.chain(row, captioner.describe(row), 0), row["scene"])
+        assert scripted.stated_facts_right(stepwise.chain(row, captioner.describe(row), 0), row["scene"])
     # other families are untouched
     table = next(r for r in problems if r["source"] == "synthetic/table")
     assert stepwise.chain(table, captioner.describe(table), 0) == plain.chain(table, captioner.describe(table), 0)

@@ -1,1 +1,2 @@
-"""The paper-scale rehearsal: tiny stand-ins of the paper config's models and hub data sets, built offline."""
+"""The paper-scale rehearsal: tiny stand-ins of the paper config's models and hub data sets, built offline
+(`build`), and a launched stage killed mid-stage and resumed (`chaos`)."""

@@ -35,7 +35,7 @@ from ovlt.engines.tiny_students import build_tiny_student
 from ovlt.ground.config import PAPER_CAPTION_PROMPT, R1_DISTILL_PROMPT
 from ovlt.ground.hub import load_source
 from ovlt.rehearsal.local_hub import write_hub
-from ovlt.scoring.answers import chain_text
+from ovlt.scoring.chains import chain_text
 from ovlt.scoring.prompts import assistant_turn, student_chat, student_text
 from ovlt.stages.teachers import distill_prompt
 
