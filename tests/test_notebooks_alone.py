@@ -7,7 +7,7 @@ import time
 
 import nbformat
 import pytest
-from conftest import write_test_config
+from helpers import write_test_config
 
 from ovlt.ground.config import load_config
 from ovlt.study.notebooks import NOTEBOOK_DIR, NotebookStop, StudyError, execute, run_notebook

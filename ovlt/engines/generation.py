@@ -28,16 +28,11 @@ from typing import Protocol
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ovlt.engines import models
-from ovlt.engines.architectures import (
-    apply_image_budget,
-    architecture,
-    architecture_of_name,
-    processor_call_budget,
-)
+from ovlt.engines.architectures import CHECKPOINT_BUDGET, ImageBudget, architecture, architecture_of_name
 from ovlt.engines.placement import engine_count, gpus_per_engine
+from ovlt.ground.progress import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +173,7 @@ class TransformersBackend(Backend):
         dtype: torch.dtype | None = None,
         show_progress: bool = True,
         trust_remote_code: bool = False,
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
+        budget: ImageBudget = CHECKPOINT_BUDGET,
         chat_template_kwargs: dict | None = None,
     ):
         self.chat_template_kwargs = chat_template_kwargs or {}
@@ -188,7 +182,7 @@ class TransformersBackend(Backend):
         else:
             self.model, processor = models.load(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         if hasattr(processor, "image_processor"):  # a text-only model's tokenizer sees no images
-            apply_image_budget(self.model.config.model_type, processor.image_processor, min_pixels, max_pixels)
+            budget.apply(self.model.config.model_type, processor.image_processor)
         self.processor = models.left_pad(processor)
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.batch_size = batch_size
@@ -315,19 +309,18 @@ def vllm_arguments(
     dtype: str = "bfloat16",
     seed: int = 0,
     trust_remote_code: bool = False,
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
+    budget: ImageBudget = CHECKPOINT_BUDGET,
     **llm_options,
 ) -> dict:
     """The keyword arguments of `vllm.LLM` for one engine (no vLLM needed to build them).
 
     A vision model gets an image limit per prompt (`MAX_IMAGES_PER_PROMPT`) and the image budget as
-    `mm_processor_kwargs`, in its architecture's terms (`architectures.processor_call_budget`: Qwen's pixel bounds,
+    `mm_processor_kwargs`, in its architecture's terms (`ImageBudget.processor_kwargs`: Qwen's pixel bounds,
     SmolVLM's tile grid, ...): `LLM` hands them to EngineArgs, and vLLM passes them to the HF processor, so vLLM resizes (and counts image tokens
     for max_model_len) exactly as `TransformersBackend` and the trainers do.
     """
     bounds = {}
-    if is_vision and (min_pixels is not None or max_pixels is not None):
+    if is_vision and budget.given:
         from transformers import AutoConfig, AutoImageProcessor
 
         # a hub name says its architecture without the hub (`ovlt plan` and the tests build these offline)
@@ -336,7 +329,7 @@ def vllm_arguments(
             AutoConfig.from_pretrained(str(model_path), trust_remote_code=trust_remote_code).model_type
         image_processor = None if architecture(model_type).budget == "pixels" else \
             AutoImageProcessor.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
-        bounds = processor_call_budget(model_type, image_processor, min_pixels, max_pixels)
+        bounds = budget.processor_kwargs(model_type, image_processor)
     vision = {"limit_mm_per_prompt": limit_mm_per_prompt or {"image": MAX_IMAGES_PER_PROMPT},
               **({"mm_processor_kwargs": bounds} if bounds else {})} if is_vision else {}
     return {"model": str(model_path), "tensor_parallel_size": tensor_parallel_size,
@@ -371,9 +364,8 @@ class VLLMBackend(Backend):
 
     engines = 1
 
-    def __init__(self, model_path: str | Path, trust_remote_code: bool = False, min_pixels: int | None = None,
-                 max_pixels: int | None = None, env: dict[str, str] | None = None,
-                 chat_template_kwargs: dict | None = None, **options):
+    def __init__(self, model_path: str | Path, trust_remote_code: bool = False, budget: ImageBudget = CHECKPOINT_BUDGET,
+                 env: dict[str, str] | None = None, chat_template_kwargs: dict | None = None, **options):
         self.chat_template_kwargs = chat_template_kwargs or {}
         # vLLM reads its environment while the engine lives; `close` puts back what was there.
         self._env = ExitStack()
@@ -386,12 +378,11 @@ class VLLMBackend(Backend):
                 "`make setup` puts in the CPU .venv on Linux x86_64 (cpu-vllm/); or use backend='transformers'"
             ) from error
         self.vllm = vllm
-        self.processor = models.load_processing_class(model_path, trust_remote_code=trust_remote_code,
-                                                      min_pixels=min_pixels, max_pixels=max_pixels)
+        self.processor = models.load_processing_class(model_path, trust_remote_code=trust_remote_code, budget=budget)
         with _stdout_with_a_descriptor():
             self.llm = vllm.LLM(**vllm_arguments(
                 model_path, hasattr(self.processor, "image_processor"), trust_remote_code=trust_remote_code,
-                min_pixels=min_pixels, max_pixels=max_pixels, **options))
+                budget=budget, **options))
 
     def generate(
         self, prompts: list[Chat], images: list[list[Image.Image]] | None, params: SamplingParams
@@ -604,9 +595,9 @@ class DataParallelBackend(Backend):
         atexit.unregister(self._finalizer)
 
 
-def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "auto") -> dict:
+def backend_options(spec, budget: ImageBudget = CHECKPOINT_BUDGET, device: str = "auto") -> dict:
     """Constructor options of one engine for a model of the study config (`ovlt.ground.config.ModelSpec`)."""
-    shared = {"min_pixels": pixels[0], "max_pixels": pixels[1]} if pixels else {}
+    shared = {"budget": budget} if budget.given else {}
     if spec.chat_template_kwargs:
         shared["chat_template_kwargs"] = spec.chat_template_kwargs
     if spec.backend == "vllm":
@@ -621,16 +612,16 @@ def backend_options(spec, pixels: tuple[int, int] | None = None, device: str = "
     raise ValueError(f"model {spec.name!r}: backend {spec.backend!r} is not a generation backend")
 
 
-def backend_for(spec, model_path: str | Path | None = None, pixels: tuple[int, int] | None = None,
+def backend_for(spec, model_path: str | Path | None = None, budget: ImageBudget = CHECKPOINT_BUDGET,
                 device: str = "auto") -> Backend:
     """The backend for a model of the study config: its own name, or a checkpoint.
 
-    `pixels`: (min, max) pixels of every image it resizes (None keeps the checkpoint's own bounds); `device`: the
+    `budget`: the image budget of every image it processes (the default keeps the checkpoint's); `device`: the
     study's (`cpu` keeps every engine off the GPUs). `spec.data_parallel_size` engines (`engine_count`;
     "auto" counts the GPUs in use): one runs in this process, more run as a `DataParallelBackend`.
     """
     path = model_path or spec.name
-    options = backend_options(spec, pixels, device)
+    options = backend_options(spec, budget, device)
     gpus = [] if device == "cpu" else visible_gpus()
     engines = engine_count(spec, len(gpus))
     if engines == 1:
@@ -639,8 +630,8 @@ def backend_for(spec, model_path: str | Path | None = None, pixels: tuple[int, i
 
 
 def study_backend(cfg, spec, model_path: str | Path | None = None) -> Backend:
-    """The backend a study stage samples with: `backend_for` with the study config's pixel bounds and device."""
-    return backend_for(spec, model_path, pixels=cfg.data.pixel_bounds, device=cfg.device)
+    """The backend a study stage samples with: `backend_for` with the study config's image budget and device."""
+    return backend_for(spec, model_path, budget=ImageBudget.of(cfg.data), device=cfg.device)
 
 
 def sampling_from(sampling, seed: int) -> SamplingParams:

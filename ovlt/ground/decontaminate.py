@@ -21,9 +21,9 @@ from itertools import pairwise
 
 import datasets
 import imagehash
-from tqdm.auto import tqdm
 
 from ovlt.ground.procedural import scene_key
+from ovlt.ground.progress import tqdm
 from ovlt.ground.schema import format_question
 
 log = logging.getLogger(__name__)

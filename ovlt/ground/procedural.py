@@ -42,8 +42,8 @@ from pathlib import Path
 import datasets
 import matplotlib
 from PIL import Image, ImageDraw, ImageFont
-from tqdm.auto import tqdm
 
+from ovlt.ground.progress import tqdm
 from ovlt.ground.schema import PROBLEM_FEATURES, SPLITS, option_letter
 from ovlt.ground.sources import FAMILIES
 

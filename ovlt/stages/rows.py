@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 
 import datasets
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ovlt.ground.artifacts import Stage
 from ovlt.ground.config import ModelSpec
+from ovlt.ground.progress import tqdm
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,10 @@ the study's order and the stage registry; the stage functions skip finished stag
 rerunning resumes. A notebook error stops the study with the failing cell, its error and the executed notebook's
 path, and so does a notebook that ends without a manifest for each of its stages. What papermill and the kernels
 say goes to the run's log file (`study.log`); the terminal shows the study's progress (`ovlt.study.terminal`).
+
+A saved notebook reads as a page (`clean_outputs`): its stage cell keeps no output but an error, and no cell keeps a
+progress bar's frames or what went to stderr (library warnings, the stages' log lines, all in `study.log`). The
+kernel itself is run as JupyterLab runs it, so a person running a notebook there sees the same progress live.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import ovlt.ground.progress  # noqa: F401  first: a kernel's first import of tqdm.auto warns of no widgets otherwise
 from ovlt.ground.artifacts import (
     MANIFEST,
     ArtifactError,
@@ -163,6 +169,65 @@ def execute(notebook: Path, output: Path, parameters: dict, label: str, log_path
     finally:
         if log_path is not None and kernel_output is None:
             quiet["stdout_file"].close()
+        if output.exists():
+            try:
+                clean_outputs(output)
+            except (OSError, ValueError, ArtifactError) as exc:  # one papermill left unreadable: as it is
+                log.warning("could not clean the saved outputs of %s: %s", output, exc)
+
+
+STAGE_CELL = "stage"  # the tag of a stage notebook's cell that runs its stages (`run_notebook`)
+# A tqdm frame, as a kernel's stream carries it: "generate:  40%|####      | 4/10 [00:01<00:02, 3.1prompt/s]", with
+# or without a description (transformers' training bar has none).
+PROGRESS_FRAME = re.compile(r"^\s*(?:[^|\n]*?:\s*)?\d{1,3}%\|[^|\n]*\|")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def shown_text(text: str) -> str:
+    """What a stream's text leaves on a page: each line as a terminal would end up showing it (after its last carriage
+    return, without escape sequences), progress frames and blank lines at either end left out."""
+    lines = []
+    for line in ANSI_ESCAPE.sub("", text).split("\n"):
+        last = next((part for part in reversed(line.split("\r")) if part.strip()), "")
+        if not PROGRESS_FRAME.match(last):
+            lines.append(last.rstrip())
+    return "\n".join(lines).strip("\n")
+
+
+def clean_output_list(outputs: list, stage_cell: bool = False) -> list:
+    """A cell's outputs as a saved page keeps them: no stderr, no progress frames, no widgets; a stage cell keeps only
+    an error. A cell that failed keeps its stderr (less the frames) beside its traceback, to say what led there."""
+    failed = any(output.get("output_type") == "error" for output in outputs)
+    kept = []
+    for output in outputs:
+        kind = output.get("output_type")
+        if kind == "stream":
+            if not failed and (stage_cell or output.get("name") == "stderr"):
+                continue
+            text = shown_text("".join(output.get("text", "")))
+            if text.strip():
+                kept.append({**output, "text": text + "\n"})
+        elif kind in ("display_data", "execute_result"):
+            if stage_cell or WIDGET in output.get("data", {}):
+                continue
+            kept.append(output)
+        else:
+            kept.append(output)
+    return kept
+
+
+def clean_outputs(path: Path) -> None:
+    """Rewrite an executed notebook as a page (`clean_output_list` on every code cell). What it leaves out went to the
+    run's log file as the kernel said it (`execute`'s `log_path`)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.get("outputs"):
+            stage_cell = STAGE_CELL in cell.get("metadata", {}).get("tags", [])
+            cell.outputs = [nbformat.from_dict(o) for o in clean_output_list(cell.outputs, stage_cell)]
+    atomic_write_text(path, nbformat.writes(notebook))
 
 
 @contextmanager
