@@ -47,7 +47,7 @@ def test_a_saved_cell_keeps_real_prints_and_drops_frames_warnings_and_widgets():
 
 
 def test_a_stage_cell_keeps_only_its_error_and_what_led_there():
-    chatter = [_stream("stderr", "12:00:01 ovlt.stages.train: iter1/sft: SFT from base\n"),
+    chatter = [_stream("stderr", "12:00:01 ovlt.stages.training.sft: iter1/sft: SFT from base\n"),
                _html("<table><tr><th>Step</th><th>Training Loss</th></tr><tr><td>1</td><td>No Log</td></tr></table>"),
                _stream("stdout", "{'loss': 6.9}\n")]
     assert clean_output_list(chatter, stage_cell=True) == []

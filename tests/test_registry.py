@@ -108,7 +108,7 @@ def _stage_as_written_before_the_registry(cfg, run, ref) -> Stage:
                                        inputs=[m("data")]),
         "student": lambda: Stage(run, "student", params={"seed": cfg.seed, **cfg.section("models.student")},
                                  inputs=[m("decontaminate")] if student.name == "tiny" else []),
-        # since: the device they sample on (a correctness fix: existing runs caption and distill once more)
+        # since: the device they sample on (a correctness fix: existing runs redo caption and all downstream once)
         "caption": lambda: Stage(run, "caption", i, params=cfg.section("caption", "models.captioner", "seed", "device"),
                                  inputs=[m("decontaminate")]),
         "distill": lambda: Stage(run, "distill", i, params=cfg.section("distill", "models.reasoner", "seed", "device"),
@@ -283,5 +283,7 @@ def test_stage_outputs_are_read_through_their_declarations(tmp_path):
     assert output(run, "data", "heldout") == run.stage_dir("data") / "heldout"
     with pytest.raises(KeyError, match="stage filter declares no output 'selected'"):
         output(run, "filter", "selected", 1)
+    with pytest.raises(TypeError, match="stage filter runs per iteration"):
+        output(run, "filter", "sft")
     assert [chains_stage(i) for i in (1, 2, 3)] == ["distill", "self_generate", "self_generate"]
     assert STAGES["select"].upstream(two_iterations(), 2) == [("self_generate", 2)]

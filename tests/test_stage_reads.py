@@ -4,7 +4,12 @@ or the study's shape (`ovlt.ground.config.OPERATIONAL`, `STUDY_SHAPE`: where thi
 stages exist; never what one computes).
 
 The test study's stages run in this process on a config that records, per stage, every key read on it (on copies
-made from it too, e.g. the training worker's); the registry's declarations are then checked against the records.
+made from it too); the registry's declarations are then checked against the records.
+
+What it cannot see: reads inside pydantic's own dumps (`model_dump`, e.g. a section's `passed_to_trl`: those dump a
+section the stage declares whole), reads on sections copied with `model_copy` (GRPO's phase sections, copies of the
+declared `grpo`), reads in launched processes (the test study trains in-process), and iteration 2's stages after
+self-generation (they need a student that writes well-formed chains).
 A key read outside them is a stage that stays "done" when that key changes: the defect this file exists to catch
 (the evaluate stage read the pixel bounds without covering them).
 """
@@ -38,7 +43,7 @@ class ReadRecorder:
 
     def _path(self, model: BaseModel) -> str | None:
         if id(model) not in self.paths and isinstance(model, StudyConfig):
-            self.paths[id(model)] = (model, "")  # any study config is a root: the worker's rebuilt one too
+            self.paths[id(model)] = (model, "")  # any study config is a root (a launched job's rebuilt one too)
         return self.paths[id(model)][1] if id(model) in self.paths else None
 
     def saw(self, model: BaseModel, name: str, value: object) -> None:
@@ -84,7 +89,7 @@ def install_recorder(monkeypatch: pytest.MonkeyPatch) -> ReadRecorder:
 
     monkeypatch.setattr(Section, "__getattribute__", getattribute)
     # The registry's own reads (the fingerprint's sections, the upstream stages) are not the body's, nor are the
-    # config's validators' (the training worker validates the config it is sent).
+    # config's validators' (cross-section checks, run wherever a config is built from another's dump).
     monkeypatch.setattr(StageSpec, "open", recorder.paused(StageSpec.open))
     monkeypatch.setattr(StudyConfig, "model_validate", classmethod(recorder.paused(StudyConfig.model_validate.__func__)))
     return recorder

@@ -670,9 +670,10 @@ class IterationPlan(Section):
 
 OPERATIONAL = ("data.hub_root", "sft.save_steps", "sft.save_total_limit", "grpo.save_steps", "grpo.save_total_limit",
                "report_to")
-# The study's shape: which stages exist (and the run folder's default name), not what any of them computes. A stage
-# reads them (a checkpoint name is checked against the iterations) and no fingerprint covers them: a third iteration
-# added to a finished study redoes nothing of the first two.
+# The study's shape: which stages exist (and the run folder's default name), not what any of them computes. Stages
+# read them (a checkpoint name is checked against the iterations) and no stage's own sections name them; the
+# iterations still reach every fingerprint through the schedule (one entry per iteration), which the data stage
+# covers.
 STUDY_SHAPE = ("name", "iterations")
 
 

@@ -1,5 +1,5 @@
 """The scored predictions a checkpoint's evaluation wrote (`eval/<checkpoint>/<entry>/predictions.jsonl`), read back,
-and what GRPO changed in them against its SFT model (`grpo_effect`, which summary.json stores). No torch: the report
+and what GRPO changed in them against its SFT model (`grpo_effect_counts`, which summary.json stores). No torch: the report
 and `write_summary` read them without loading a model."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def read_predictions(run: Run, checkpoint: str, entry: str, protocol: str | None
     return rows
 
 
-def grpo_effect(sft_rows: list[dict], grpo_rows: list[dict], protocol: str, k: int) -> dict:
+def grpo_effect_counts(sft_rows: list[dict], grpo_rows: list[dict], protocol: str, k: int) -> dict:
     """What a GRPO model changed against its SFT model on the same items (rows as `read_responses` gives them, both
     sampled `k` times per item), under one protocol: `items`; `sft_right` and `sft_wrong`, the items the SFT model
     answered right and wrong greedily; `wrong_to_right` and `right_to_wrong`, the greedy verdicts that flipped each

@@ -7,6 +7,7 @@ Ours: `accuracy_reward` (the strict protocol's verdict) and `format_reward` (`we
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ovlt.scoring.chains import split_reasoning, well_formed
@@ -64,17 +65,23 @@ def r1v_format_reward(completions, **kwargs) -> list[float]:
 
 @dataclass(frozen=True)
 class Reward:
-    """A reward function of this module as GRPO uses it: what it measures (`accuracy` or `format`) and
-    its weight when `grpo.reward_weights` is not given (None: `grpo.format_reward_weight`)."""
+    """A reward function as GRPO uses it: the function, what it measures (`accuracy` or `format`) and its weight
+    when `grpo.reward_weights` is not given (None: `grpo.format_reward_weight`)."""
 
+    function: Callable[..., list[float]]
     kind: str
     default_weight: float | None
 
 
-# Every name the config may give (ovlt.ground.config.RewardName); TRL logs each as rewards/<name>/mean.
+# Every name the config may give (ovlt.ground.config.RewardName), each the name of its function.
 REWARDS = {
-    "accuracy_reward": Reward("accuracy", 1.0),
-    "format_reward": Reward("format", None),
-    "r1v_reward": Reward("accuracy", 1.0),
-    "r1v_format_reward": Reward("format", 0.0),  # logged, not rewarded, as the authors ran it
+    "accuracy_reward": Reward(accuracy_reward, "accuracy", 1.0),
+    "format_reward": Reward(format_reward, "format", None),
+    "r1v_reward": Reward(r1v_reward, "accuracy", 1.0),
+    "r1v_format_reward": Reward(r1v_format_reward, "format", 0.0),  # logged, not rewarded, as the authors ran it
 }
+
+
+def logged_as(name: str) -> str:
+    """The key TRL logs a reward's mean under, each step (a weight-0 reward's too)."""
+    return f"rewards/{name}/mean"

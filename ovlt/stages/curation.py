@@ -330,7 +330,7 @@ def funnel_errors(table: dict) -> list[str]:
 
 def _funnel_steps(run: Run, iteration: int, own: dict) -> list[tuple[str, dict, str]]:
     select_counts = run.manifest("select", iteration)["counts"]
-    if iteration == 1:
+    if chains_stage(iteration) == "distill":
         caption_counts = run.manifest("caption", iteration)["counts"]
         head = [("problems", caption_counts, "in"), ("captioned", caption_counts, "out"),
                 ("with_chains", run.manifest("distill", iteration)["counts"], "out")]

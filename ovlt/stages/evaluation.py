@@ -32,7 +32,7 @@ from ovlt.ground.config import BenchmarkRef, StudyConfig
 from ovlt.ground.layout import checkpoint_names, checkpoint_path
 from ovlt.scoring import benchmarks as bench
 from ovlt.scoring import statistics
-from ovlt.scoring.predictions import grpo_effect, read_predictions, read_responses
+from ovlt.scoring.predictions import grpo_effect_counts, read_predictions, read_responses
 from ovlt.scoring.prompts import student_chat
 from ovlt.stages.judge import ChatJudge
 from ovlt.stages.registry import Outcome, checkpoint_stage, output, stage
@@ -309,7 +309,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
     Every accuracy is one result of one entry under one protocol, and names both: the benchmark, the entry, the
     prompt style and the protocol (with the scorer that ran it); comparisons are made within one entry and protocol,
     on each measure (MEASURES) both checkpoints have. `grpo_effects` holds, per GRPO-i against SFT-i, entry and
-    protocol where both sampled, the item counts behind those comparisons (`ovlt.scoring.predictions.grpo_effect`).
+    protocol where both sampled, the item counts behind those comparisons (`ovlt.scoring.predictions.grpo_effect_counts`).
     """
     names = [n for n in checkpoint_names(cfg) if (run.eval_dir(n) / MANIFEST).exists()]
     stages, verdicts, judges = [], {}, {}  # verdicts: (checkpoint, entry, protocol, measure) -> per-item values
@@ -361,7 +361,7 @@ def write_summary(cfg: StudyConfig, run: Run, config_path: Path | str | None = N
             if (a, entry, protocol) in sampled_n and (b, entry, protocol) in sampled_n:
                 effects.append({"from": a, "to": b, "benchmark": result["benchmark"], "entry": entry,
                                 "prompt": result["prompt"], "protocol": protocol,
-                                **grpo_effect(read_responses(run, a, entry), read_responses(run, b, entry), protocol,
+                                **grpo_effect_counts(read_responses(run, a, entry), read_responses(run, b, entry), protocol,
                                               sampled_n[a, entry, protocol])})
     stage_walls = {}
     for path in sorted(run.root.glob("**/manifest.json")):

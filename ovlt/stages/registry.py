@@ -76,8 +76,10 @@ class StageSpec:
 
 def output(run: Run, name: str, what: str, key: Key = None) -> Path:
     """Where stage `name` (its instance `key`) writes `what`, one of the outputs its entry declares (`writes`), or a
-    path under one (`sets/<name>`); an undeclared name is refused, so a reader and its writer cannot drift apart."""
+    path under one (`sets/<name>`); an undeclared name, or a key of the wrong kind, is refused, so a reader and its
+    writer cannot drift apart. (Evaluation's outputs depend on the config; `ovlt.scoring.predictions` reads them.)"""
     spec = STAGES[name]
+    spec._check_key(key)
     declared = spec.writes if not callable(spec.writes) else ()
     if what.split("/")[0] not in declared:
         raise KeyError(f"stage {name} declares no output {what!r} (it writes {list(declared)})")

@@ -31,7 +31,7 @@ TRAINING = ("sft", "grpo")
 STANDARD_FIELDS = {"stage", "iteration", "fingerprint", "params", "inputs", "counts", "outputs", "wall_seconds",
                    "finished_at", "packages", "git_commit"}
 SETTING_CHARS = 160  # a setting's value is cut there (the config file has it whole)
-INLINE_ITEMS = 12  # a flat record of up to this many values is shown, a row per value; a bigger or nested one is not
+INLINE_ITEMS = 20  # a record with up to this many plain values shows them, a row each (its nested values never)
 SOURCES = "by_source"  # a counts key holding the same counts per data source: shown as columns
 PER_SOURCE = "_by_source"  # `<what>_by_source`: one count per data source, shown in the row `<what>`
 
@@ -214,7 +214,7 @@ def trl_differences(cfg: StudyConfig, name: str) -> pd.DataFrame:
         if key in section.SET_BY_OVLT:
             origin = f"ovlt, from {section.SET_BY_OVLT[key]}"
         elif key in section.OVLT_KEYS:
-            origin = f"ovlt, from {name}.{key}"
+            origin = f"ovlt, from {name}.{key}" if key in section.model_fields_set else f"ovlt's default ({name}.{key})"
         elif key in section.model_fields_set:
             origin = f"config: {name}.{key}"
         elif key in passed:
@@ -263,16 +263,17 @@ def _stage_key(manifest: dict) -> Key:
 
 def _record(manifest: dict) -> list[tuple[str, str]]:
     """The stage's own manifest fields that fit on a line each: its teacher, its training summary (a flat record, one
-    row per value), the model it sampled; unset values, lists and bigger nested records (funnel, histogram) left out."""
+    row per plain value), the model it sampled; unset values, lists, nested values and bigger records left out."""
     rows = []
     for key, value in manifest.items():
         if key in STANDARD_FIELDS or value is None or isinstance(value, list):
             continue
         if isinstance(value, dict):
-            if len(value) > INLINE_ITEMS or any(isinstance(v, dict | list) for v in value.values()):
+            flat = {k: v for k, v in value.items() if v is not None and not isinstance(v, dict | list)}
+            if len(flat) > INLINE_ITEMS:
                 continue
             rows += [(f"{key}.{k}", _short(round(v, 4) if isinstance(v, float) and math.isfinite(v) else v))
-                     for k, v in value.items() if v is not None]
+                     for k, v in flat.items()]
         else:
             rows.append((key, _short(value, SETTING_CHARS)))
     return rows

@@ -8,10 +8,10 @@ The remaining time starts from the plan's per-stage estimates for this config an
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
+import statistics
 import sys
 import threading
 import time
@@ -53,9 +53,7 @@ class Estimate:
         """The median of the finished steps' ratios of taken to planned seconds, the plan's own (1) among them
         `PLAN_AS_STEPS` times: a mean of the ratios (or of the seconds) follows one outlier step, which once took
         the estimate from 33 to 120 minutes after a base evaluation that took 5.6 minutes against 1 planned."""
-        ratios = sorted([1.0] * self.PLAN_AS_STEPS + self.ratios)
-        middle = len(ratios) // 2
-        return ratios[middle] if len(ratios) % 2 else math.sqrt(ratios[middle - 1] * ratios[middle])
+        return statistics.median([1.0] * self.PLAN_AS_STEPS + self.ratios)
 
     def finished(self, index: int, seconds: float) -> None:
         if self.planned[index] > 0:

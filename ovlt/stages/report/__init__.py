@@ -62,11 +62,11 @@ from ovlt.stages.report.reasoning import (
     trace_table,
 )
 from ovlt.stages.report.teachers import caption_samples, chain_samples
-from ovlt.stages.report.training import GRPO_CURVES, REWARD_KEY, SFT_CURVES, grpo_curves, training_curves
+from ovlt.stages.report.training import GRPO_CURVES, SFT_CURVES, grpo_curves, training_curves
 
 __all__ = [
     "FIGURE_DPI", "GRPO_CURVES", "PAPER", "PAPER_COLUMN", "PAPER_HARNESS", "PAPER_PROTOCOL", "PAPER_STUDENT",
-    "PAPER_V12", "REFLECTION_PHRASES", "REWARD_KEY", "SEED_NUMBERS", "SFT_CURVES", "STAGE_COLORS", "STYLE",
+    "PAPER_V12", "REFLECTION_PHRASES", "SEED_NUMBERS", "SFT_CURVES", "STAGE_COLORS", "STYLE",
     "TEXTS_PER_STAGE", "THUMBNAIL_PX", "accuracy_figure", "accuracy_table", "breakdown_figures", "caption_samples",
     "chain_samples", "compared_with_paper", "comparisons_table", "difficulty_histogram", "evaluated_checkpoints",
     "filter_examples", "funnel_figure", "funnel_table", "grpo_curves", "grpo_effect", "headline", "iterations",

@@ -8,14 +8,14 @@ from IPython.display import HTML
 from matplotlib.figure import Figure
 
 from ovlt.ground.artifacts import Run
+from ovlt.scoring.rewards import logged_as
 from ovlt.stages.registry import output
 from ovlt.stages.report.common import _figure, _in, _wanted, note, study_config
 
 # The GRPO curves beside one per reward function: TRL logs each reward the config's grpo.reward_funcs names as
-# REWARD_KEY (a weight-0 one too), and their weighted sum as "reward".
+# `logged_as(name)` (a weight-0 one too), and their weighted sum as "reward".
 GRPO_CURVES = (("reward", "reward (total)"), ("kl", "KL to the reference"),
                ("completions/mean_length", "completion length (tokens)"))
-REWARD_KEY = "rewards/{}/mean"
 SFT_CURVES = (("loss", "training loss"), ("mean_token_accuracy", "token accuracy"))
 
 
@@ -33,7 +33,7 @@ def grpo_curves(run: Run, logs: list[list[dict]] = ()) -> tuple[tuple[str, str],
     else:
         keys = dict.fromkeys(key for rows in logs for row in rows for key in row)
         names = [key.split("/")[1] for key in keys if key.startswith("rewards/") and key.endswith("/mean")]
-    rewards = tuple((REWARD_KEY.format(name), name.replace("_", " ")) for name in names)
+    rewards = tuple((logged_as(name), name.replace("_", " ")) for name in names)
     return GRPO_CURVES[:1] + rewards + GRPO_CURVES[1:]
 
 

@@ -14,9 +14,10 @@ from transformers.integrations import TensorBoardCallback
 
 from ovlt.ground.artifacts import atomic_write_text
 from ovlt.ground.config import StudyConfig
+from ovlt.scoring.rewards import logged_as
 from ovlt.stages.training import progress
 
-ACCURACY_KEY = "rewards/accuracy_reward/mean"
+ACCURACY_KEY = logged_as("accuracy_reward")
 
 
 class JsonlLogger(TrainerCallback):

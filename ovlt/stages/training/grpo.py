@@ -30,8 +30,7 @@ from ovlt.engines.models import freeze_vision, load_processor
 from ovlt.ground.artifacts import SHARDS, Run, Stage, atomic_write_json, atomic_write_text
 from ovlt.ground.config import GRPO, StudyConfig
 from ovlt.ground.layout import checkpoint_path
-from ovlt.scoring import rewards
-from ovlt.scoring.rewards import REWARDS
+from ovlt.scoring.rewards import REWARDS, logged_as
 from ovlt.stages.registry import Outcome, output, stage
 from ovlt.stages.training.callbacks import JsonlLogger, ZeroRewardGuard, stage_callbacks
 from ovlt.stages.training.colocate import colocated_vllm, student_engine
@@ -111,7 +110,7 @@ GRPO_COLUMNS = ("prompt", "image", "answer", "answer_type", "choices", "precisio
 
 def reward_functions(section: GRPO) -> list:
     """The section's reward functions, in its order (`grpo.reward_funcs`)."""
-    return [getattr(rewards, name) for name in section.reward_funcs]
+    return [REWARDS[name].function for name in section.reward_funcs]
 
 
 def reward_weights(section: GRPO) -> list[float]:
@@ -220,6 +219,6 @@ def zero_reward_guard(section: GRPO) -> ZeroRewardGuard:
     if name is None:
         log.warning("grpo: no accuracy reward among %s; the zero-reward guard is off", section.reward_funcs)
         return ZeroRewardGuard(0)
-    return ZeroRewardGuard(section.zero_reward_patience, key=f"rewards/{name}/mean")
+    return ZeroRewardGuard(section.zero_reward_patience, key=logged_as(name))
 
 

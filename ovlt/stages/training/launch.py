@@ -2,7 +2,7 @@
 
 A stage function hands its body (`train_sft`, `train_grpo`) and the job's terms (iteration, run folder, config) to
 `run_job`. With one process the body runs here, so a notebook can step through it; with more, the job is written to
-`<stage dir>/job.json` and `accelerate launch ... -m ovlt.stages.training.worker job.json` runs the same body in every
+`job.json` in its folder (the stage's, or a GRPO phase's: `common.job_dir`) and `accelerate launch ... -m ovlt.stages.training.worker job.json` runs the same body in every
 process, with DeepSpeed ZeRO-3 or FSDP from the config's accelerate file.
 
 On CPU, `accelerate launch --cpu` starts a single process (accelerate 1.15's simple launcher; several need
@@ -11,7 +11,7 @@ with `use_cpu` in the training arguments, which makes every process join a gloo 
 
 Several machines (`launch.num_machines > 1`): the stage function launches this node's processes with the
 accelerate config, which must name `machine_rank: 0` and `main_process_ip`; on every other node run the same
-`accelerate launch --config_file <that node's config> -m ovlt.stages.training.worker <stage dir>/job.json`.
+`accelerate launch --config_file <that node's config> -m ovlt.stages.training.worker <job folder>/job.json`.
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ def run_job(cfg: StudyConfig, run: Run, stage: str, body: Callable[..., dict], i
     (`body(cfg, run, iteration, stage_dir[, phase])`, the one `ovlt.stages.training.worker` runs for `stage` in a
     launched process), in this process or through `accelerate launch`; returns the summary it wrote."""
     folder = job_dir(cfg, stage_dir, phase)
-    job = {"stage": stage, "iteration": iteration, "run": str(run.root), "stage_dir": str(stage_dir),
-           "config": cfg.model_dump(mode="json"), **({} if phase is None else {"phase": phase})}
     if is_launched(launch):
+        job = {"stage": stage, "iteration": iteration, "run": str(run.root), "stage_dir": str(stage_dir),
+               "config": cfg.model_dump(mode="json"), **({} if phase is None else {"phase": phase})}
         job_path = folder / JOB_FILE
         atomic_write_json(job_path, job)
         stream(accelerate_command(launch, job_path, "bf16" if bf16 else "no"), folder / LAUNCH_LOG)
