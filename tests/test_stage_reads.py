@@ -158,8 +158,9 @@ def test_every_stage_reads_only_keys_its_fingerprint_covers(study_reads):
 
 @pytest.mark.slow
 def test_the_check_finds_what_evaluate_read_uncovered_before(study_reads):
-    """The registry as it was: evaluate covered `evaluation` and `models.student` only. The pixel bounds were this
-    issue's defect (a hub student's base evaluation stayed done at new bounds); the device was found by this check."""
+    """The registry as the issue found it: evaluate covered `evaluation` and `models.student` only. The pixel bounds
+    were the issue's defect (a hub student's base evaluation stayed done at new bounds; declared since 0ae832d); the
+    device was found by this check, failing on the registry of 6faa107."""
     cfg, reads = study_reads
     before = dict(STAGES)
     before["evaluate"] = StageSpec(**{**STAGES["evaluate"].__dict__, "config": ("evaluation", "models.student")})
