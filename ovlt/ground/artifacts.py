@@ -194,6 +194,14 @@ class Run:
         return json.loads(path.read_text())
 
 
+def clear_but_shards(folder: Path) -> None:
+    """Empty `folder` (made if missing) of everything but its `shards/`, from which a rerun resumes."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for child in Path(folder).iterdir():
+        if child.name != SHARDS:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
 class Stage:
     """One stage's folder, its fingerprint and its manifest.
 
@@ -247,9 +255,7 @@ class Stage:
             raise _explain_os_error(self.dir, exc) from exc
         shard_dir = self.dir / SHARDS
         stamp = shard_dir / "fingerprint"
-        for child in self.dir.iterdir():
-            if child.name != SHARDS:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        clear_but_shards(self.dir)
         if shard_dir.exists() and (not stamp.exists() or stamp.read_text() != self.fingerprint):
             shutil.rmtree(shard_dir)
         if not shard_dir.exists():

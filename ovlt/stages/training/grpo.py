@@ -27,7 +27,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from ovlt.engines.architectures import ImageBudget
 from ovlt.engines.models import freeze_vision, load_processor
-from ovlt.ground.artifacts import SHARDS, Run, Stage, atomic_write_json, atomic_write_text
+from ovlt.ground.artifacts import Run, Stage, atomic_write_json, atomic_write_text, clear_but_shards
 from ovlt.ground.config import GRPO, StudyConfig
 from ovlt.ground.layout import checkpoint_path
 from ovlt.scoring.rewards import REWARDS, logged_as
@@ -73,7 +73,7 @@ def _grpo_in_phases(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Ou
         # Done when its result and checkpoint are there: the last phase's checkpoint moves to the stage's folder at
         # the end, and a stage that died after that move trains its last phase again rather than lose it.
         if not ((folder / RESULT_FILE).exists() and (folder / "checkpoint").exists()):
-            _clear_but_shards(folder)  # a phase cut short resumes from its trainer checkpoints (under its shards)
+            clear_but_shards(folder)  # a phase cut short resumes from its trainer checkpoints (under its shards)
             log.info("%s: GRPO phase %s on set %s, %s", st.label, phase.name, phase.set or "grpo",
                      "vision frozen" if section.freeze_vision else "vision trained")
             run_job(cfg, run, "grpo", train_grpo, iteration, st.dir, section.launch, bf16=section.bf16, phase=index)
@@ -97,13 +97,6 @@ def _grpo_in_phases(cfg: StudyConfig, run: Run, st: Stage, iteration: int) -> Ou
     counts = {"problems": {r["phase"]: r["examples"] for r in results},
               "steps": {r["phase"]: r["steps"] for r in results}, "processes": summary["processes"]}
     return Outcome(counts, {"train": summary})
-
-
-def _clear_but_shards(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for child in folder.iterdir():
-        if child.name != SHARDS:
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 GRPO_COLUMNS = ("prompt", "image", "answer", "answer_type", "choices", "precision")
 
