@@ -1,0 +1,175 @@
+"""The embedded default's speed levers, each measured side by side with the setting it would replace (issue 35).
+
+    python benchmarks/levers.py sft  [--steps N] [--run RUN]  # SFT-1: 1 process x 2 threads, torch_compile, 2 x 1 thread
+    python benchmarks/levers.py grpo [--steps N] [--run RUN]  # GRPO-1 from SFT-1: as configured, torch_compile
+    python benchmarks/levers.py select_hard [--run RUN]       # SFT-1's difficulty sampling: 1 engine x 2 threads, 2 x 1
+    python benchmarks/levers.py evaluate [--run RUN]          # SFT-1's evaluation (greedy and sampled), the same two
+    python benchmarks/levers.py generation [--run RUN]        # SFT-1's greedy generation: dynamic cache, compiled static
+
+RUN (default runs/levers) holds what the measured stage consumes; the study's own stages make what it lacks. Each
+variant runs the stage on its own copy of RUN and prints seconds per optimizer step (training: the median of the
+logged windows after the first, so that a compile shows in the first window, printed too) and the stage's whole wall
+time. Run it on quiet cores: the figures are wall-clock seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+SFT_VARIANTS = {
+    "1 process x 2 threads (as configured)": {},
+    "torch_compile": {"sft": {"torch_compile": True}},
+    "2 processes x 1 thread": {"sft": {"launch": {"num_processes": 2}, "per_device_train_batch_size": 8}},
+}
+GRPO_VARIANTS = {
+    "as configured": {},
+    "torch_compile": {"grpo": {"torch_compile": True}},
+}
+GENERATION_VARIANTS = {
+    "1 engine x 2 threads (as configured)": {},
+    "2 engines x 1 thread": {"models": {"student": {"data_parallel_size": 2}}},
+}
+# lever: (the stage measured, its folder in the run, variants, overrides every variant shares)
+LEVERS = {
+    "sft": ("iter1/sft", "iter1/sft", SFT_VARIANTS, {"sft": {"max_steps": 150, "logging_steps": 25}}),
+    "grpo": ("iter1/grpo", "iter1/grpo", GRPO_VARIANTS, {"grpo": {"max_steps": 20, "logging_steps": 5}}),
+    "select_hard": ("iter1/select_hard", "iter1/select_hard", GENERATION_VARIANTS, {}),
+    "evaluate": ("evaluate sft-1", "eval/sft-1", GENERATION_VARIANTS, {}),
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def prepare(run_dir: Path, upto: str, overrides: dict):
+    """Run the study's stages (its own functions) into `run_dir` up to, not including, `upto`."""
+    from ovlt.ground.artifacts import Run
+    from ovlt.ground.config import load_config
+    from ovlt.stages.registry import run_stage
+    from ovlt.study.order import stage_order
+
+    cfg = load_config(REPO / "configs/tiny.yaml", overrides=overrides)
+    run = Run(run_dir)
+    for ref in stage_order(cfg):
+        if ref.label == upto:
+            return cfg, run, ref
+        if ref.checkpoint is None:  # the evaluations are not needed upstream of training
+            run_stage(cfg, run, ref.name, ref.key)
+    raise KeyError(upto)
+
+
+def step_seconds(stage_dir: Path) -> tuple[float, float]:
+    """(first logged window's seconds per step, the median of the later windows')."""
+    rows = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
+    windows = [row["step_seconds"] for row in rows if "step_seconds" in row]
+    return windows[0], statistics.median(windows[1:])
+
+
+def copy_upstream(base_run: Path, copy: Path, measured: Path) -> None:
+    """The run folder without the measured stage's folder and what comes after it (evaluations, notebooks, later
+    iterations), so that the variant runs it from scratch on what it consumes."""
+    skip = {base_run / "eval", base_run / "notebooks", measured}
+    if measured.parent.name.startswith("iter"):
+        skip |= {base_run / f"iter{k}" for k in range(int(measured.parent.name[4:]) + 1, 10)}
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(base_run, copy, ignore=lambda folder, names: [n for n in names if Path(folder) / n in skip])
+
+
+def measure(base_run: Path, label: str, folder: str, variants: dict, overrides: dict) -> None:
+    """Each variant runs the stage `label` (stage folder `folder`) on its own copy of `base_run`; the upstream stages
+    are the base run's, as the study config made them (a variant's own keys may reach their fingerprints)."""
+    from ovlt.ground.config import load_config
+    from ovlt.stages.registry import run_stage
+
+    print(f"{label}: {'variant':<40}{'s/step':>9}{'first window':>14}{'stage wall s':>14}", flush=True)
+    for name, extra in variants.items():
+        copy = base_run.parent / f"{base_run.name}-{name.split()[0].replace('_', '-')}"
+        copy_upstream(base_run, copy, base_run / folder)
+        _, run, ref = prepare(copy, label, overrides)
+        cfg = load_config(REPO / "configs/tiny.yaml", overrides=_merge(overrides, extra))
+        began = time.perf_counter()
+        run_stage(cfg, run, ref.name, ref.key)
+        wall = time.perf_counter() - began
+        stage_dir = run.root / folder
+        first, later = step_seconds(stage_dir) if (stage_dir / "log.jsonl").is_file() else (float("nan"),) * 2
+        print(f"{label}: {name:<40}{later:>9.3f}{first:>14.3f}{wall:>14.1f}", flush=True)
+
+
+def generation_compile(base_run: Path, prompts: int = 128) -> None:
+    """Greedy generation of SFT-1 on the first `prompts` held-out problems, as evaluation prompts them: transformers'
+    dynamic cache (as configured) against its compiled route (a static cache, which `generate` compiles the forward
+    for; on a CPU only when the compile config asks for all devices). Twice each: the first call holds the compile."""
+    import dataclasses
+
+    from transformers import CompileConfig
+
+    from ovlt.engines.generation import SamplingParams, TransformersBackend
+    from ovlt.ground.artifacts import Run
+    from ovlt.ground.config import load_config
+    from ovlt.ground.layout import checkpoint_path
+    from ovlt.stages.evaluation import _prompts, benchmark_records
+
+    cfg = load_config(REPO / "configs/tiny.yaml")
+    run = Run(base_run)
+    ref = cfg.evaluation.benchmarks[0]
+    chats, images = _prompts(ref, benchmark_records(ref, run)[:prompts])
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.evaluation.sampling.max_new_tokens)
+    backend = TransformersBackend(checkpoint_path(cfg, run, "sft-1"), batch_size=cfg.models.student.batch_size,
+                                  show_progress=False)
+    config = backend.model.generation_config
+    compiled = CompileConfig()
+    compiled._compile_all_devices = True  # transformers' own switch (a class attribute) for compiling off the GPU
+    texts = {}
+    print(f"generation: {'variant':<40}{'first call s':>14}{'second call s':>15}", flush=True)
+    for name, settings in (("dynamic cache (as configured)", {}),
+                           ("static cache, compiled", {"cache_implementation": "static",
+                                                       "compile_config": compiled})):
+        for key, value in settings.items():
+            setattr(config, key, value)
+        seconds = []
+        for _ in range(2):
+            began = time.perf_counter()
+            out = backend.generate(chats, images, dataclasses.replace(params))
+            seconds.append(time.perf_counter() - began)
+        texts[name] = [c[0].text for c in out]
+        print(f"generation: {name:<40}{seconds[0]:>14.1f}{seconds[1]:>15.1f}", flush=True)
+    first, second = texts.values()
+    print(f"generation: responses that differ between the two: {sum(a != b for a, b in zip(first, second, strict=True))} of "
+          f"{len(first)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("lever", choices=(*LEVERS, "generation"))
+    parser.add_argument("--run", default=str(REPO / "runs/levers"))
+    parser.add_argument("--steps", type=int, help="training steps per variant (sft: 150, grpo: 20)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    base_run = Path(args.run)
+    if args.lever == "generation":
+        generation_compile(base_run)
+        return
+    label, folder, variants, overrides = LEVERS[args.lever]
+    if args.steps:
+        overrides = _merge(overrides, {label.split("/")[-1]: {"max_steps": args.steps}})
+    # The base run holds what the measured stage consumes, made once by the study's own stages.
+    prepare(base_run, label, {})
+    measure(base_run, label, folder, variants, overrides)
+
+
+if __name__ == "__main__":
+    main()
