@@ -5,6 +5,7 @@
     python benchmarks/levers.py select_hard [--run RUN]       # SFT-1's difficulty sampling: 1 engine x 2 threads, 2 x 1
     python benchmarks/levers.py evaluate [--run RUN]          # SFT-1's evaluation (greedy and sampled), the same two
     python benchmarks/levers.py generation [--run RUN]        # SFT-1's greedy generation: dynamic cache, compiled static
+    python benchmarks/levers.py notebook [--steps N] [--run RUN]  # SFT-1 in process against in the study's notebook
 
 RUN (default runs/levers) holds what the measured stage consumes; the study's own stages make what it lacks. Each
 variant runs the stage on its own copy of RUN and prints seconds per optimizer step (training: the median of the
@@ -151,9 +152,44 @@ def generation_compile(base_run: Path, prompts: int = 128) -> None:
           f"{len(first)}")
 
 
+def notebook_overhead(base_run: Path, steps: int = 150) -> None:
+    """SFT-1 for `steps` steps in this process, then through the study's own notebook execution (papermill, a kernel,
+    the live-progress file, the log and kernel output the study routes): as configured, and with the trainer's
+    progress bar off (`disable_tqdm`, TRL's field), to see what the notebook path costs a training step."""
+    import yaml
+
+    from ovlt.stages.registry import run_stage
+    from ovlt.stages.training.progress import PROGRESS_ENV
+    from ovlt.study.notebooks import NOTEBOOK_DIR, PROGRESS_FILE, execute
+
+    print(f"iter1/sft: {'path':<40}{'s/step':>9}{'first window':>14}{'wall s':>10}", flush=True)
+    for name, extra, in_kernel in (("in process", {}, False), ("notebook (as the study runs it)", {}, True),
+                                   ("notebook, disable_tqdm", {"sft": {"disable_tqdm": True}}, True)):
+        copy = base_run.parent / f"{base_run.name}-{name.split()[0].replace(',', '')}{'-quiet' if extra else ''}"
+        copy_upstream(base_run, copy, base_run / "iter1/sft")
+        overrides = _merge({"sft": {"max_steps": steps, "logging_steps": 25}}, extra)
+        cfg, run, ref = prepare(copy, "iter1/sft", overrides)
+        began = time.perf_counter()
+        if in_kernel:
+            config = copy / "levers.yaml"
+            config.write_text(yaml.safe_dump({"extends": str(REPO / "configs/tiny.yaml"), **overrides}))
+            os.environ[PROGRESS_ENV] = str(run.notebooks_dir / PROGRESS_FILE)
+            run.notebooks_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                execute(NOTEBOOK_DIR / "04_sft.ipynb", run.notebooks_dir / "04_sft_iter1.ipynb",
+                        {"config": str(config), "run_dir": str(run.root), "iteration": 1, "checkpoint": ""},
+                        "iter1/sft", log_path=run.root / "study.log")
+            finally:
+                os.environ.pop(PROGRESS_ENV)
+        else:
+            run_stage(cfg, run, ref.name, ref.key)
+        first, later = step_seconds(run.root / "iter1/sft")
+        print(f"iter1/sft: {name:<40}{later:>9.3f}{first:>14.3f}{time.perf_counter() - began:>10.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("lever", choices=(*LEVERS, "generation"))
+    parser.add_argument("lever", choices=(*LEVERS, "generation", "notebook"))
     parser.add_argument("--run", default=str(REPO / "runs/levers"))
     parser.add_argument("--steps", type=int, help="training steps per variant (sft: 150, grpo: 20)")
     args = parser.parse_args()
@@ -162,6 +198,9 @@ def main() -> None:
     base_run = Path(args.run)
     if args.lever == "generation":
         generation_compile(base_run)
+        return
+    if args.lever == "notebook":
+        notebook_overhead(base_run, args.steps or 150)
         return
     label, folder, variants, overrides = LEVERS[args.lever]
     if args.steps:

@@ -347,14 +347,15 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
 
 
 # --- wall time on the machine at hand: where the live estimate of `ovlt reproduce` starts ---------------------------
-# MEASURED: the embedded default (configs/tiny.yaml, seed 0) on 2 CPU cores, from a whole run's manifests (1,775 s).
-# The student's sampling took 1.3-1.6e-4 s per sample x max_new_tokens in evaluation, difficulty selection and
-# self-generation alike; GRPO 5.5e-4 s per sample x max_completion_length (rollouts and updates); SFT 0.024 s per
-# example trained (1,300 steps x 16 in 502 s and 513 s); the data and curation stages 1-2e-3 s per problem or less;
-# each notebook execution ~10 s over its stages (kernel start, imports). A student of another size runs at another
-# rate: `ovlt reproduce` scales the estimate by what the finished steps took against it.
-CPU_SECONDS = {"problem": 1.2e-3, "student_token": 1.45e-4, "grpo_token": 5.5e-4, "sft_example": 0.024}
-NOTEBOOK_SECONDS = 10.0
+# MEASURED: the embedded default (configs/tiny.yaml, seed 0) on 2 quiet CPU cores, from a fresh clone's whole run
+# (8a11f43: stages 1,360 s of 1,518). The student's sampling took 1.1-1.4e-4 s per sample x max_new_tokens in
+# evaluation, difficulty selection and self-generation alike; GRPO 4.0-4.3e-4 s per sample x max_completion_length
+# (rollouts and updates); SFT 0.0185 s per example trained (1,300 steps x 16 in 388 s and 381 s); the data and
+# curation stages 2e-4 to 1.2e-3 s per problem; each notebook execution ~9 s over its stages (kernel start, imports,
+# the evidence cells; docs/findings.md, "The embedded default's wall time"). A student of another size runs at
+# another rate: `ovlt reproduce` scales the estimate by what the finished steps took against it.
+CPU_SECONDS = {"problem": 6e-4, "student_token": 1.15e-4, "grpo_token": 4.2e-4, "sft_example": 0.0185}
+NOTEBOOK_SECONDS = 9.0
 
 
 def cpu_seconds(cfg: StudyConfig, p: PlannedStage) -> float:
