@@ -4,10 +4,11 @@
 
 For every checkpoint a finished run evaluated on the synthetic benchmark, each greedy response (as
 `eval/<checkpoint>/synthetic/predictions.jsonl` keeps it) is cut where its text stops being the start of a
-well-formed think/answer response (`ovlt.scoring.chains.well_formed`, read as a partial match): the text a stopping
-rule would have kept. Sampled responses stop at the same place (transformers seeds each batch, and a finished row
-keeps drawing), so the greedy cut shows the rule; the sampled ones are not stored. Printed per checkpoint: responses,
-those the rule would cut, the share of characters it keeps, right verdicts before, and verdicts the cut changes.
+well-formed think/answer response (`ovlt.scoring.chains.WELL_FORMED`, read as a partial match): the text a stopping
+rule would have kept. Only greedy responses are measured: the sampled ones are not stored. (A sampled response
+would keep its own text up to its cut: transformers seeds each batch, and a finished row keeps drawing.) Printed per
+checkpoint: responses, those the rule would cut, the share of characters it keeps, right verdicts before, and
+verdicts the cut changes.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ sys.path.insert(0, str(REPO))
 
 from ovlt.ground.artifacts import Run  # noqa: E402
 from ovlt.scoring import benchmarks as bench  # noqa: E402
-from ovlt.scoring.chains import _WELL_FORMED  # noqa: E402
+from ovlt.scoring.chains import WELL_FORMED  # noqa: E402
 from ovlt.scoring.predictions import read_responses  # noqa: E402
 from ovlt.stages.registry import output  # noqa: E402
 
-PREFIX_OF_WELL_FORMED = regex.compile(_WELL_FORMED.pattern, regex.DOTALL)
+PREFIX_OF_WELL_FORMED = regex.compile(WELL_FORMED.pattern, regex.DOTALL)
 
 
 def cut(text: str) -> str:

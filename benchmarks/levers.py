@@ -76,15 +76,18 @@ def step_seconds(stage_dir: Path) -> tuple[float, float]:
     """(first logged window's seconds per step, the median of the later windows')."""
     rows = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
     windows = [row["step_seconds"] for row in rows if "step_seconds" in row]
+    if len(windows) < 2:
+        raise SystemExit(f"{stage_dir}: {len(windows)} logged window(s); run more steps than one logging window")
     return windows[0], statistics.median(windows[1:])
 
 
 def copy_upstream(base_run: Path, copy: Path, measured: Path) -> None:
-    """The run folder without the measured stage's folder and what comes after it (evaluations, notebooks, later
-    iterations), so that the variant runs it from scratch on what it consumes."""
+    """A copy of the run folder without the measured stage's own folder, the evaluations and the notebooks, and, for a
+    stage of iteration i, without the folders of the iterations after i: the variant redoes the measured stage on
+    what it consumes. Later stages of the same iteration are copied; nothing here runs them."""
     skip = {base_run / "eval", base_run / "notebooks", measured}
     if measured.parent.name.startswith("iter"):
-        skip |= {base_run / f"iter{k}" for k in range(int(measured.parent.name[4:]) + 1, 10)}
+        skip |= {folder for folder in base_run.glob("iter*") if int(folder.name[4:]) > int(measured.parent.name[4:])}
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(base_run, copy, ignore=lambda folder, names: [n for n in names if Path(folder) / n in skip])
 
@@ -173,6 +176,7 @@ def notebook_overhead(base_run: Path, steps: int = 150) -> None:
         if in_kernel:
             config = copy / "levers.yaml"
             config.write_text(yaml.safe_dump({"extends": str(REPO / "configs/tiny.yaml"), **overrides}))
+            saved = os.environ.get(PROGRESS_ENV)
             os.environ[PROGRESS_ENV] = str(run.notebooks_dir / PROGRESS_FILE)
             run.notebooks_dir.mkdir(parents=True, exist_ok=True)
             try:
@@ -180,7 +184,10 @@ def notebook_overhead(base_run: Path, steps: int = 150) -> None:
                         {"config": str(config), "run_dir": str(run.root), "iteration": 1, "checkpoint": ""},
                         "iter1/sft", log_path=run.root / "study.log")
             finally:
-                os.environ.pop(PROGRESS_ENV)
+                if saved is None:
+                    os.environ.pop(PROGRESS_ENV)
+                else:
+                    os.environ[PROGRESS_ENV] = saved
         else:
             run_stage(cfg, run, ref.name, ref.key)
         first, later = step_seconds(run.root / "iter1/sft")
@@ -191,21 +198,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("lever", choices=(*LEVERS, "generation", "notebook"))
     parser.add_argument("--run", default=str(REPO / "runs/levers"))
-    parser.add_argument("--steps", type=int, help="training steps per variant (sft: 150, grpo: 20)")
+    parser.add_argument("--steps", type=int, help="training steps per variant (sft and notebook: 150, grpo: 20)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     base_run = Path(args.run)
+    if args.steps and args.lever not in ("sft", "grpo", "notebook"):
+        parser.error(f"--steps is for the training levers; {args.lever} samples")
+    # The base run holds what the measured stage consumes, made once by the study's own stages.
     if args.lever == "generation":
+        prepare(base_run, "evaluate sft-1", {})
         generation_compile(base_run)
         return
     if args.lever == "notebook":
+        prepare(base_run, "iter1/sft", {})
         notebook_overhead(base_run, args.steps or 150)
         return
     label, folder, variants, overrides = LEVERS[args.lever]
     if args.steps:
         overrides = _merge(overrides, {label.split("/")[-1]: {"max_steps": args.steps}})
-    # The base run holds what the measured stage consumes, made once by the study's own stages.
     prepare(base_run, label, {})
     measure(base_run, label, folder, variants, overrides)
 

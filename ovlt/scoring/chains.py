@@ -14,8 +14,8 @@ REASONING_INSTRUCTION = (
     "then give the final answer inside <answer> </answer> tags."
 )
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-_WELL_FORMED = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*"
-                          r"</answer>\s*(?:<\|im_end\|>|<\|endoftext\|>|</s>)?\s*", re.DOTALL)
+WELL_FORMED = re.compile(r"\s*<think>(?:(?!</?think>|</?answer>).)*</think>\s*<answer>(?:(?!</?answer>|</?think>).)*"
+                         r"</answer>\s*(?:<\|im_end\|>|<\|endoftext\|>|</s>)?\s*", re.DOTALL)
 
 
 def chain_text(think: str, answer: str) -> str:
@@ -57,4 +57,4 @@ def split_reasoning(response: str) -> tuple[str, str]:
 
 def well_formed(text: str) -> bool:
     """<think>...</think> then <answer>...</answer>, and nothing after </answer> but whitespace or an eos token."""
-    return _WELL_FORMED.fullmatch(text or "") is not None
+    return WELL_FORMED.fullmatch(text or "") is not None
