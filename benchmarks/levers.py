@@ -16,53 +16,56 @@ time. Run it on quiet cores: the figures are wall-clock seconds.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
+from ovlt.scoring.benchmarks import read_jsonl  # noqa: E402
+
+# Settings as `ovlt --set` pairs (`ovlt.ground.config.overrides_from`); a later pair for the same key wins.
 SFT_VARIANTS = {
-    "1 process x 2 threads (as configured)": {},
-    "torch_compile": {"sft": {"torch_compile": True}},
-    "2 processes x 1 thread": {"sft": {"launch": {"num_processes": 2}, "per_device_train_batch_size": 8}},
+    "1 process x 2 threads (as configured)": [],
+    "torch_compile": ["sft.torch_compile=true"],
+    "2 processes x 1 thread": ["sft.launch.num_processes=2", "sft.per_device_train_batch_size=8"],
 }
 GRPO_VARIANTS = {
-    "as configured": {},
-    "torch_compile": {"grpo": {"torch_compile": True}},
+    "as configured": [],
+    "torch_compile": ["grpo.torch_compile=true"],
 }
 GENERATION_VARIANTS = {
-    "1 engine x 2 threads (as configured)": {},
-    "2 engines x 1 thread": {"models": {"student": {"data_parallel_size": 2}}},
+    "1 engine x 2 threads (as configured)": [],
+    "2 engines x 1 thread": ["models.student.data_parallel_size=2"],
 }
-# lever: (the stage measured, its folder in the run, variants, overrides every variant shares)
+SFT_STEPS = ["sft.max_steps=150", "sft.logging_steps=25"]
+# lever: (the stage measured, its folder in the run, variants, settings every variant shares)
 LEVERS = {
-    "sft": ("iter1/sft", "iter1/sft", SFT_VARIANTS, {"sft": {"max_steps": 150, "logging_steps": 25}}),
-    "grpo": ("iter1/grpo", "iter1/grpo", GRPO_VARIANTS, {"grpo": {"max_steps": 20, "logging_steps": 5}}),
-    "select_hard": ("iter1/select_hard", "iter1/select_hard", GENERATION_VARIANTS, {}),
-    "evaluate": ("evaluate sft-1", "eval/sft-1", GENERATION_VARIANTS, {}),
+    "sft": ("iter1/sft", "iter1/sft", SFT_VARIANTS, SFT_STEPS),
+    "grpo": ("iter1/grpo", "iter1/grpo", GRPO_VARIANTS, ["grpo.max_steps=20", "grpo.logging_steps=5"]),
+    "select_hard": ("iter1/select_hard", "iter1/select_hard", GENERATION_VARIANTS, []),
+    "evaluate": ("evaluate sft-1", "eval/sft-1", GENERATION_VARIANTS, []),
 }
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
+def tiny_config(settings: list[str]):
+    from ovlt.ground.config import load_config, overrides_from
+
+    return load_config(REPO / "configs/tiny.yaml", overrides=overrides_from(settings))
 
 
-def prepare(run_dir: Path, upto: str, overrides: dict):
+def prepare(run_dir: Path, upto: str, settings: list[str]):
     """Run the study's stages (its own functions) into `run_dir` up to, not including, `upto`."""
     from ovlt.ground.artifacts import Run
-    from ovlt.ground.config import load_config
     from ovlt.stages.registry import run_stage
     from ovlt.study.order import stage_order
 
-    cfg = load_config(REPO / "configs/tiny.yaml", overrides=overrides)
+    cfg = tiny_config(settings)
     run = Run(run_dir)
     for ref in stage_order(cfg):
         if ref.label == upto:
@@ -74,8 +77,7 @@ def prepare(run_dir: Path, upto: str, overrides: dict):
 
 def step_seconds(stage_dir: Path) -> tuple[float, float]:
     """(first logged window's seconds per step, the median of the later windows')."""
-    rows = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
-    windows = [row["step_seconds"] for row in rows if "step_seconds" in row]
+    windows = [row["step_seconds"] for _, row in read_jsonl(stage_dir / "log.jsonl") if "step_seconds" in row]
     if len(windows) < 2:
         raise SystemExit(f"{stage_dir}: {len(windows)} logged window(s); run more steps than one logging window")
     return windows[0], statistics.median(windows[1:])
@@ -92,18 +94,17 @@ def copy_upstream(base_run: Path, copy: Path, measured: Path) -> None:
     shutil.copytree(base_run, copy, ignore=lambda folder, names: [n for n in names if Path(folder) / n in skip])
 
 
-def measure(base_run: Path, label: str, folder: str, variants: dict, overrides: dict) -> None:
+def measure(base_run: Path, label: str, folder: str, variants: dict, shared: list[str]) -> None:
     """Each variant runs the stage `label` (stage folder `folder`) on its own copy of `base_run`; the upstream stages
     are the base run's, as the study config made them (a variant's own keys may reach their fingerprints)."""
-    from ovlt.ground.config import load_config
     from ovlt.stages.registry import run_stage
 
     print(f"{label}: {'variant':<40}{'s/step':>9}{'first window':>14}{'stage wall s':>14}", flush=True)
-    for name, extra in variants.items():
-        copy = base_run.parent / f"{base_run.name}-{name.split()[0].replace('_', '-')}"
+    for k, (name, extra) in enumerate(variants.items()):
+        copy = base_run.parent / f"{base_run.name}-variant{k}"
         copy_upstream(base_run, copy, base_run / folder)
-        _, run, ref = prepare(copy, label, overrides)
-        cfg = load_config(REPO / "configs/tiny.yaml", overrides=_merge(overrides, extra))
+        _, run, ref = prepare(copy, label, shared)
+        cfg = tiny_config(shared + extra)
         began = time.perf_counter()
         run_stage(cfg, run, ref.name, ref.key)
         wall = time.perf_counter() - began
@@ -122,11 +123,10 @@ def generation_compile(base_run: Path, prompts: int = 128) -> None:
 
     from ovlt.engines.generation import SamplingParams, TransformersBackend
     from ovlt.ground.artifacts import Run
-    from ovlt.ground.config import load_config
     from ovlt.ground.layout import checkpoint_path
     from ovlt.stages.evaluation import _prompts, benchmark_records
 
-    cfg = load_config(REPO / "configs/tiny.yaml")
+    cfg = tiny_config([])
     run = Run(base_run)
     ref = cfg.evaluation.benchmarks[0]
     chats, images = _prompts(ref, benchmark_records(ref, run)[:prompts])
@@ -161,21 +161,23 @@ def notebook_overhead(base_run: Path, steps: int = 150) -> None:
     progress bar off (`disable_tqdm`, TRL's field), to see what the notebook path costs a training step."""
     import yaml
 
+    from ovlt.ground.config import overrides_from
     from ovlt.stages.registry import run_stage
     from ovlt.stages.training.progress import PROGRESS_ENV
     from ovlt.study.notebooks import NOTEBOOK_DIR, PROGRESS_FILE, execute
 
     print(f"iter1/sft: {'path':<40}{'s/step':>9}{'first window':>14}{'wall s':>10}", flush=True)
-    for name, extra, in_kernel in (("in process", {}, False), ("notebook (as the study runs it)", {}, True),
-                                   ("notebook, disable_tqdm", {"sft": {"disable_tqdm": True}}, True)):
-        copy = base_run.parent / f"{base_run.name}-{name.split()[0].replace(',', '')}{'-quiet' if extra else ''}"
+    paths = (("in process", [], False), ("notebook (as the study runs it)", [], True),
+             ("notebook, disable_tqdm", ["sft.disable_tqdm=true"], True))
+    for k, (name, extra, in_kernel) in enumerate(paths):
+        copy = base_run.parent / f"{base_run.name}-path{k}"
         copy_upstream(base_run, copy, base_run / "iter1/sft")
-        overrides = _merge({"sft": {"max_steps": steps, "logging_steps": 25}}, extra)
-        cfg, run, ref = prepare(copy, "iter1/sft", overrides)
+        settings = [*SFT_STEPS, f"sft.max_steps={steps}", *extra]
+        cfg, run, ref = prepare(copy, "iter1/sft", settings)
         began = time.perf_counter()
         if in_kernel:
             config = copy / "levers.yaml"
-            config.write_text(yaml.safe_dump({"extends": str(REPO / "configs/tiny.yaml"), **overrides}))
+            config.write_text(yaml.safe_dump({"extends": str(REPO / "configs/tiny.yaml"), **overrides_from(settings)}))
             saved = os.environ.get(PROGRESS_ENV)
             os.environ[PROGRESS_ENV] = str(run.notebooks_dir / PROGRESS_FILE)
             run.notebooks_dir.mkdir(parents=True, exist_ok=True)
@@ -207,18 +209,18 @@ def main() -> None:
         parser.error(f"--steps is for the training levers; {args.lever} samples")
     # The base run holds what the measured stage consumes, made once by the study's own stages.
     if args.lever == "generation":
-        prepare(base_run, "evaluate sft-1", {})
+        prepare(base_run, "evaluate sft-1", [])
         generation_compile(base_run)
         return
     if args.lever == "notebook":
-        prepare(base_run, "iter1/sft", {})
+        prepare(base_run, "iter1/sft", [])
         notebook_overhead(base_run, args.steps or 150)
         return
-    label, folder, variants, overrides = LEVERS[args.lever]
+    label, folder, variants, shared = LEVERS[args.lever]
     if args.steps:
-        overrides = _merge(overrides, {label.split("/")[-1]: {"max_steps": args.steps}})
-    prepare(base_run, label, {})
-    measure(base_run, label, folder, variants, overrides)
+        shared = [*shared, f"{args.lever}.max_steps={args.steps}"]
+    prepare(base_run, label, [])
+    measure(base_run, label, folder, variants, shared)
 
 
 if __name__ == "__main__":

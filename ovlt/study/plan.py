@@ -352,8 +352,9 @@ def format_gpu_hours(cfg: StudyConfig, planned: list[PlannedStage]) -> list[str]
 # evaluation, difficulty selection and self-generation alike; GRPO 4.0-4.3e-4 s per sample x max_completion_length
 # (rollouts and updates); SFT 0.0185 s per example trained (1,300 steps x 16 in 388 s and 381 s); the data and
 # curation stages 2e-4 to 1.2e-3 s per problem; each notebook execution ~8 s over its stages (kernel start, imports,
-# the evidence cells; docs/findings.md, "The embedded default's wall time"), ~9 s with the report's share. A student of another size runs at
-# another rate: `ovlt reproduce` scales the estimate by what the finished steps took against it.
+# the evidence cells; docs/findings.md, "The embedded default's wall time"), ~9 s with the report's share. A student
+# of another size runs at another rate: `ovlt reproduce` scales the estimate by what the finished steps took against
+# it.
 CPU_SECONDS = {"problem": 6e-4, "student_token": 1.15e-4, "grpo_token": 4.2e-4, "sft_example": 0.0185}
 NOTEBOOK_SECONDS = 9.0
 
